@@ -1,0 +1,166 @@
+"""Method contracts shared by every weighting method.
+
+Two families (DESIGN.md):
+
+* :class:`LossWeighting`: task losses -> effective loss weights ``[T]``.
+  The trainer's objective is ``sum_t w_t * L_t`` (+ the method's own
+  regulariser). ``weights`` returns the *effective* weights on the raw
+  losses, i.e. the factor in front of ``grad L_t`` in the update, so a
+  method defined on transformed losses (log losses, geometric mean) reports
+  ``w_t * f'(L_t)``. Scale convention: EW has weights 1 (sum ``T``); methods
+  defined on the simplex are multiplied by ``T`` so that switching between
+  methods does not change the effective learning rate.
+* :class:`GradientMethod`: a Jacobian ``[T, P]`` of the task losses with
+  respect to the shared parameters (or the shared representation) plus the
+  losses -> one update direction ``[P]``.
+
+Each method declares its hyperparameters as :class:`HParam` with the paper's
+default and an Optuna search range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+Kind = Literal["float", "int", "categorical", "bool"]
+
+
+@dataclass(frozen=True)
+class HParam:
+    """A method hyperparameter: default from the paper plus a search space."""
+
+    name: str
+    default: Any
+    kind: Kind = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+    tunable: bool = True
+    help: str = ""
+
+    def validate(self, value: Any, method: str) -> Any:
+        """Return ``value`` coerced to this parameter's type or raise ``ValueError``."""
+        where = f"{method}.{self.name}"
+        if self.kind == "categorical":
+            if self.choices is not None and value not in self.choices:
+                raise ValueError(f"{where} must be one of {list(self.choices)}, got {value!r}")
+            return value
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where} must be true or false, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        if self.kind == "int":
+            if int(value) != value:
+                raise ValueError(f"{where} must be an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"{where} must be finite, got {value!r}")
+        return value
+
+    def search_space(self) -> dict[str, Any]:
+        """JSON-able description of the Optuna search space."""
+        if self.kind == "categorical" or self.kind == "bool":
+            choices = self.choices if self.choices is not None else (False, True)
+            return {"type": "categorical", "choices": list(choices)}
+        return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log}
+
+
+class Method(nn.Module):
+    """Common part of loss-weighting and gradient methods."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[Literal["loss", "grad"]] = "loss"
+    paper: ClassVar[str] = ""
+    hparams: ClassVar[tuple[HParam, ...]] = ()
+    #: whether the method draws random numbers (takes a seeded generator)
+    random: ClassVar[bool] = False
+
+    def __init__(self, num_tasks: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        self.num_tasks = num_tasks
+        self.generator = generator
+
+    def end_epoch(self, epoch: int, mean_losses: Tensor) -> None:
+        """Hook called by the trainer after each epoch with the mean training losses."""
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{p.name}={getattr(self, p.name, p.default)!r}" for p in self.hparams)
+
+
+class LossWeighting(Method):
+    """Task losses ``[T]`` -> effective loss weights ``[T]``."""
+
+    kind = "loss"
+    #: True if the method needs the losses on the same batch after the update (FAMO)
+    needs_after_step: ClassVar[bool] = False
+
+    def weights(self, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Effective weights for (detached) ``losses``; may require grad w.r.t. the method's own parameters."""
+        raise NotImplementedError
+
+    def regularizer(self) -> Tensor | None:
+        """Extra objective term for the method's own parameters (UW's ``sum s/2``), or None."""
+        return None
+
+    def after_step(self, new_losses: Tensor) -> None:
+        """Hook with the losses recomputed on the same batch after the model update."""
+
+
+class GradientMethod(Method):
+    """Jacobian ``[T, P]`` and losses ``[T]`` -> one update direction ``[P]``."""
+
+    kind = "grad"
+    #: spaces the method can work in: "param" (shared parameters) and/or "rep" (shared representation)
+    spaces: ClassVar[tuple[str, ...]] = ("param",)
+    #: default space when the spec does not say
+    default_space: ClassVar[str] = "param"
+
+    def direction(self, jacobian: Tensor, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    #: the weights used for the last direction (for logging), if the method has them
+    last_weights: Tensor | None = None
+
+
+@dataclass
+class MethodInfo:
+    """Registry entry."""
+
+    name: str
+    cls: type[Method]
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def kind(self) -> str:
+        return self.cls.kind
+
+
+def check_hparams(cls: type[Method], given: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and validate ``given`` against ``cls.hparams``."""
+    known = {p.name: p for p in cls.hparams}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        valid = ", ".join(sorted(known)) or "none"
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(unknown)} for method '{cls.name}'; valid: {valid}"
+        )
+    out = {}
+    for name, p in known.items():
+        out[name] = p.validate(given[name], cls.name) if name in given else p.default
+    return out
+
+
+def as_list(x: Sequence[float] | Tensor) -> list[float]:
+    return [float(v) for v in (x.tolist() if isinstance(x, Tensor) else x)]

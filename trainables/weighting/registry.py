@@ -1,0 +1,142 @@
+"""Name -> method class registry, and ``build`` for specs' method names.
+
+A spec names a single method (``rlw``) or a combination ``LOSS+GRAD``
+(``rlw+cagrad``): the loss weighting is applied to the task losses, then the
+gradient method aggregates the Jacobian of the weighted losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from .base import GradientMethod, LossWeighting, Method, check_hparams
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+M = TypeVar("M", bound=type[Method])
+
+
+def register(cls: M) -> M:
+    """Class decorator: add a method to the registry under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__qualname__} has no registry name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"method name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Registered method names, optionally of one family ("loss" or "grad")."""
+    return sorted(n for n, c in _REGISTRY.items() if kind is None or c.kind == kind)
+
+
+def get(name: str) -> type[Method]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def _generator(cls: type[Method], hp: dict[str, Any], generator: torch.Generator | None) -> torch.Generator | None:
+    if not cls.random:
+        return None
+    if generator is not None:
+        return generator
+    g = torch.Generator()
+    g.manual_seed(int(hp.get("seed", 0)))
+    return g
+
+
+def build(name: str, num_tasks: int, generator: torch.Generator | None = None, **hparams: Any) -> Method:
+    """Build one registered method; unknown names or hyperparameters raise ``ValueError``.
+
+    Random methods take a ``seed`` hyperparameter, or a dedicated ``generator``
+    (the trainer passes one seeded from the trial seed) that wins over it.
+    """
+    cls = get(name)
+    hp = check_hparams(cls, hparams)
+    gen = _generator(cls, hp, generator)
+    if cls.random:
+        return cls(num_tasks, generator=gen, **hp)
+    return cls(num_tasks, **hp)
+
+
+@dataclass
+class Pipeline:
+    """What a spec method name resolves to: an optional loss weighting, then an optional gradient method."""
+
+    name: str
+    loss: LossWeighting
+    grad: GradientMethod | None
+
+    def parts(self) -> list[Method]:
+        return [m for m in (self.loss, self.grad) if m is not None]
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``'rlw+cagrad'`` -> ``('rlw', 'cagrad')``; ``'cagrad'`` -> ``('ew', 'cagrad')``; ``'uw'`` -> ``('uw', None)``.
+
+    Raises ``ValueError`` for unknown parts and for parts of the wrong family.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"method name must be a non-empty string, got {name!r}")
+    parts = name.split("+")
+    if len(parts) > 2:
+        raise ValueError(f"method {name!r}: a combination is LOSS+GRAD with exactly two parts")
+    for p in parts:
+        get(p)
+    if len(parts) == 1:
+        cls = get(parts[0])
+        return (parts[0], None) if cls.kind == "loss" else ("ew", parts[0])
+    loss, grad = parts
+    if get(loss).kind != "loss" or get(grad).kind != "grad":
+        raise ValueError(
+            f"method {name!r}: a combination is LOSS+GRAD, a loss weighting ({', '.join(names('loss'))}) "
+            f"then a gradient method ({', '.join(names('grad'))})"
+        )
+    return loss, grad
+
+
+def split_hparams(name: str, hparams: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Route a flat hyperparameter dict to the parts of ``name``.
+
+    A key may be prefixed with its part (``cagrad.c``) and must be when both
+    parts declare it.
+    """
+    loss, grad = split_name(name)
+    out: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+    owners = [(0, get(loss))] + ([(1, get(grad))] if grad else [])
+    for key, value in hparams.items():
+        if "." in key:
+            part, sub = key.split(".", 1)
+            match = [(i, c) for i, c in owners if c.name == part]
+            if not match:
+                raise ValueError(f"method {name!r}: hyperparameter {key!r} names no part of it")
+            out[match[0][0]][sub] = value
+            continue
+        match = [(i, c) for i, c in owners if key in {p.name for p in c.hparams}]
+        if len(match) > 1:
+            raise ValueError(f"method {name!r}: {key!r} belongs to several parts; write it as PART.{key}")
+        if not match:
+            valid = sorted({f"{c.name}.{p.name}" for _, c in owners for p in c.hparams})
+            raise ValueError(
+                f"unknown hyperparameter {key!r} for method {name!r}; valid: {', '.join(valid) or 'none'}"
+            )
+        out[match[0][0]][key] = value
+    return out
+
+
+def build_pipeline(
+    name: str, num_tasks: int, hparams: dict[str, Any] | None = None, generator: torch.Generator | None = None
+) -> Pipeline:
+    """Build what a spec's method name (single or ``LOSS+GRAD``) means."""
+    loss_name, grad_name = split_name(name)
+    loss_hp, grad_hp = split_hparams(name, dict(hparams or {}))
+    loss = build(loss_name, num_tasks, generator=generator, **loss_hp)
+    grad = build(grad_name, num_tasks, generator=generator, **grad_hp) if grad_name else None
+    assert isinstance(loss, LossWeighting)
+    assert grad is None or isinstance(grad, GradientMethod)
+    return Pipeline(name, loss, grad)
