@@ -95,6 +95,14 @@ class Method(nn.Module):
     def end_epoch(self, epoch: int, mean_losses: Tensor) -> None:
         """Hook called by the trainer after each epoch with the mean training losses."""
 
+    def optimizer_params(self) -> list[nn.Parameter]:
+        """Parameters the trainer's optimiser trains (group learning rate ``self.lr``).
+
+        Methods that train their own parameters themselves (FAMO, GradNorm)
+        return an empty list.
+        """
+        return list(self.parameters())
+
     def extra_repr(self) -> str:
         return ", ".join(f"{p.name}={getattr(self, p.name, p.default)!r}" for p in self.hparams)
 

@@ -1,0 +1,163 @@
+"""The ``litmus`` command line.
+
+``litmus train`` (one trial, no Ray), ``litmus methods``, ``litmus datasets``;
+``litmus run``/``status`` (the study orchestrator) and ``litmus report``/
+``table`` (the analysis) register their own subcommands here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any, Callable
+
+import yaml
+
+USAGE_ERROR = 2
+
+
+class CLIError(Exception):
+    """A bad-input error printed as one line, exit code 2."""
+
+
+def _json_or_yaml(value: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"not valid YAML/JSON: {value!r} ({err})") from None
+
+
+def _kv(items: list[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CLIError(f"{what} must be KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _json_or_yaml(v)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainables.config import TrainConfig, resolve
+
+    from .single import eprint, format_metrics, run_single
+    from .store import Store
+
+    cfg = TrainConfig(
+        dataset=args.dataset, method=args.method, arch=args.arch, distribution=args.distribution,
+        method_params=_kv(args.param, "--param"), dataset_options=_kv(args.option, "--option"),
+        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, optimizer=args.optimizer, scheduler=args.scheduler,
+        grad_clip=args.grad_clip, device=args.device, space=args.space, amp=args.amp,
+        num_threads=args.threads, max_steps_per_epoch=args.max_steps,
+    )
+    resolved, _ = resolve(cfg)  # every bad input fails here, before data are loaded
+    store = Store(args.store)
+    eprint(f"litmus train: {resolved.method} on {resolved.dataset} ({resolved.arch}), seed {resolved.seed}, "
+           f"{resolved.epochs} epochs -> {store.root}")
+    tid, status, last = run_single(cfg, store, study=args.study, progress=lambda s: eprint("  " + s))
+    print(format_metrics(last, "test"))
+    print(f"\ntrial {tid}: {status}; rows in {store.root}")
+    return 0 if status == "completed" else 1
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from trainables import weighting
+    from trainables.config import takes_distribution
+
+    for kind, title in (("loss", "Loss weighting"), ("grad", "Gradient methods (combine as LOSS+GRAD)")):
+        print(f"{title}:")
+        for name in weighting.names(kind):
+            cls = weighting.get(name)
+            hp = ", ".join(f"{p.name}={p.default!r}" for p in cls.hparams) or "-"
+            extra = f" spaces={'/'.join(cls.spaces)}" if kind == "grad" else ""
+            rnd = " [random: distributions " + ", ".join(weighting.DISTRIBUTIONS) + "]" if takes_distribution(name) else ""
+            print(f"  {name:<12} {hp}{extra}{rnd}")
+            if args.verbose and cls.paper:
+                print(f"  {'':<12} {cls.paper}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from trainables import architectures, datasets
+
+    for name in datasets.names():
+        cls = datasets.get(name)
+        tag = "bundled" if cls.bundled else "needs root="
+        print(f"{name:<18} [{tag}] tasks: {', '.join(cls.tasks)}")
+        if args.verbose:
+            print(f"{'':<18} {cls.description}")
+            for o in cls.options:
+                print(f"{'':<20} option {o.name}={o.default!r}  {o.help}")
+    print(f"\narchitectures: {', '.join(architectures.names())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="litmus", description="Does this MTL weighting method beat random weighting?")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one trial without Ray and write it to a store")
+    t.add_argument("--dataset", required=True, help="registered dataset (see `litmus datasets`)")
+    t.add_argument("--method", default="ew", help="method or LOSS+GRAD combination (see `litmus methods`)")
+    t.add_argument("--arch", default="hps")
+    t.add_argument("--distribution", default=None, help="sampling distribution of a random method (rlw, rgw)")
+    t.add_argument("--param", action="append", metavar="KEY=VALUE", help="method hyperparameter (repeatable)")
+    t.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option (repeatable)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--weight-decay", type=float, default=None)
+    t.add_argument("--optimizer", default=None, choices=["adam", "adamw", "sgd"])
+    t.add_argument("--scheduler", default=None, choices=["none", "step", "cosine"])
+    t.add_argument("--grad-clip", type=float, default=None)
+    t.add_argument("--space", default=None, choices=["param", "rep"], help="gradient methods: Jacobian space")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU only)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch (smoke runs)")
+    t.add_argument("--store", default="litmus-results", help="results store directory")
+    t.add_argument("--study", default="adhoc", help="study name recorded with the rows")
+    t.set_defaults(func=cmd_train)
+
+    m = sub.add_parser("methods", help="list registered methods and their hyperparameters")
+    m.add_argument("-v", "--verbose", action="store_true")
+    m.set_defaults(func=cmd_methods)
+    d = sub.add_parser("datasets", help="list registered datasets, tasks and options")
+    d.add_argument("-v", "--verbose", action="store_true")
+    d.set_defaults(func=cmd_datasets)
+
+    for module in ("study.run_cli", "analysis.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return USAGE_ERROR
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"litmus: error: {msg}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("litmus: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,90 @@
+"""``litmus train``: one trial without Ray, written to the store as stage ``single``."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any, Callable
+
+from trainables.config import TrainConfig, resolve
+from trainables.trainer import Diverged, EpochResult, Trainer
+
+from .ids import trial_id
+from .records import group, now, trial_record
+from .store import Store
+
+
+def headline(result: EpochResult, split: str = "val") -> str:
+    """A short per-epoch progress line: mean train loss and the first metric of each task on ``split``."""
+    seen: dict[str, str] = {}
+    for r in result.rows:
+        if r["split"] == split and r["metric"] != "loss" and r["task"] not in seen:
+            seen[r["task"]] = f"{r['task']}.{r['metric']}={r['value']:.4g}"
+    parts = list(seen.values())
+    if len(parts) > 4:
+        parts = parts[:4] + [f"(+{len(parts) - 4} tasks)"]
+    loss = sum(result.train_losses.values())
+    return f"train loss {loss:.4g} | {split}: " + " ".join(parts)
+
+
+def run_single(
+    cfg: TrainConfig,
+    store: Store,
+    study: str = "adhoc",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """Train ``cfg`` and write it to ``store``; returns (trial_id, status, last epoch's rows)."""
+    cfg, _ = resolve(cfg)  # validate before anything is loaded
+    config = cfg.to_dict()
+    tid = trial_id(study, "single", config)
+    grp = group(study, "single", tid, config)
+    started = now()
+    store.write_trial(trial_record(grp, config, "running", epochs=0, started_at=started))
+    rows: list[dict[str, Any]] = []
+    weights: dict[int, dict[str, float]] = {}
+    last: list[dict[str, Any]] = []
+    trainer: Trainer | None = None
+    say = progress or (lambda s: None)
+    try:
+        trainer = Trainer(cfg)
+        for res in trainer.epochs():
+            last = [dict(r, epoch=res.epoch) for r in res.rows]
+            rows += last
+            store.write_metrics(grp, rows)
+            if res.weights is not None:
+                weights[res.epoch] = res.weights
+                store.write_weights(study, tid, weights)
+            store.write_trial(trial_record(grp, config, "running", epochs=res.epoch, started_at=started,
+                                           summary=trainer.stats.summary()))
+            say(f"epoch {res.epoch}/{cfg.epochs} ({res.seconds:.1f}s) {headline(res)}")
+    except Diverged as err:
+        store.write_trial(trial_record(grp, config, "diverged", epochs=trainer.epoch if trainer else 0,
+                                       started_at=started, summary=trainer.stats.summary() if trainer else None,
+                                       error=str(err)))
+        return tid, "diverged", last
+    except Exception:
+        store.write_trial(trial_record(grp, config, "failed", epochs=trainer.epoch if trainer else 0,
+                                       started_at=started, summary=trainer.stats.summary() if trainer else None,
+                                       error=traceback.format_exc()))
+        raise
+    store.write_trial(trial_record(grp, config, "completed", epochs=trainer.epoch, started_at=started,
+                                   summary=trainer.stats.summary()))
+    return tid, "completed", last
+
+
+def format_metrics(rows: list[dict[str, Any]], split: str = "test") -> str:
+    """A plain table of one split's metrics."""
+    sel = [r for r in rows if r["split"] == split]
+    if not sel:
+        return f"(no {split} metrics)"
+    w_task = max(len("task"), *(len(r["task"]) for r in sel))
+    w_metric = max(len("metric"), *(len(r["metric"]) for r in sel))
+    lines = [f"{'task':<{w_task}}  {'metric':<{w_metric}}  {'value':>10}  better", "-" * (w_task + w_metric + 22)]
+    for r in sel:
+        arrow = "higher" if r["higher_is_better"] else "lower"
+        lines.append(f"{r['task']:<{w_task}}  {r['metric']:<{w_metric}}  {r['value']:>10.4f}  {arrow}")
+    return "\n".join(lines)
+
+
+def eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,156 @@
+"""One trial's configuration, validated before anything expensive starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import architectures, datasets, weighting
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "step", "cosine")
+SPACES = ("param", "rep")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (a trial). ``None`` means the dataset's default."""
+
+    dataset: str
+    method: str = "ew"
+    arch: str = "hps"
+    distribution: str | None = None
+    method_params: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    epochs: int | None = None
+    batch_size: int | None = None
+    eval_batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    scheduler: str | None = None
+    step_size: int | None = None
+    gamma: float = 0.5
+    grad_clip: float | None = None
+    amp: bool = False
+    device: str = "auto"
+    space: str | None = None
+    num_threads: int | None = None
+    max_steps_per_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        if "dataset" not in d:
+            raise ValueError("a training config needs 'dataset'")
+        return cls(**d)
+
+
+def _positive(name: str, value: Any, kind: type = float, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        ok = ok and int(value) == value
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
+                         f"{'integer' if kind is int else 'number'}, got {value!r}")
+
+
+def takes_distribution(name: str) -> bool:
+    """Whether a registered method samples from a named distribution (``rlw``, ``rgw``)."""
+    return any(p.name == "distribution" for p in weighting.get(name).hparams)
+
+
+def is_random(method: str) -> bool:
+    """Whether a spec method name (``rlw``, ``rlw+cagrad``) has a random-weighting part with a distribution."""
+    loss, grad = weighting.split_name(method)
+    return takes_distribution(loss) or (grad is not None and takes_distribution(grad))
+
+
+def method_hparams(cfg: TrainConfig) -> dict[str, Any]:
+    """The method's hyperparameters with the trial's ``distribution`` folded in."""
+    hp = dict(cfg.method_params)
+    if cfg.distribution is not None:
+        hp["distribution"] = cfg.distribution
+    return hp
+
+
+def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
+    """Validate ``cfg``, fill the dataset's defaults, return it with the (unloaded) benchmark.
+
+    Raises ``ValueError`` with a one-line message for any bad input.
+    """
+    bench = datasets.build(cfg.dataset, **cfg.dataset_options)
+    arch_cls = architectures.get(cfg.arch)
+    d = bench.defaults
+    cfg = dataclasses.replace(
+        cfg,
+        method_params=dict(cfg.method_params),
+        epochs=cfg.epochs if cfg.epochs is not None else d.epochs,
+        batch_size=cfg.batch_size if cfg.batch_size is not None else d.batch_size,
+        optimizer=cfg.optimizer or d.optimizer,
+        lr=cfg.lr if cfg.lr is not None else d.lr,
+        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else d.weight_decay,
+        scheduler=cfg.scheduler or d.scheduler or "none",
+    )
+    if cfg.eval_batch_size is None:
+        cfg.eval_batch_size = max(cfg.batch_size, 256)
+    _positive("epochs", cfg.epochs, int)
+    _positive("batch_size", cfg.batch_size, int)
+    _positive("eval_batch_size", cfg.eval_batch_size, int)
+    _positive("lr (learning rate)", cfg.lr)
+    _positive("weight_decay", cfg.weight_decay, allow_zero=True)
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if cfg.scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {cfg.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+    if cfg.scheduler == "step":
+        cfg.step_size = cfg.step_size or d.scheduler_options.get("step_size") or max(1, cfg.epochs // 2)
+        _positive("step_size", cfg.step_size, int)
+        _positive("gamma", cfg.gamma)
+    if cfg.grad_clip is not None:
+        _positive("grad_clip", cfg.grad_clip)
+    if cfg.max_steps_per_epoch is not None:
+        _positive("max_steps_per_epoch", cfg.max_steps_per_epoch, int)
+    if cfg.num_threads is not None:
+        _positive("num_threads", cfg.num_threads, int)
+    if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith(("cuda", "mps")):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+
+    # the method: names, family, hyperparameters, distribution, space
+    if cfg.distribution is not None and not is_random(cfg.method):
+        raise ValueError(f"distribution {cfg.distribution!r} given for method {cfg.method!r}, which is not random "
+                         f"(random methods: {', '.join(n for n in weighting.names() if takes_distribution(n))})")
+    if cfg.distribution is not None:
+        weighting.sampling.check_distribution(cfg.distribution)
+    pipeline = weighting.build_pipeline(cfg.method, len(bench.tasks), method_hparams(cfg))
+    grad = pipeline.grad
+    if grad is None:
+        if cfg.space is not None:
+            raise ValueError(f"method {cfg.method!r} is a loss weighting: it has no gradient space, "
+                             f"remove 'space' (gradient methods: {', '.join(weighting.names('grad'))})")
+    else:
+        space = cfg.space or grad.default_space
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        if space not in grad.spaces:
+            raise ValueError(f"method {grad.name!r} cannot work in {space!r} space; it supports: {', '.join(grad.spaces)}")
+        if space == "rep" and not arch_cls.supports_rep:
+            raise ValueError(f"{grad.name!r} in rep space needs a single shared representation; architecture "
+                             f"{cfg.arch!r} has none (use hps, or space: param)")
+        if space == "rep" and bench.multi_input:
+            raise ValueError(f"rep space is not supported on the multi-input dataset {cfg.dataset!r}; use space: param")
+        cfg.space = space
+    return cfg, bench

@@ -1,0 +1,35 @@
+"""Uncertainty Weighting (Kendall, Gal & Cipolla, CVPR 2018, Eq. 7).
+
+Objective ``sum_t L_t / (2 exp(s_t)) + s_t / 2`` with learned log-variances
+``s`` (initialised at 0, so the first weights are 1/2, as in the paper and
+LibMTL). ``s`` is trained by the trainer's optimiser in its own parameter
+group with learning rate ``lr`` (0.025 in the Nash-MTL/FAMO code).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import HParam, LossWeighting
+from .registry import register
+
+
+@register
+class UW(LossWeighting):
+    name = "uw"
+    paper = "Kendall et al., CVPR 2018"
+    hparams = (HParam("lr", 0.025, low=1e-4, high=0.1, log=True, help="learning rate of the log-variances"),)
+
+    def __init__(self, num_tasks: int, lr: float = 0.025) -> None:
+        super().__init__(num_tasks)
+        if lr <= 0:
+            raise ValueError(f"uw.lr must be > 0, got {lr}")
+        self.lr = lr
+        self.log_var = nn.Parameter(torch.zeros(num_tasks))
+
+    def weights(self, losses: Tensor) -> Tensor:
+        return 0.5 * torch.exp(-self.log_var).to(losses.dtype)
+
+    def regularizer(self) -> Tensor:
+        return 0.5 * self.log_var.sum()
