@@ -1,0 +1,92 @@
+"""Nash-MTL: multi-task learning as a bargaining game (Navon et al., ICML 2022, Algorithm 1, Eq. 4).
+
+Weights ``alpha > 0`` solving the bargaining condition ``G alpha = 1 / alpha`` (``G = J J^T``),
+approximated as in the paper (Sec. 3.2) by ``max_iter`` sequential convex problems (cvxpy + ECOS),
+recomputed every ``update_every`` steps (the previous weights are reused in between); the
+direction ``sum_t alpha_t g_t`` is then clipped to norm ``max_norm`` (0 disables the clip).
+
+Wraps torchjd's ``NashMTL`` weighting. torchjd catches ``SolverError`` / ``ValueError`` from ECOS
+and keeps the previous weights (all ones at the start): a failed solve silently turns Nash-MTL
+into EW with clipping. litmus guards the solver call: any exception or non-optimal status makes
+``direction`` raise ``RuntimeError("nash_mtl: ... step k ...")``. A task with an all-zero gradient
+has no bargaining solution and raises too.
+
+Scale (part of the method's definition, kept): ``|sum_t alpha_t g_t| = sqrt(T)`` before the clip,
+so ``T`` identical gradients ``g`` give ``min(sqrt(T), max_norm) * g / |g|``. ``last_weights``
+are the weights after the clip. Cost: one ``T x T`` device->host copy and ``max_iter`` cvxpy/ECOS
+solves per updating step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cvxpy as cp
+from torch import Tensor
+from torchjd.aggregation._nash_mtl import _NashMTLWeighting
+
+from ._grad import WeightedGradientMethod
+from .base import HParam
+from .registry import register
+
+_OK = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+
+
+class _CheckedNashWeighting(_NashMTLWeighting):
+    """torchjd's Nash-MTL weighting whose ECOS failures are recorded instead of lost."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures: list[str] = []
+
+    def _init_optim_problem(self) -> None:
+        super()._init_optim_problem()
+        problem = self.prob
+        solve = problem.solve
+
+        def checked_solve(*a: Any, **k: Any) -> Any:
+            try:
+                out = solve(*a, **k)
+            except Exception as e:  # recorded, re-raised into torchjd (which swallows it); reported by NashMTL
+                self.failures.append(f"{type(e).__name__}: {e}")
+                raise
+            if problem.status not in _OK:
+                self.failures.append(f"solver status {problem.status!r}")
+            return out
+
+        problem.solve = checked_solve
+
+
+@register
+class NashMTL(WeightedGradientMethod):
+    name = "nash_mtl"
+    paper = "Navon et al., ICML 2022, Algorithm 1"
+    spaces = ("param", "rep")
+    default_space = "param"
+    hparams = (
+        HParam("update_every", 1, kind="int", low=1, high=100, log=True, help="recompute the weights every k steps"),
+        HParam("max_iter", 20, kind="int", low=1, high=100, tunable=False, help="sequential convex problems per update"),
+        HParam("max_norm", 1.0, low=0.1, high=10.0, log=True, tunable=False, help="clip of the direction's norm (0: none)"),
+    )
+
+    def __init__(self, num_tasks: int, update_every: int = 1, max_iter: int = 20, max_norm: float = 1.0) -> None:
+        super().__init__(num_tasks)
+        if update_every < 1 or max_iter < 1 or max_norm < 0:
+            raise ValueError(
+                f"nash_mtl needs update_every >= 1, max_iter >= 1, max_norm >= 0; "
+                f"got {update_every}, {max_iter}, {max_norm}"
+            )
+        self.update_every, self.max_iter, self.max_norm = update_every, max_iter, max_norm
+        self._weighting = _CheckedNashWeighting(
+            n_tasks=num_tasks, max_norm=max_norm, update_weights_every=update_every, optim_niter=max_iter
+        )
+
+    def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:
+        self._weighting.failures.clear()
+        alpha = self._weighting(jacobian.flatten(1))
+        if self._weighting.failures:
+            raise RuntimeError(
+                f"nash_mtl: the convex solver (cvxpy/ECOS) failed at step {self.steps - 1}: "
+                + "; ".join(self._weighting.failures)
+            )
+        return alpha
