@@ -1,0 +1,11 @@
+"""The one exception type of the analysis package."""
+
+from __future__ import annotations
+
+
+class AnalysisError(ValueError):
+    """Bad input to the analysis (empty store, missing baseline, corrupted file, ...).
+
+    The message is one line; the CLI prints it as ``litmus: error: <message>``
+    and exits with code 2.
+    """
