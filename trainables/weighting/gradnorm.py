@@ -12,7 +12,7 @@ positive; the paper only renormalises).
 space (default, the cheap stand-in for the paper's "last shared layer"), all shared parameters in
 "param" space. Scale: the weights sum to ``T`` (EW's scale), so ``T`` identical gradients ``g``
 with equal losses give ``T * g`` (the weights stay at 1). The weights have their own optimiser:
-``parameters()`` is empty so the trainer does not add them to the model's.
+``optimizer_params()`` is empty so the trainer does not add them to the model's.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ class GradNorm(WeightedGradientMethod):
         self._have_initial = False
         self._opt = torch.optim.Adam([self.task_weights], lr=lr)
 
-    def parameters(self, recurse: bool = True):  # noqa: D401 - the weights have their own optimiser
-        """GradNorm trains its weights itself; the trainer must not add them to the model's optimiser."""
-        return iter(())
+    def optimizer_params(self) -> list[nn.Parameter]:
+        """GradNorm trains its weights itself: nothing for the trainer's optimiser."""
+        return []
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:
         p = self.task_weights
