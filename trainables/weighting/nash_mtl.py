@@ -32,6 +32,23 @@ from .registry import register
 _OK = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 
 
+class _CheckedSolve:
+    """Stands in for ``problem.solve``: records exceptions and non-optimal statuses, then re-raises."""
+
+    def __init__(self, problem: cp.Problem, failures: list[str]) -> None:
+        self.problem, self.failures = problem, failures
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            out = cp.Problem.solve(self.problem, *args, **kwargs)
+        except Exception as e:  # recorded, re-raised into torchjd (which swallows it); NashMTL raises
+            self.failures.append(f"{type(e).__name__}: {e}")
+            raise
+        if self.problem.status not in _OK:
+            self.failures.append(f"solver status {self.problem.status!r}")
+        return out
+
+
 class _CheckedNashWeighting(_NashMTLWeighting):
     """torchjd's Nash-MTL weighting whose ECOS failures are recorded instead of lost."""
 
@@ -41,20 +58,7 @@ class _CheckedNashWeighting(_NashMTLWeighting):
 
     def _init_optim_problem(self) -> None:
         super()._init_optim_problem()
-        problem = self.prob
-        solve = problem.solve
-
-        def checked_solve(*a: Any, **k: Any) -> Any:
-            try:
-                out = solve(*a, **k)
-            except Exception as e:  # recorded, re-raised into torchjd (which swallows it); reported by NashMTL
-                self.failures.append(f"{type(e).__name__}: {e}")
-                raise
-            if problem.status not in _OK:
-                self.failures.append(f"solver status {problem.status!r}")
-            return out
-
-        problem.solve = checked_solve
+        self.prob.solve = _CheckedSolve(self.prob, self.failures)
 
 
 @register
