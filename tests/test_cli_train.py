@@ -1,0 +1,70 @@
+"""`litmus train`, `methods`, `datasets` through the real console entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+LITMUS = [sys.executable, "-m", "study.cli"]
+
+
+def litmus(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(LITMUS + list(args), capture_output=True, text=True, timeout=300)
+
+
+def test_train_writes_single_stage_rows(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    r = litmus("train", "--dataset", "multi_digits", "--method", "rlw", "--distribution", "normal", "--seed", "0",
+               "--epochs", "2", "--option", "n_train=256", "--option", "n_val=64", "--option", "n_test=64",
+               "--store", str(store))
+    assert r.returncode == 0, r.stderr
+    assert "epoch 2/2" in r.stderr and "accuracy" in r.stdout
+    metrics = pq.read_table(store / "metrics").to_pandas()
+    # 2 epochs x 3 splits x 2 tasks x (loss, accuracy)
+    assert len(metrics) == 2 * 3 * 2 * 2
+    assert set(metrics["stage"]) == {"single"} and set(metrics["distribution"]) == {"normal"}
+    assert not metrics.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
+    trials = pq.read_table(store / "trials").to_pandas()
+    assert list(trials["status"]) == ["completed"] and trials["step_time_ms"].iloc[0] > 0
+    assert '"torch"' in trials["versions"].iloc[0]
+    weights = pq.read_table(store / "weights").to_pandas()
+    assert len(weights) == 2 * 2
+
+
+def test_diverged_run_is_recorded(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    r = litmus("train", "--dataset", "multi_digits", "--lr", "1e30", "--optimizer", "sgd", "--epochs", "2", "--batch-size", "32",
+               "--option", "n_train=256", "--store", str(store))
+    assert r.returncode == 1
+    trials = pq.read_table(store / "trials").to_pandas()
+    assert list(trials["status"]) == ["diverged"] and "non-finite" in trials["error"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--dataset", "nope"], "unknown dataset"),
+        (["--dataset", "scenes", "--method", "nope"], "unknown method"),
+        (["--dataset", "scenes", "--method", "rlw", "--distribution", "gauss"], "unknown distribution"),
+        (["--dataset", "scenes", "--method", "rlw", "--param", "foo=1"], "unknown hyperparameter"),
+        (["--dataset", "scenes", "--lr", "-1"], "lr"),
+        (["--dataset", "scenes", "--epochs", "0"], "epochs"),
+        (["--dataset", "scenes", "--store", "/proc/litmus-store"], "not writable"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], msg: str, tmp_path: Path) -> None:
+    r = litmus("train", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("litmus: error:") and msg in lines[0], r.stderr
+
+
+def test_methods_and_datasets_listings() -> None:
+    r = litmus("methods")
+    assert r.returncode == 0 and "rlw" in r.stdout and "distribution" in r.stdout
+    r = litmus("datasets")
+    assert r.returncode == 0 and "multi_digits" in r.stdout and "hps" in r.stdout

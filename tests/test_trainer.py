@@ -1,0 +1,152 @@
+"""The trainer on the bundled benchmarks: determinism, divergence, gradient paths, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from trainables.config import TrainConfig, resolve
+from trainables.trainer import Diverged, Trainer
+
+SMALL = {"n_train": 256, "n_val": 64, "n_test": 64}
+
+
+def small(dataset: str = "multi_digits", **kw) -> TrainConfig:
+    opts = dict(SMALL, **kw.pop("dataset_options", {}))
+    return TrainConfig(dataset=dataset, dataset_options=opts, epochs=kw.pop("epochs", 2), batch_size=64, **kw)
+
+
+def values(trainer: Trainer) -> list[tuple]:
+    return [(r.epoch, row["split"], row["task"], row["metric"], row["value"]) for r in trainer.epochs() for row in r.rows]
+
+
+def test_same_seed_identical_metrics_different_seed_differs() -> None:
+    a = values(Trainer(small(method="rlw", seed=3)))
+    b = values(Trainer(small(method="rlw", seed=3)))
+    c = values(Trainer(small(method="rlw", seed=4)))
+    assert a == b
+    assert a != c
+
+
+def test_records_have_every_split_task_metric_each_epoch() -> None:
+    tr = Trainer(small("scenes", epochs=1, dataset_options={"n_train": 32, "n_val": 8, "n_test": 8}))
+    (res,) = list(tr.epochs())
+    keys = {(r["split"], r["task"], r["metric"]) for r in res.rows}
+    for split in ("train", "val", "test"):
+        for task, metrics in {"segmentation": ["miou", "pixel_acc", "loss"], "depth": ["abs_err", "rel_err", "loss"],
+                              "normal": ["mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30", "loss"]}.items():
+            for m in metrics:
+                assert (split, task, m) in keys
+    hib = {(r["task"], r["metric"]): r["higher_is_better"] for r in res.rows}
+    assert hib[("depth", "abs_err")] is False and hib[("segmentation", "miou")] is True
+    s = tr.stats.summary()
+    assert s["step_time_ms"] > 0 and s["peak_memory_mb"] > 0 and s["versions"]["torch"]
+
+
+def test_huge_learning_rate_diverges_with_epoch_and_step() -> None:
+    tr = Trainer(small(lr=1e30, optimizer="sgd", epochs=3))
+    with pytest.raises(Diverged) as info:
+        list(tr.epochs())
+    assert info.value.epoch >= 1 and info.value.step >= 1
+    assert "non-finite loss" in str(info.value)
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("method,space", [("ew", None), ("rlw", None), ("uw", None), ("rgw", "rep"), ("rgw", "param"),
+                                          ("mgda", "param"), ("mgda_ub", "rep")])
+def test_encoder_always_gets_a_nonzero_gradient(method: str, space: str | None) -> None:
+    tr = Trainer(small(method=method, space=space, epochs=1))
+    batch = next(iter(_first_batch(tr)))
+    tr.train_step(batch, 1, 1)
+    enc = [p.grad for p in tr.model.shared_parameters()]
+    assert all(g is not None for g in enc)
+    assert sum(float(g.abs().sum()) for g in enc) > 0
+
+
+def _first_batch(tr: Trainer):
+    from trainables.trainer import _batches
+
+    return _batches(tr.splits.train, tr.cfg.batch_size, torch.Generator().manual_seed(0), tr.device)
+
+
+def test_rgw_rep_mode_equals_chain_rule_and_heads_get_unweighted_gradients() -> None:
+    """RGW (Algorithm 2): encoder gets d(sum w_t L_t)/d theta through the representation; heads get dL_t/d head_t."""
+    tr = Trainer(small(method="rgw", space="rep", epochs=1))
+    ref = copy.deepcopy(tr.model)
+    x, y = next(iter(_first_batch(tr)))
+    gen_state = tr.grad_method.generator.get_state()
+    tr.optimizer.step = lambda *a, **k: None  # keep parameters as they are
+    tr.train_step((x, y), 1, 1)
+    got = _grads(tr.model)
+    g = torch.Generator()
+    g.set_state(gen_state)
+    from trainables.weighting.sampling import sample
+
+    w = sample("normal", 2, g)
+    out = ref(x)
+    losses = torch.stack([tr.bench.loss(t, out[t], y[t]) for t in tr.tasks])
+    ref.zero_grad()
+    (w * losses).sum().backward(inputs=list(ref.encoder.parameters()), retain_graph=True)
+    losses.sum().backward(inputs=list(ref.heads.parameters()))
+    want = _grads(ref)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-5, rtol=1e-4), k
+
+
+def test_param_space_jacobian_matches_per_task_backward() -> None:
+    tr = Trainer(small(method="mgda", space="param", epochs=1))
+    x, y = next(iter(_first_batch(tr)))
+    out = tr.model(x)
+    losses = torch.stack([tr.bench.loss(t, out[t], y[t]) for t in tr.tasks])
+    batched = torch.cat([j.reshape(2, -1) for j in tr._jacobian(losses, tr.shared)], 1)
+    rows = []
+    for i in range(2):
+        gs = torch.autograd.grad(losses[i], tr.shared, retain_graph=True)
+        rows.append(torch.cat([g.reshape(-1) for g in gs]))
+    assert torch.allclose(batched, torch.stack(rows), atol=1e-6)
+
+
+def test_checkpoint_resume_gives_identical_metrics() -> None:
+    straight = values(Trainer(small(method="rlw", seed=1, epochs=3)))
+    first = Trainer(small(method="rlw", seed=1, epochs=3))
+    it = first.epochs()
+    part = [(1, r["split"], r["task"], r["metric"], r["value"]) for r in next(it).rows]
+    state = copy.deepcopy(first.state_dict())
+    second = Trainer(small(method="rlw", seed=1, epochs=3))
+    second.load_state_dict(state)
+    rest = values(second)
+    assert part + rest == straight
+
+
+def test_method_parameters_are_trained_and_weights_logged() -> None:
+    tr = Trainer(small(method="uw", epochs=1))
+    before = tr.loss_method.log_var.detach().clone()
+    (res,) = list(tr.epochs())
+    assert not torch.equal(before, tr.loss_method.log_var.detach())
+    assert set(res.weights) == {"left", "right"}
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"method": "ew", "space": "rep"}, "loss weighting"),
+        ({"method": "mgda_ub", "space": "param"}, "cannot work in 'param'"),
+        ({"method": "ew", "distribution": "normal"}, "not random"),
+        ({"method": "pcgrad+rlw"}, "LOSS\\+GRAD"),
+        ({"method": "rlw", "distribution": "gauss"}, "unknown distribution"),
+        ({"lr": 0.0}, "lr"),
+        ({"epochs": 0}, "epochs"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"arch": "nope"}, "unknown architecture"),
+        ({"dataset_options": {"bogus": 1}}, "unknown option"),
+    ],
+)
+def test_bad_configs_fail_before_training(kw: dict, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        resolve(small(**kw))
