@@ -202,6 +202,29 @@ def test_nash_mtl_solver_failure_raises(monkeypatch: pytest.MonkeyPatch) -> None
         m2.direction(j, torch.ones(3, dtype=F64))
 
 
+def _unbounded(self, *a, **k):
+    self._status = cp.UNBOUNDED  # what ECOS reports when the linearised objective is unbounded below
+
+
+def test_nash_mtl_no_solved_subproblem_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cp.Problem, "solve", _unbounded)
+    m = registry.build("nash_mtl", 3)
+    with pytest.raises(RuntimeError, match=r"nash_mtl: no convex sub-problem solved yet at step 0"):
+        m.direction(_conflicting(3, 6, 1), torch.ones(3, dtype=F64))
+
+
+def test_nash_mtl_later_non_optimal_status_keeps_last_solution_and_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = registry.build("nash_mtl", 3, max_norm=0.0)
+    j = _conflicting(3, 6, 1)
+    m.direction(j, torch.ones(3, dtype=F64))
+    w0 = m.last_weights.clone()
+    monkeypatch.setattr(cp.Problem, "solve", _unbounded)
+    with pytest.warns(RuntimeWarning, match="nash_mtl: a convex sub-problem was unbounded at step 1"):
+        m.direction(j * 3, torch.ones(3, dtype=F64))
+    assert m.stopped_early == 1
+    torch.testing.assert_close(m.last_weights, w0)
+
+
 # --- GradNorm ----------------------------------------------------------------------------------
 
 

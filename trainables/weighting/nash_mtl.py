@@ -7,9 +7,13 @@ direction ``sum_t alpha_t g_t`` is then clipped to norm ``max_norm`` (0 disables
 
 Wraps torchjd's ``NashMTL`` weighting. torchjd catches ``SolverError`` / ``ValueError`` from ECOS
 and keeps the previous weights (all ones at the start): a failed solve silently turns Nash-MTL
-into EW with clipping. litmus guards the solver call: any exception or non-optimal status makes
-``direction`` raise ``RuntimeError("nash_mtl: ... step k ...")``. A task with an all-zero gradient
-has no bargaining solution and raises too.
+into EW with clipping. litmus guards the solver call: any solver exception makes ``direction``
+raise ``RuntimeError("nash_mtl: ... step k ...")``, and so does a non-optimal status before any
+sub-problem was ever solved (the weights would be the initial ones: EW). A non-optimal status
+later (the linearised objective can be unbounded below when gradients conflict: 18 of 500 steps
+on i.i.d. random 3 x 12 Jacobians) ends the sequence at the last solved iterate, as in the
+paper's code; litmus counts these steps in ``stopped_early`` and warns once. A task with an
+all-zero gradient has no bargaining solution and raises.
 
 Scale (part of the method's definition, kept): ``|sum_t alpha_t g_t| = sqrt(T)`` before the clip,
 so ``T`` identical gradients ``g`` give ``min(sqrt(T), max_norm) * g / |g|``. ``last_weights``
@@ -19,6 +23,7 @@ solves per updating step.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import cvxpy as cp
@@ -35,8 +40,9 @@ _OK = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 class _CheckedSolve:
     """Stands in for ``problem.solve``: records exceptions and non-optimal statuses, then re-raises."""
 
-    def __init__(self, problem: cp.Problem, failures: list[str]) -> None:
-        self.problem, self.failures = problem, failures
+    def __init__(self, problem: cp.Problem, failures: list[str], statuses: list[str]) -> None:
+        self.problem, self.failures, self.statuses = problem, failures, statuses
+        self.solved = 0  # optimal solves so far (this run)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -44,8 +50,10 @@ class _CheckedSolve:
         except Exception as e:  # recorded, re-raised into torchjd (which swallows it); NashMTL raises
             self.failures.append(f"{type(e).__name__}: {e}")
             raise
-        if self.problem.status not in _OK:
-            self.failures.append(f"solver status {self.problem.status!r}")
+        if self.problem.status in _OK:
+            self.solved += 1
+        else:
+            self.statuses.append(str(self.problem.status))
         return out
 
 
@@ -55,10 +63,11 @@ class _CheckedNashWeighting(_NashMTLWeighting):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.failures: list[str] = []
+        self.statuses: list[str] = []
 
     def _init_optim_problem(self) -> None:
         super()._init_optim_problem()
-        self.prob.solve = _CheckedSolve(self.prob, self.failures)
+        self.prob.solve = _CheckedSolve(self.prob, self.failures, self.statuses)
 
 
 @register
@@ -81,16 +90,32 @@ class NashMTL(WeightedGradientMethod):
                 f"got {update_every}, {max_iter}, {max_norm}"
             )
         self.update_every, self.max_iter, self.max_norm = update_every, max_iter, max_norm
+        self.stopped_early = 0  # steps whose sub-problem sequence ended on a non-optimal status
         self._weighting = _CheckedNashWeighting(
             n_tasks=num_tasks, max_norm=max_norm, update_weights_every=update_every, optim_niter=max_iter
         )
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:
-        self._weighting.failures.clear()
-        alpha = self._weighting(jacobian.flatten(1))
-        if self._weighting.failures:
+        nash = self._weighting
+        nash.failures.clear()
+        nash.statuses.clear()
+        alpha = nash(jacobian.flatten(1))
+        step = self.steps - 1
+        if nash.failures:
             raise RuntimeError(
-                f"nash_mtl: the convex solver (cvxpy/ECOS) failed at step {self.steps - 1}: "
-                + "; ".join(self._weighting.failures)
+                f"nash_mtl: the convex solver (cvxpy/ECOS) failed at step {step}: " + "; ".join(nash.failures)
             )
+        if nash.statuses:
+            if nash.prob.solve.solved == 0:  # nothing but the initial all-ones weights: that would be EW
+                raise RuntimeError(
+                    f"nash_mtl: no convex sub-problem solved yet at step {step} (status {', '.join(nash.statuses)}); "
+                    "refusing to fall back to equal weights"
+                )
+            # as in the paper's code: the sequence stops at the last solved iterate (possibly the previous step's)
+            self.stopped_early += 1
+            if self.stopped_early == 1:
+                warnings.warn(
+                    f"nash_mtl: a convex sub-problem was {nash.statuses[0]} at step {step}; keeping the last solved "
+                    "weights (counted in nash_mtl.stopped_early)", RuntimeWarning, stacklevel=3,
+                )
         return alpha
