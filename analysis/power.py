@@ -45,9 +45,13 @@ def seeds_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0
     if not (np.isfinite(effect) and np.isfinite(sd)) or effect == 0 or sd <= 0:
         return float("nan")
     d = abs(effect) / sd
-    n = TTestIndPower().solve_power(effect_size=d, alpha=alpha, power=power, ratio=1.0,
-                                    alternative="two-sided")
-    return float(max(2, math.ceil(n)))
+    # statsmodels' root finder fails for large effects: scan n with its power function instead.
+    # Its noncentral t returns NaN for very large noncentrality (d * sqrt(n / 2) > ~8), where power is ~1.
+    ns = np.arange(2, 2001)
+    pw = TTestIndPower().power(effect_size=d, nobs1=ns, alpha=alpha, ratio=1.0)
+    pw = np.where(np.isnan(pw) & (d * np.sqrt(ns / 2) > 8), 1.0, pw)
+    reached = pw >= power
+    return float(ns[np.argmax(reached)]) if reached.any() else float("inf")
 
 
 def power_warnings(n_min_pairs: list[tuple[int, int, bool]], alpha: float, family: int,

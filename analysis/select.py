@@ -55,9 +55,11 @@ def validation_reference(val: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return pd.concat(refs, ignore_index=True)
 
 
-def best_val_epochs(frame: pd.DataFrame, baseline: str = "ew", per: str = "task",
-                    candidates: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per trial: the epoch with the best validation Delta-m (columns trial_id, epoch, val_delta_m)."""
+def validation_scores(frame: pd.DataFrame, baseline: str = "ew", per: str = "task") -> pd.DataFrame:
+    """Validation Delta-m of every (usable) trial x epoch against the fixed reference.
+
+    Columns trial_id, dataset, variant, seed, epoch, val_delta_m (NaN when a metric is missing).
+    """
     val = usable(frame)
     val = val[val["split"] == "val"]
     if val.empty:
@@ -75,9 +77,18 @@ def best_val_epochs(frame: pd.DataFrame, baseline: str = "ew", per: str = "task"
     v["term"] = v["coef"] * (v["value"] - v["ref"])
     score = v.groupby(["trial_id", "epoch"], observed=True)["term"].agg(["sum", "count"]).reset_index()
     k = ref.groupby("dataset", observed=True).size()
-    trial_ds = val.drop_duplicates("trial_id").set_index("trial_id")["dataset"]
-    need = score["trial_id"].map(trial_ds).map(k).to_numpy(float)
+    info = val.drop_duplicates("trial_id").set_index("trial_id")[["dataset", "variant", "seed"]]
+    score = score.join(info, on="trial_id")
+    need = score["dataset"].map(k).to_numpy(float)
     score["val_delta_m"] = np.where(score["count"].to_numpy() == need, score["sum"], np.nan)
+    return score[["trial_id", "dataset", "variant", "seed", "epoch", "val_delta_m"]]
+
+
+def best_val_epochs(frame: pd.DataFrame, baseline: str = "ew", per: str = "task",
+                    candidates: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per trial: the epoch with the best validation Delta-m (columns trial_id, epoch, val_delta_m);
+    ties go to the earliest epoch. ``candidates`` (trial_id, epoch) restricts the epochs considered."""
+    score = validation_scores(frame, baseline, per)
     if candidates is not None:
         score = score.merge(candidates, on=["trial_id", "epoch"], how="inner")
     score = score.dropna(subset=["val_delta_m"]).sort_values(["trial_id", "epoch"])

@@ -142,14 +142,34 @@ def run_tests(pairs: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 
     return res
 
 
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (equal to statsmodels ``multipletests(method="holm")``,
+    checked in the tests; statsmodels' Holm branch calls ``gc.collect()``, 0.1 s per call)."""
+    p = np.asarray(p, float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
 def correct(p: pd.Series, method: str = "holm") -> pd.Series:
-    """Family-wise (Holm) or false-discovery (BH) corrected p-values; NaN stays NaN and is not counted."""
+    """Family-wise (Holm, Bonferroni) or false-discovery (Benjamini-Hochberg, scipy) corrected p-values;
+    NaN stays NaN and is not counted in the family."""
     if method not in CORRECTIONS:
         raise AnalysisError(f"correction must be one of {sorted(CORRECTIONS)}, got {method!r}")
     out = pd.Series(np.nan, index=p.index)
     ok = p.notna()
     if ok.any():
-        out[ok] = multipletests(p[ok].to_numpy(float), method=CORRECTIONS[method])[1]
+        values = p[ok].to_numpy(float)
+        kind = CORRECTIONS[method]
+        if kind == "holm":
+            out[ok] = holm(values)
+        elif kind == "fdr_bh":
+            out[ok] = stats.false_discovery_control(values, method="bh")
+        else:
+            out[ok] = multipletests(values, method=kind)[1]
     return out
 
 

@@ -1,0 +1,299 @@
+"""The whole analysis of a store: tables, tests, verdicts, ranks, power, figures -> ``index.md``.
+
+``analyse`` computes everything from a metrics frame into an :class:`Analysis`;
+``write_report`` writes ``index.md``, CSV, LaTeX and figures; ``summary_table``
+is the short Markdown the study runner prints at the end of a run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import plots, ranks, robust
+from .counts import cell_counts
+from .delta_m import delta_m, per_seed
+from .errors import AnalysisError
+from .naming import has_baseline, resolve_baseline
+from .power import power_warnings, seeds_needed
+from .select import select, validation_scores
+from .stats import DELTA, compare
+from .store import load, load_trials
+from .tables import LEGEND, architecture_table, combination_table, render_paper_table, table_data
+from .verdict import verdicts
+
+STAGE_PREFERENCE = ("final", "single", "tune")
+
+
+@dataclass
+class Analysis:
+    """Everything computed for one study (see :func:`analyse`)."""
+
+    baseline: str
+    epoch: str | int
+    selected: pd.DataFrame
+    counts: pd.DataFrame
+    dm: pd.DataFrame
+    per_seed: pd.DataFrame
+    tests: pd.DataFrame
+    verdicts: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    across: dict = field(default_factory=dict)
+    curves: pd.DataFrame | None = None
+    datasets: list[str] = field(default_factory=list)
+
+
+def pick_stage(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Analyse one stage: ``final`` if present, else ``single``, else ``tune`` (tuning seeds are biased)."""
+    stages = set(frame["stage"].astype(str).unique())
+    if len(stages) <= 1:
+        if stages == {"tune"}:
+            notes.append("only tuning-stage trials: their seeds took part in tuning, so results are biased upward")
+        return frame
+    for s in STAGE_PREFERENCE:
+        if s in stages:
+            notes.append(f"stages {', '.join(sorted(stages))} present: analysing stage {s!r} only")
+            return frame[frame["stage"] == s]
+    raise AnalysisError(f"unknown stages {sorted(stages)}")
+
+
+def _choose_epoch(frame: pd.DataFrame, epoch: str | int, notes: list[str]) -> str | int:
+    if epoch == "best-val" and not (frame["split"] == "val").any():
+        raise AnalysisError("best-val selection needs a 'val' split and the store has none; pass --epoch last "
+                            "(litmus never selects epochs on the test split)")
+    return epoch
+
+
+def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: str = "ew",
+            against: tuple[str, ...] = ("rlw", "ew"), epoch: str | int = "best-val", split: str = "test",
+            margin: float = 0.5, alpha: float = 0.05, correction: str = "holm", per: str = "task",
+            n_resamples: int = 2000, seed: int = 0) -> Analysis:
+    """Run the full analysis of one study's metrics frame (see docs/statistics.md)."""
+    notes: list[str] = []
+    studies = sorted(frame["study"].astype(str).unique())
+    if len(studies) > 1:
+        raise AnalysisError(f"the data hold several studies ({', '.join(studies)}): choose one (--study)")
+    frame = pick_stage(frame, notes)
+    epoch = _choose_epoch(frame, epoch, notes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = select(frame, split=split, epoch=epoch, baseline=baseline, per=per)
+    notes += [str(w.message) for w in caught]
+    counts = cell_counts(frame, trials, sel)
+    keep = [d for d, g in sel.groupby("dataset", observed=True) if has_baseline(baseline, g["variant"].astype(str).unique())]
+    lacking = sorted(set(sel["dataset"].astype(str)) - set(map(str, keep)))
+    if lacking:
+        notes.append(f"baseline {baseline!r} absent from {', '.join(lacking)}: no Delta-m, tests or verdicts there")
+    sel_b = sel[sel["dataset"].isin(keep)]
+    if sel_b.empty:
+        raise AnalysisError(f"baseline {baseline!r} is absent from every dataset")
+    dm = delta_m(sel_b, baseline, per=per, n_resamples=n_resamples, seed=seed)
+    ps = per_seed(sel_b, baseline, per)
+    tests = compare(sel_b, baseline=baseline, reference=baseline, per=per, correction=correction,
+                    n_resamples=9999, seed=seed, confidence=1 - alpha)
+    vs = []
+    for a in dict.fromkeys(against):
+        v = verdicts(sel_b, against=a, reference=baseline, margin=margin, alpha=alpha, correction=correction,
+                     per=per, seed=seed, skip_missing=True)
+        if v.attrs.get("skipped"):
+            notes.append(f"no verdicts against {a!r} on {', '.join(v.attrs['skipped'])} (absent)")
+        vs.append(v)
+    vs = pd.concat([v for v in vs if len(v)], ignore_index=True) if any(len(v) for v in vs) else pd.DataFrame()
+    if (dm["n_seeds"] <= 1).all():
+        notes.append("one seed per method: no test, interval or verdict is possible; run more seeds")
+    for a in dict.fromkeys(against):
+        sub = vs[vs["against"].astype(str).str.startswith(a)] if len(vs) else vs
+        if len(sub):
+            shapes = list(zip(sub["n_method"], sub["n_baseline"], sub["paired"]))
+            notes += [f"vs {a}: {w}" for w in power_warnings(shapes, alpha, int(sub["family_size"].iloc[0]), 9999)]
+    curves = validation_scores(frame, baseline, per) if epoch == "best-val" else None
+    return Analysis(baseline, epoch, sel, counts, dm, ps, tests, vs, notes,
+                    across_datasets(dm, ps, baseline, alpha, correction, n_resamples, seed, notes), curves,
+                    sorted(map(str, keep)))
+
+
+def across_datasets(dm: pd.DataFrame, ps: pd.DataFrame, baseline: str, alpha: float, correction: str,
+                    n_resamples: int, seed: int, notes: list[str]) -> dict:
+    """Friedman / Iman-Davenport, average ranks, CD, pairwise Wilcoxon-Holm, IQM, P(improvement)."""
+    out: dict = {}
+    matrix, dropped = ranks.score_matrix(dm)
+    if dropped:
+        notes.append(f"left out of cross-dataset ranks (not on every dataset): {', '.join(dropped)}")
+    n, k = matrix.shape
+    if n >= 2 and k >= 3:
+        out["friedman"] = ranks.friedman(matrix)
+        out["ranks"] = ranks.average_ranks(matrix)
+        out["cd"] = ranks.critical_difference(k, n, alpha)
+        out["pairwise"] = ranks.pairwise_wilcoxon(matrix, correction)
+        out["cliques"] = ranks.cliques(out["ranks"], out["pairwise"], alpha)
+        floor = ranks.min_p_wilcoxon(n)
+        family = len(out["pairwise"])
+        if floor >= alpha / max(family, 1):
+            notes.append(f"across {n} datasets an exact Wilcoxon p cannot go below {floor:.3g}, above "
+                         f"alpha/{family} = {alpha / family:.3g} (Holm over {family} pairs): no pair can differ "
+                         f"significantly ({'6' if n < 6 else 'more'} datasets needed)")
+    else:
+        notes.append(f"cross-dataset ranks need >= 2 datasets and >= 3 variants on all of them (have {n} x {k})")
+    finite = ps[np.isfinite(ps["delta_m"])]
+    if len(finite):
+        out["iqm"] = robust.iqm_table(finite, n_resamples=n_resamples, seed=seed)
+        bases = [dm["baseline"].iloc[0]]
+        if has_baseline("rlw", dm["variant"].unique()):
+            bases.append(resolve_baseline("rlw", dm["variant"].unique()))
+        out["improvement"] = {b: robust.improvement_table(finite, b, n_resamples=n_resamples, seed=seed)
+                              for b in dict.fromkeys(bases)}
+    return out
+
+
+def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
+    """Small DataFrame -> Markdown (no tabulate dependency)."""
+    if frame is None or len(frame) == 0:
+        return "_none_\n"
+    cols = list(frame.columns)
+    fmt = lambda x: (format(x, floatfmt) if isinstance(x, (float, np.floating)) and np.isfinite(x)
+                     else "–" if isinstance(x, (float, np.floating)) else str(x))
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(x) for x in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def dataset_tables(a: Analysis, dataset: str, fmt: str = "markdown", alpha: float = 0.05) -> str:
+    """All tables of one dataset in ``fmt``: Table 1 per architecture, Table 3 and 4 when they apply."""
+    out = []
+    archs = sorted(a.dm.loc[a.dm["dataset"] == dataset, "arch"].unique())
+    if not archs:
+        raise AnalysisError(f"dataset {dataset!r} has no Delta-m rows (absent, or the baseline is missing)")
+    for arch in archs:
+        data = table_data(a.selected, dataset, a.dm.loc[a.dm["dataset"] == dataset, "baseline"].iloc[0], a.dm,
+                          a.tests, a.counts, arch=arch, alpha=alpha)
+        if fmt == "csv":
+            out.append(data.assign(dataset=dataset, arch=arch).to_csv(index=False))
+            continue
+        cap = f"{dataset} ({arch}): test results at the {a.epoch} epoch, against {a.baseline}"
+        out.append(render_paper_table(data, data.loc[data["group"] == "baseline", "variant"].iloc[0], fmt, cap))
+    if fmt != "csv":
+        variants = a.dm.loc[a.dm["dataset"] == dataset, "variant"]
+        if variants.str.contains(r"\+").any():
+            out.append(combination_table(a.dm, dataset, fmt, a.tests, alpha, f"{dataset}: Δm of loss x gradient combinations"))
+        if len(archs) > 1:
+            out.append(architecture_table(a.dm, dataset, fmt, a.tests, alpha, f"{dataset}: Δm by architecture"))
+    return "\n".join(out)
+
+
+def _power_table(a: Analysis, margin: float, alpha: float) -> pd.DataFrame:
+    rows = []
+    for dataset, g in a.dm.groupby("dataset"):
+        sd = float(np.nanmedian(g["sd"])) if g["sd"].notna().any() else np.nan
+        rows.append({"dataset": dataset, "median seed sd of Δm": sd,
+                     **{f"seeds for {e:g} pt": seeds_needed(e, sd, alpha) for e in (margin, 1.0, 2.0)}})
+    return pd.DataFrame(rows)
+
+
+def render_index(a: Analysis, title: str, margin: float, alpha: float, correction: str,
+                 figures: dict[str, list[str]]) -> str:
+    """The Markdown text of ``index.md``."""
+    p = [f"# {title}\n",
+         f"Baseline **{a.baseline}**; epoch selection **{a.epoch}** (validation Δm against the baseline's last-epoch "
+         f"validation means; the test split never selects); α = {alpha}, {correction} correction, "
+         f"equivalence margin ±{margin} Δm points. See docs/statistics.md.\n"]
+    if a.notes:
+        p.append("## Notes and power warnings\n\n" + "\n".join(f"- {n}" for n in a.notes) + "\n")
+    p.append("## Trials per cell\n\n" + _md(a.counts) )
+    p.append("## Verdicts\n\nbetter / worse: corrected test of the Δm difference; equivalent: TOST within the margin.\n\n"
+             + _md(a.verdicts[["dataset", "arch", "variant", "against", "verdict", "diff_delta_m", "ci_low", "ci_high",
+                               "p", "p_adj", "p_tost_adj", "hedges_g", "a12", "n_method", "n_baseline", "paired",
+                               "reason"]] if len(a.verdicts) else None))
+    p.append("## Δm with bootstrap CIs\n\n" + _md(a.dm[["dataset", "arch", "variant", "delta_m", "ci_low", "ci_high",
+                                                         "sd", "n_seeds", "n_incomplete"]]))
+    for dataset in a.datasets:
+        p.append(f"## {dataset}\n\n" + dataset_tables(a, dataset, "markdown", alpha) + f"\n{LEGEND}\n")
+    sig = a.tests[a.tests["p_perm_adj"] < alpha]
+    p.append(f"## Significant per-metric differences against {a.baseline}\n\nFull family in tests.csv "
+             f"({len(a.tests)} comparisons).\n\n"
+             + _md(sig[["dataset", "arch", "variant", "task", "metric", "diff", "ci_low", "ci_high", "p_t",
+                        "p_perm", "p_perm_adj", "hedges_g", "a12"]]))
+    x = a.across
+    p.append("## Across datasets\n")
+    if "friedman" in x:
+        f = x["friedman"]
+        p.append(f"Friedman χ² = {f['chi2']:.3g} (p = {f['p_chi2']:.3g}); Iman-Davenport F = {f['iman_davenport_f']:.3g} "
+                 f"(p = {f['p_iman_davenport']:.3g}) over {f['n_datasets']} datasets and {f['k_variants']} variants; "
+                 f"Nemenyi CD = {x['cd']:.3g}.\n\n" + _md(x["ranks"].rename("average rank").reset_index())
+                 + "\nPairwise Wilcoxon signed-rank (Holm):\n\n" + _md(x["pairwise"]))
+    if "iqm" in x:
+        p.append("\nIQM of per-seed Δm (stratified bootstrap CI):\n\n" + _md(x["iqm"]))
+        for b, t in x.get("improvement", {}).items():
+            p.append(f"\nProbability of improvement over {b}:\n\n" + _md(t))
+    p.append("## Power\n\nSeeds per method for 80% power (two-sided t-test, α) from the observed seed spread:\n\n"
+             + _md(_power_table(a, margin, alpha)))
+    if figures:
+        p.append("## Figures\n\n" + "\n".join(f"![{k}]({v[0]})" for k, v in figures.items()) + "\n")
+    return "\n".join(p)
+
+
+def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study: str | None = None,
+                 epoch: str | int = "best-val", figures: bool = True, margin: float = 0.5, alpha: float = 0.05,
+                 correction: str = "holm", per: str = "task", n_resamples: int = 2000) -> Path:
+    """Analyse ``store`` and write ``out/index.md``, CSVs, ``out/latex/*.tex`` and ``out/figures/*``."""
+    frame = load(store, study=study)
+    trials = load_trials(store, study=study)
+    a = analyse(frame, trials, baseline=baseline, epoch=epoch, margin=margin, alpha=alpha,
+                correction=correction, per=per, n_resamples=n_resamples)
+    out = Path(out)
+    (out / "latex").mkdir(parents=True, exist_ok=True)
+    for name, df in {"delta_m": a.dm, "tests": a.tests.drop(columns=["x", "y"]), "verdicts": a.verdicts,
+                     "counts": a.counts, "selected": a.selected}.items():
+        df.to_csv(out / f"{name}.csv", index=False)
+    for dataset in a.datasets:
+        (out / "latex" / f"{dataset}.tex").write_text(dataset_tables(a, dataset, "latex", alpha))
+    figs: dict[str, list[str]] = {}
+    if figures:
+        fdir = out / "figures"
+        figs["delta_m_ci"] = [str(p.relative_to(out)) for p in plots.delta_m_ci(a.dm, fdir / "delta_m_ci")]
+        for dataset in a.datasets:
+            if a.per_seed["variant"].str.contains(":").any():
+                figs[f"{dataset} distributions"] = [str(p.relative_to(out)) for p in
+                                                    plots.distributions(a.per_seed, dataset, fdir / f"{dataset}_distributions")]
+            if a.curves is not None:
+                figs[f"{dataset} validation"] = [str(p.relative_to(out)) for p in
+                                                 plots.validation_curves(a.curves, dataset, fdir / f"{dataset}_validation")]
+        if "ranks" in a.across:
+            figs["critical difference"] = [str(p.relative_to(out)) for p in plots.cd_diagram(
+                a.across["ranks"], a.across["cd"], a.across["cliques"], fdir / "critical_difference")]
+    title = f"litmus report: {study or ', '.join(sorted(frame['study'].astype(str).unique()))}"
+    (out / "index.md").write_text(render_index(a, title, margin, alpha, correction, figs))
+    return out / "index.md"
+
+
+def summary_table(store_or_frame: str | Path | pd.DataFrame, baseline: str = "ew", study: str | None = None,
+                  alpha: float = 0.05) -> str:
+    """Markdown paper-style table(s) per dataset with significance marks (one section per study).
+
+    Works with a single seed per method (says that no test is possible).
+    Uses best-val selection when a validation split exists, else the last epoch.
+    """
+    if isinstance(store_or_frame, pd.DataFrame):
+        frame, trials = store_or_frame, None
+        if study is not None:
+            frame = frame[frame["study"] == study]
+    else:
+        frame, trials = load(store_or_frame, study=study), load_trials(store_or_frame, study=study)
+    if frame.empty:
+        raise AnalysisError("no metric rows to summarise")
+    parts = []
+    for s, f in frame.groupby("study", observed=True):
+        epoch = "best-val" if (f["split"] == "val").any() else "last"
+        a = analyse(f, trials, baseline=baseline, epoch=epoch, alpha=alpha, n_resamples=500)
+        parts.append(f"## Study {s} (epoch: {epoch}, baseline {baseline})\n")
+        parts += [f"- {n}" for n in a.notes]
+        for dataset in a.datasets:
+            parts.append(f"\n### {dataset}\n\n" + dataset_tables(a, dataset, "markdown", alpha))
+        if len(a.verdicts):
+            parts.append("\nVerdicts: " + "; ".join(
+                f"{r.dataset}/{r.variant} vs {r.against}: {r.verdict}" for r in a.verdicts.itertuples()))
+        parts.append(f"\n{LEGEND}\n")
+    return "\n".join(parts)
