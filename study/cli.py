@@ -76,6 +76,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
             print(f"  {name:<12} {hp}{extra}{rnd}")
             if args.verbose and cls.paper:
                 print(f"  {'':<12} {cls.paper}")
+    print("Aliases:")
+    for alias, target in weighting.registry.ALIASES.items():
+        print(f"  {alias:<12} = {target}")
     return 0
 
 

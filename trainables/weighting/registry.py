@@ -15,6 +15,8 @@ import torch
 from .base import GradientMethod, LossWeighting, Method, check_hparams
 
 _REGISTRY: dict[str, type[Method]] = {}
+#: spec names that stand for a combination (IMTL = IMTL-L + IMTL-G, Liu et al., ICLR 2021)
+ALIASES: dict[str, str] = {"imtl": "imtl_l+imtl_g"}
 
 M = TypeVar("M", bound=type[Method])
 
@@ -36,7 +38,8 @@ def names(kind: str | None = None) -> list[str]:
 
 def get(name: str) -> type[Method]:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(names())}")
+        alias = f" ('{name}' is the combination {ALIASES[name]})" if name in ALIASES else ""
+        raise ValueError(f"unknown method {name!r}{alias}; valid: {', '.join(names())}")
     return _REGISTRY[name]
 
 
@@ -83,6 +86,7 @@ def split_name(name: str) -> tuple[str, str | None]:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"method name must be a non-empty string, got {name!r}")
+    name = ALIASES.get(name, name)
     parts = name.split("+")
     if len(parts) > 2:
         raise ValueError(f"method {name!r}: a combination is LOSS+GRAD with exactly two parts")
