@@ -1,0 +1,98 @@
+"""Tables, report, figures and the CLI hook."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import analysis
+from analysis import cli
+from analysis.tables import num
+
+from analysis_fixtures import Spec, make_store
+
+EFFECTS = {"ew": 0.0, "uw": 0.3, "cagrad": 2.0, "rlw+cagrad:normal": 2.5, "rlw:normal": 1.0, "rlw:uniform": 0.8}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    spec = Spec({d: EFFECTS for d in ("a", "b", "c")}, seeds=list(range(5)), epochs=4,
+                status={("a", "uw", 4): "diverged"})
+    return make_store(tmp_path_factory.mktemp("s") / "store", spec)
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="litmus")
+    cli.register(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def test_paper_table_markdown_and_latex(store):
+    a = analysis.analyse(analysis.load(store), analysis.load_trials(store), n_resamples=200)
+    md = analysis.dataset_tables(a, "a", "markdown")
+    lines = md.splitlines()
+    assert any(l.startswith("| Baseline | ew |") for l in lines)
+    assert any("| Loss Bal. | uw |" in l and "1 diverged" in l for l in lines)
+    assert any("| Gradient Bal. | cagrad |" in l for l in lines)
+    assert any("| Random | rlw:normal |" in l for l in lines)
+    assert "**" in md  # best in group marked
+    assert "grad \\ loss" in md  # Table-3 style grid for the rlw+cagrad combination
+    tex = analysis.dataset_tables(a, "a", "latex")
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and "\\textbf" in tex
+    assert "\\cmidrule" in tex and "$\\pm$" in tex
+    csv = analysis.dataset_tables(a, "a", "csv")
+    assert csv.splitlines()[0].startswith("variant,task,metric")
+
+
+def test_significance_marks_with_enough_seeds(tmp_path):
+    spec = Spec({"d": {"ew": 0.0, "big": 5.0}}, seeds=list(range(8)), epochs=2, seed_sd=0.2)
+    s = make_store(tmp_path / "s", spec)
+    text = analysis.summary_table(s)
+    assert "↑" in text and "better" in text
+
+
+def test_architecture_table(tmp_path):
+    from analysis.synthetic import metrics_frame, trials_frame, write_store
+    import pandas as pd
+    frames, trials = [], []
+    for arch, shift in (("hps", 0.0), ("mtan", 1.0)):
+        spec = Spec({"d": {"ew": shift, "rlw:normal": shift + 1}}, seeds=[0, 1, 2], epochs=2, arch=arch)
+        frames.append(metrics_frame(spec))
+        trials.append(trials_frame(spec))
+    s = write_store(tmp_path / "s", pd.concat(frames), pd.concat(trials))
+    sel = analysis.select(analysis.load(s))
+    dm = analysis.delta_m(sel, baseline="ew", baseline_arch="hps")
+    assert dm.set_index(["arch", "variant"]).loc[("mtan", "ew"), "delta_m"] == pytest.approx(1.0, abs=0.5)
+    from analysis.tables import architecture_table
+    md = architecture_table(dm, "d")
+    assert "| method | hps | mtan |" in md
+
+
+def test_report_cli_writes_index_latex_and_figures(store, tmp_path):
+    out = tmp_path / "rep"
+    args = _parser().parse_args(["report", str(store), "--out", str(out)])
+    assert args.func(args) == 0
+    index = (out / "index.md").read_text()
+    for section in ("## Verdicts", "## Trials per cell", "## Across datasets", "## Power", "Friedman"):
+        assert section in index
+    assert (out / "latex" / "a.tex").exists() and (out / "tests.csv").exists()
+    for name in ("delta_m_ci", "critical_difference", "a_distributions", "a_validation"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 0
+        assert (out / "figures" / f"{name}.pdf").stat().st_size > 0
+
+
+def test_table_cli_and_errors(store, tmp_path, capsys):
+    args = _parser().parse_args(["table", str(store), "--dataset", "b", "--format", "latex", "--epoch", "last"])
+    assert args.func(args) == 0
+    assert "\\begin{tabular}" in capsys.readouterr().out
+    args = _parser().parse_args(["table", str(store), "--dataset", "b", "--baseline", "nash_mtl"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("litmus: error: ") and "nash_mtl" in err and "\n" not in err
+    args = _parser().parse_args(["report", str(tmp_path / "nowhere"), "--no-figures"])
+    assert args.func(args) == 2
+
+
+def test_number_format():
+    assert num(0.38451) == "0.3845" and num(23.5737) == "23.57" and num(float("nan")) == "–"

@@ -1,0 +1,154 @@
+"""Tests, corrections, verdicts, power and cross-dataset statistics against scipy / statsmodels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+import analysis
+from analysis import power, ranks, robust
+from analysis.stats import correct, holm, run_tests
+
+from analysis_fixtures import Spec, make_store, rows, store_from_rows
+
+
+def _pairs(x, y, hib=True, paired=False):
+    return pd.DataFrame({"x": [list(x)], "y": [list(y)], "higher_is_better": [hib], "paired": [paired],
+                         "n_method": [len(x)], "n_baseline": [len(y)], "task": ["t"]})
+
+
+def test_independent_tests_match_scipy():
+    x, y = [1.2, 1.5, 1.1, 1.9, 1.4], [0.9, 1.0, 1.3, 0.8, 0.7, 1.05]
+    r = run_tests(_pairs(x, y)).iloc[0]
+    welch = stats.ttest_ind(x, y, equal_var=False)
+    assert r["p_t"] == pytest.approx(welch.pvalue)
+    ci = welch.confidence_interval(0.95)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((ci.low, ci.high))
+    perm = stats.permutation_test((x, y), lambda a, b: np.mean(a) - np.mean(b), n_resamples=np.inf)
+    assert r["p_perm"] == pytest.approx(perm.pvalue)
+    n, m = len(x), len(y)
+    sp = math.sqrt(((n - 1) * np.var(x, ddof=1) + (m - 1) * np.var(y, ddof=1)) / (n + m - 2))
+    g = (np.mean(x) - np.mean(y)) / sp * (1 - 3 / (4 * (n + m) - 9))
+    assert r["hedges_g"] == pytest.approx(g)
+    u = stats.mannwhitneyu(x, y).statistic
+    assert r["a12"] == pytest.approx(u / (n * m))
+    assert r["min_p"] == pytest.approx(1 / math.comb(11, 5))
+
+
+def test_paired_tests_match_scipy():
+    x, y = [1.2, 1.5, 1.1, 1.9, 1.4, 1.3], [1.0, 1.4, 1.2, 1.5, 1.1, 1.0]
+    r = run_tests(_pairs(x, y, paired=True)).iloc[0]
+    assert r["p_t"] == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    perm = stats.permutation_test((x, y), lambda a, b: np.mean(a - b), permutation_type="samples",
+                                  n_resamples=np.inf)
+    assert r["p_perm"] == pytest.approx(perm.pvalue)
+    assert r["min_p"] == pytest.approx(2 / 2 ** 6)
+
+
+def test_direction_aware_effect_sizes_for_lower_is_better():
+    x, y = [0.30, 0.31, 0.29], [0.40, 0.41, 0.39]  # method has lower error: better
+    r = run_tests(_pairs(x, y, hib=False)).iloc[0]
+    assert r["diff"] < 0 and r["hedges_g"] > 0 and r["a12"] == 1.0
+
+
+def test_holm_and_bh_on_known_p_values():
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.2])
+    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.025, 0.2])
+    s = pd.Series([0.01, np.nan, 0.04, 0.03])
+    out = correct(s, "bh")
+    assert np.isnan(out.iloc[1])
+    assert out.dropna().to_numpy() == pytest.approx(multipletests([0.01, 0.04, 0.03], method="fdr_bh")[1])
+
+
+def test_compare_family_correction_and_reference(tmp_path):
+    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0, "rlw:normal": 1.0, "uw": 0.5}}, seeds=list(range(5)),
+                                            epochs=3))
+    sel = analysis.select(analysis.load(store))
+    c = analysis.compare(sel, baseline="rlw", reference="ew")
+    assert set(c["baseline"]) == {"rlw:normal"} and set(c["variant"]) == {"ew", "uw"}
+    assert c["family_size"].iloc[0] == len(c) == 2 * 7
+    assert c["p_perm_adj"].to_numpy() == pytest.approx(holm(c["p_perm"].to_numpy()))
+    d = c[c["task"] == "delta_m"].set_index("variant")
+    dm = analysis.delta_m(sel, "ew").set_index("variant")
+    assert d.loc["uw", "diff"] == pytest.approx(dm.loc["uw", "delta_m"] - dm.loc["rlw:normal", "delta_m"])
+
+
+def test_verdict_large_effect_is_better_and_no_effect_is_equivalent(tmp_path):
+    spec = Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 4.0, "same": 0.0}}, seeds=list(range(8)),
+                epochs=3, seed_sd=0.2, epoch_sd=0.02)
+    store = make_store(tmp_path / "s", spec)
+    v = analysis.verdicts(analysis.select(analysis.load(store)), against="rlw", reference="ew",
+                          margin=0.5).set_index("variant")
+    assert v.loc["big", "verdict"] == "better"
+    assert v.loc["same", "verdict"] == "equivalent"
+    assert v.loc["ew", "verdict"] == "equivalent"
+    assert v.loc["big", "diff_delta_m"] == pytest.approx(4.0, abs=0.5)
+
+
+def test_verdict_with_three_seeds_is_inconclusive_and_says_why(tmp_path):
+    spec = Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 4.0}}, seeds=[0, 1, 2], epochs=2)
+    v = analysis.verdicts(analysis.select(analysis.load(make_store(tmp_path / "s", spec))), against="rlw")
+    row = v.set_index("variant").loc["big"]
+    assert row["verdict"] == "inconclusive" and "cannot reach" in row["reason"]
+
+
+def test_power_floors_and_seeds_needed():
+    assert power.min_p_independent(3, 3) == pytest.approx(0.1)
+    assert power.min_p_independent(4, 4) == pytest.approx(2 / 70)
+    assert power.min_p_independent(5, 5) == pytest.approx(2 / 252)
+    assert power.min_p_paired(5) == pytest.approx(0.0625)
+    assert not power.can_reach(power.min_p_independent(5, 5), 0.05, 20)
+    assert ranks.min_p_wilcoxon(4) == pytest.approx(0.125)
+    warns = power.power_warnings([(3, 3, False)], 0.05, 1)
+    assert warns and "0.1" in warns[0]
+    # statsmodels: d = 1 needs 17 per group at alpha 0.05, power 0.8
+    assert power.seeds_needed(1.0, 1.0) == 17
+    assert power.seeds_needed(0.5, 1.0) > power.seeds_needed(1.0, 1.0) > power.seeds_needed(2.0, 1.0)
+
+
+def test_friedman_iman_davenport_cd_and_wilcoxon_match_scipy():
+    rng = np.random.default_rng(1)
+    m = pd.DataFrame(rng.normal(size=(8, 4)) + np.array([0, 0.5, 1.0, 2.0]), columns=list("abcd"))
+    f = ranks.friedman(m)
+    chi2, p = stats.friedmanchisquare(*[m[c] for c in m])
+    assert f["chi2"] == pytest.approx(chi2) and f["p_chi2"] == pytest.approx(p)
+    n, k = m.shape
+    ff = (n - 1) * chi2 / (n * (k - 1) - chi2)
+    assert f["iman_davenport_f"] == pytest.approx(ff)
+    r = ranks.average_ranks(m)
+    assert r.index[0] == "d" and r.sum() == pytest.approx(k * (k + 1) / 2)
+    # Demsar (2006): q_0.05 for k = 4 is 2.569
+    assert ranks.critical_difference(4, 8) == pytest.approx(2.569 * math.sqrt(4 * 5 / 48), rel=1e-3)
+    pw = ranks.pairwise_wilcoxon(m)
+    assert pw.loc[(pw.a == "a") & (pw.b == "d"), "p"].iloc[0] == pytest.approx(stats.wilcoxon(m["a"] - m["d"]).pvalue)
+    assert pw["p_adj"].to_numpy() == pytest.approx(holm(pw["p"].to_numpy()))
+
+
+def test_iqm_and_probability_of_improvement():
+    runs = [np.arange(8.0), np.array([100.0, 0.0, 1.0, 2.0])]
+    pooled = np.concatenate(runs)
+    assert robust.iqm(runs) == pytest.approx(stats.trim_mean(pooled, 0.25))
+    x, y = [np.array([2.0, 3.0]), np.array([1.0, 1.0])], [np.array([1.0, 2.0]), np.array([1.0, 0.0])]
+    # dataset 1: pairs (2>1, 2=2, 3>1, 3>2) -> 3.5/4; dataset 2: (1=1, 1>0, 1=1, 1>0) -> 3/4
+    assert robust.probability_of_improvement(x, y) == pytest.approx((3.5 / 4 + 3 / 4) / 2)
+    p, lo, hi = robust.iqm_ci(runs, n_resamples=500)
+    assert lo <= p <= hi
+
+
+def test_single_seed_summary_does_not_crash(tmp_path):
+    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0, "rlw:normal": 1.0, "uw": 0.5}}, seeds=[0], epochs=2))
+    text = analysis.summary_table(store)
+    assert "one seed per method" in text and "| rlw:normal |" in text
+    assert "inconclusive" in text
+
+
+def test_unequal_seed_counts_use_independent_tests(tmp_path):
+    spec = Spec({"d": {"ew": 0, "uw": 1.0}}, seeds=[0, 1, 2, 3], epochs=2, status={("d", "uw", 3): "failed"})
+    c = analysis.compare(analysis.select(analysis.load(make_store(tmp_path / "s", spec))), baseline="ew")
+    assert set(c["n_method"]) == {3} and set(c["n_baseline"]) == {4} and not c["paired"].any()
