@@ -1,0 +1,343 @@
+"""The Ray side of a study: connect, run a stream of jobs as Ray Tune trials, write the store.
+
+One :func:`run_jobs` call is one ``Tuner.fit()`` over the trainable
+``trainables.tune.train_trial``. Trials come from a :class:`JobSource`
+through a small Tune ``Searcher`` (so tuning can ask Optuna lazily, with all
+methods' trials interleaved), and a ``tune.Callback`` in the driver, the
+store's single writer, writes every reported epoch and the final status.
+Tune's own experiment state is not used to resume: the store is the source
+of truth (DESIGN.md), so every call is a fresh experiment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .plan import Job
+from .records import group, now, trial_record
+from .spec import Spec, SpecError
+from .store import Store
+
+# quiet Ray's own console output before it is imported: users see litmus's progress lines
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+
+FINISHED = "FINISHED"
+
+
+class ClusterError(ValueError):
+    """The Ray cluster is unreachable or cannot satisfy the spec's resources."""
+
+
+@dataclass
+class Outcome:
+    """How a job ended, as the sources (tuning) need it."""
+
+    status: str  # completed | failed | diverged
+    epochs: int = 0
+    last_score: float = float("nan")
+    best_score: float = float("nan")
+    pruned: bool = False
+    error: str | None = None
+
+
+class JobSource(Protocol):
+    def next(self) -> Job | None | str: ...  # a job, None (nothing yet), or FINISHED
+
+    def done(self, job: Job, outcome: Outcome) -> None: ...
+
+
+# --- Ray connection --------------------------------------------------------
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"cluster address {address!r} must be HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
+
+
+def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
+    """Start an embedded local Ray (localhost only, no dashboard) or connect to ``address``.
+
+    Returns the cluster's resources; raises :class:`ClusterError` before any trial if the cluster
+    is unreachable or lacks the GPUs the spec asks for.
+    """
+    import logging
+
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        pass
+    elif address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                     runtime_env=None)
+        except (ConnectionError, RuntimeError, TimeoutError) as err:
+            raise ClusterError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", logging_level=logging.WARNING, log_to_driver=False,
+                 configure_logging=True)
+    res = ray.cluster_resources()
+    if spec.resources.get("gpu", 0) > 0 and res.get("GPU", 0) <= 0:
+        raise ClusterError(f"resources.gpu: the spec asks for {spec.resources['gpu']} GPU per trial, "
+                           "but the Ray cluster has no GPU")
+    if spec.resources["cpu"] > res.get("CPU", 0):
+        raise ClusterError(f"resources.cpu: the spec asks for {spec.resources['cpu']:g} CPUs per trial, "
+                           f"but the Ray cluster has {res.get('CPU', 0):g}")
+    return res
+
+
+def shutdown() -> None:
+    import ray
+
+    ray.shutdown()
+
+
+def concurrency(spec: Spec, resources: dict[str, float]) -> int:
+    """Concurrent trials: the spec's value, or as many as the cluster's CPUs (and GPUs) hold."""
+    if spec.concurrency:
+        return spec.concurrency
+    n = int(resources.get("CPU", 1) // spec.resources["cpu"])
+    if spec.resources.get("gpu", 0) > 0:
+        n = min(n, int(resources.get("GPU", 0) // spec.resources["gpu"]))
+    return max(1, n)
+
+
+# --- progress ----------------------------------------------------------------
+@dataclass
+class Progress:
+    """Counts and ETA of one stage, printed as one line per finished trial."""
+
+    stage: str
+    total: int
+    slots: int
+    say: Callable[[str], None]
+    done: int = 0
+    failed: int = 0
+    diverged: int = 0
+    skipped: int = 0
+    running: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.time)
+    durations_sum: float = 0.0
+
+    def line(self, last: str = "") -> str:
+        finished = self.done + self.failed + self.diverged
+        left = max(0, self.total - self.skipped - finished)
+        if finished:
+            rate = (time.time() - self.started) / finished
+            eta = f"ETA {rate * left:.0f}s"
+        else:
+            eta = "ETA ?"
+        return (f"[{self.stage}] {finished + self.skipped}/{self.total} done ({self.failed} failed, "
+                f"{self.diverged} diverged), {len(self.running)} running, {eta}" + (f" | {last}" if last else ""))
+
+
+# --- the searcher that feeds Tune from a job source -------------------------
+def _searcher(source: JobSource, checkpoint_every: int):
+    from ray.tune.search import Searcher
+
+    class SourceSearcher(Searcher):
+        """Asks the job source for the next trial; tells it how each one ended."""
+
+        def __init__(self) -> None:
+            super().__init__(metric="score", mode="max")
+            self.jobs: dict[str, Job] = {}
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            job = source.next()
+            if job is None or job == FINISHED:
+                return Searcher.FINISHED if job == FINISHED else None
+            self.jobs[trial_id] = job
+            return {"train": job.config,
+                    "litmus": {"trial_id": job.trial_id, "stage": job.stage, "reference": job_reference(job),
+                               "checkpoint_every": checkpoint_every}}
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            job = self.jobs.pop(trial_id, None)
+            if job is not None:
+                source.done(job, outcome_of(job, result, error))
+
+    return SourceSearcher()
+
+
+_REFERENCES: dict[str, dict[str, float]] = {}
+
+
+def job_reference(job: Job) -> dict[str, float] | None:
+    """The validation reference registered for a job's dataset/arch (tuning only)."""
+    return _REFERENCES.get(f"{job.config['dataset']}/{job.config['arch']}") if job.stage == "tune" else None
+
+
+def set_reference(dataset: str, arch: str, ref: dict[str, float]) -> None:
+    _REFERENCES[f"{dataset}/{arch}"] = ref
+
+
+def outcome_of(job: Job, result: dict | None, error: bool) -> Outcome:
+    r = result or {}
+    epochs = int(r.get("epoch") or 0)
+    if error:
+        return Outcome("failed", epochs, error="trial raised (see the store's error column)")
+    if r.get("status") == "diverged":
+        return Outcome("diverged", epochs, error=r.get("error"))
+    return Outcome("completed", epochs, float(r.get("score", math.nan)), float(r.get("best_score", math.nan)),
+                   pruned=not r.get("done_epochs", True))
+
+
+# --- the store writer -----------------------------------------------------
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).exists():
+        text = Path(path).read_text(errors="replace").strip()
+        if text:
+            return text
+    return "trial failed (Ray gave no error text)"
+
+
+def _store_writer(spec: Spec, store: Store, progress: Progress):
+    from ray import tune
+
+    class StoreWriter(tune.Callback):
+        """Writes each reported epoch and each trial's end to the store (the driver is the single writer)."""
+
+        def __init__(self) -> None:
+            self.rows: dict[str, list[dict[str, Any]]] = {}
+            self.weights: dict[str, dict[int, dict[str, float]]] = {}
+            self.started: dict[str, str] = {}
+            self.summary: dict[str, dict[str, Any]] = {}
+
+        @staticmethod
+        def _ids(trial: Any) -> tuple[str, str, dict[str, Any]]:
+            meta = trial.config["litmus"]
+            return meta["trial_id"], meta["stage"], trial.config["train"]
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            tid, stage, config = self._ids(trial)
+            progress.running.add(tid)
+            self.started.setdefault(tid, now())
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            tid, stage, config = self._ids(trial)
+            grp = group(spec.name, stage, tid, config)
+            if result.get("status") == "diverged":
+                return
+            epoch = int(result["epoch"])
+            if tid not in self.rows:  # first result in this run: keep the earlier epochs already stored (restored trial)
+                self.rows[tid] = [r for r in store.trial_metrics(tid) if r["epoch"] < epoch]
+                self.weights[tid] = {e: w for e, w in store.trial_weights(tid).items() if e < epoch}
+            rows = [r for r in self.rows[tid] if r["epoch"] < epoch] + [dict(r, epoch=epoch) for r in result["rows"]]
+            self.rows[tid] = rows
+            store.write_metrics(grp, rows)
+            if result.get("weights"):
+                self.weights[tid] = {e: w for e, w in self.weights[tid].items() if e < epoch}
+                self.weights[tid][epoch] = result["weights"]
+                store.write_weights(spec.name, tid, self.weights[tid])
+            self.summary[tid] = result.get("summary") or {}
+            store.write_trial(trial_record(grp, config, "running", epochs=epoch,
+                                           started_at=self.started.setdefault(tid, now()), summary=self.summary[tid]))
+
+        def _finish(self, trial: Any, status: str, error: str | None) -> None:
+            tid, stage, config = self._ids(trial)
+            last = trial.last_result or {}
+            grp = group(spec.name, stage, tid, config)
+            epochs = int(last.get("epoch") or 0) if last.get("litmus_id") == tid else 0
+            summary = last.get("summary") or self.summary.get(tid)
+            store.write_trial(trial_record(grp, config, status, epochs=epochs, started_at=self.started.get(tid, now()),
+                                           summary=summary, error=error))
+            for d in (self.rows, self.weights, self.started, self.summary):
+                d.pop(tid, None)
+            progress.running.discard(tid)
+            if status == "failed":
+                progress.failed += 1
+            elif status == "diverged":
+                progress.diverged += 1
+            else:
+                progress.done += 1
+            what = f"{config['method']}{'/' + config['distribution'] if config.get('distribution') else ''} " \
+                   f"on {config['dataset']} seed {config['seed']}: {status}"
+            progress.say(progress.line(what))
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            last = trial.last_result or {}
+            if last.get("status") == "diverged":
+                self._finish(trial, "diverged", last.get("error"))
+            elif not last.get("done_epochs", False):
+                self._finish(trial, "completed", f"pruned: stopped early by the scheduler after epoch {last.get('epoch')}")
+            else:
+                self._finish(trial, "completed", None)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._finish(trial, "failed", _error_text(trial))
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            tid, _, _ = self._ids(trial)
+            progress.say(f"[{progress.stage}] trial {tid} failed, retrying ({trial.num_failures}/{spec.retries})")
+
+    return StoreWriter()
+
+
+def _scheduler(spec: Spec, stage: str):
+    sched = spec.tuning.scheduler
+    if stage != "tune" or not sched:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    max_t = max((ds.epochs or 1) for ds in spec.datasets)
+    return ASHAScheduler(metric="score", mode="max", time_attr="training_iteration", max_t=max(max_t, 1),
+                         grace_period=int(sched.get("grace_period", 1)),
+                         reduction_factor=int(sched.get("reduction_factor", 2)))
+
+
+def run_jobs(spec: Spec, store: Store, source: JobSource, stage: str, progress: Progress,
+             ray_storage: str | None = None) -> None:
+    """Run every job the source yields as Ray Tune trials; the store holds the results."""
+    from ray import tune
+
+    from trainables.tune import train_trial
+
+    storage = ray_storage or str(store.root / "ray")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    name = f"{spec.name}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources.get("gpu", 0)})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=_searcher(source, spec.checkpoint_every), num_samples=-1,
+            max_concurrent_trials=progress.slots, reuse_actors=True, scheduler=_scheduler(spec, stage),
+            trial_dirname_creator=lambda t: t.config["litmus"]["trial_id"],
+            trial_name_creator=lambda t: t.config["litmus"]["trial_id"],
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=0, log_to_file=False,
+            failure_config=tune.FailureConfig(max_failures=spec.retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[_store_writer(spec, store, progress)],
+            progress_reporter=None,
+        ),
+    )
+    tuner.fit()
+    if "://" not in storage:  # finished experiments' checkpoints are not needed to resume: the store is the truth
+        shutil.rmtree(Path(storage) / name, ignore_errors=True)
+
+
+def format_exception() -> str:
+    return traceback.format_exc()

@@ -1,0 +1,37 @@
+"""The fixed-list stages: the EW reference (before tuning) and the final stage (after it)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .driver import FINISHED, Outcome
+from .plan import Job
+
+DONE = ("completed", "failed", "diverged")
+
+
+def pending(jobs: list[Job], statuses: dict[str, str], retry_failed: bool = False) -> list[Job]:
+    """Jobs not finished in the store (failed/diverged ones count as finished unless ``retry_failed``)."""
+    seen: set[str] = set()
+    out = []
+    for j in jobs:
+        st = statuses.get(j.trial_id)
+        if j.trial_id in seen or st == "completed" or (st in DONE and not retry_failed):
+            continue
+        seen.add(j.trial_id)
+        out.append(j)
+    return out
+
+
+class ListSource:
+    """Yields a fixed list of jobs, then FINISHED."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.queue = deque(jobs)
+        self.outcomes: dict[str, Outcome] = {}
+
+    def next(self) -> Job | None | str:
+        return self.queue.popleft() if self.queue else FINISHED
+
+    def done(self, job: Job, outcome: Outcome) -> None:
+        self.outcomes[job.trial_id] = outcome

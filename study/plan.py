@@ -1,0 +1,125 @@
+"""The study plan: deterministic trials (ids from study/ids.py over the resolved TrainConfig dict).
+
+A :class:`Job` is one Ray trial. The reference and final stages are fixed
+lists; the tuning stage's trials are sampled by Optuna, so the plan saved in
+the store (``<store>/studies/<name>.json``) records how many trials each
+dataset x arch x method gets in each stage, and the final trial ids once
+the tuned hyperparameters are known.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainables.config import TrainConfig, resolve
+
+from .ids import trial_id
+from .search_space import space
+from .spec import Spec, base_config
+
+REFERENCE = "ew"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Ray trial: its stage, deterministic id, resolved config, and the validation reference if tuning."""
+
+    stage: str
+    trial_id: str
+    config: dict[str, Any]
+    label: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.config["dataset"], self.config["arch"], self.config["method"])
+
+
+def make_job(spec: Spec, stage: str, cfg: TrainConfig, label: str = "") -> Job:
+    config = resolve(cfg)[0].to_dict()
+    return Job(stage, trial_id(spec.name, stage, config), config, label or stage)
+
+
+def tuned_methods(spec: Spec) -> list[str]:
+    """Methods that get an Optuna study: listed under tuning.methods and with a non-empty search space."""
+    if not spec.tuning.enabled:
+        return []
+    return [m.name for m in spec.methods if m.name in spec.tuning.methods and space(spec, m)]
+
+
+def reference_jobs(spec: Spec) -> list[Job]:
+    """EW at default hyperparameters on the tuning seeds, per dataset x arch (runs before tuning)."""
+    if not tuned_methods(spec):
+        return []
+    ew = next((m for m in spec.methods if m.name == REFERENCE), None)
+    from .spec import MethodSpec
+    ew = MethodSpec(REFERENCE, [None], {}, ew.space if ew else None)
+    return [make_job(spec, "tune", base_config(spec, ds, arch, ew, None, seed), "reference")
+            for ds in spec.datasets for arch in spec.archs for seed in spec.tuning.seeds]
+
+
+def final_jobs(spec: Spec, best: dict[str, Any]) -> list[Job]:
+    """Every dataset x arch x method x distribution x final seed, with tuned (or default) hyperparameters."""
+    from .search_space import split_params
+    jobs = []
+    for ds in spec.datasets:
+        for arch in spec.archs:
+            for m in spec.methods:
+                found = best.get(ds.name, {}).get(arch, {}).get(m.name)
+                params, shared = split_params(found["params"]) if found else ({}, {})
+                for dist in m.distributions:
+                    for seed in spec.final_seeds:
+                        jobs.append(make_job(spec, "final", base_config(spec, ds, arch, m, dist, seed, params, shared)))
+    return jobs
+
+
+def planned_counts(spec: Spec) -> dict[str, dict[str, int]]:
+    """stage label -> "dataset/arch/method" -> number of planned Ray trials."""
+    out: dict[str, dict[str, int]] = {"reference": {}, "tune": {}, "final": {}}
+    tuned = tuned_methods(spec)
+    for ds in spec.datasets:
+        for arch in spec.archs:
+            if tuned:
+                out["reference"][f"{ds.name}/{arch}/{REFERENCE}"] = len(spec.tuning.seeds)
+            for m in spec.methods:
+                key = f"{ds.name}/{arch}/{m.name}"
+                if m.name in tuned:
+                    out["tune"][key] = spec.tuning.trials * len(spec.tuning.seeds)
+                out["final"][key] = len(m.distributions) * len(spec.final_seeds)
+    return out
+
+
+def plan_path(store_root: Path, name: str) -> Path:
+    return store_root / "studies" / f"{name}.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+def save_plan(spec: Spec, store_root: Path, reference: list[Job], final: list[Job] | None) -> Path:
+    """Save the resolved spec and plan as JSON under ``<store>/studies/``."""
+    path = plan_path(store_root, spec.name)
+    write_json(path, {
+        "spec": spec.to_json(),
+        "planned": planned_counts(spec),
+        "reference_ids": [j.trial_id for j in reference],
+        "final_ids": None if final is None else [j.trial_id for j in final],
+    })
+    return path
+
+
+def load_plan(store_root: Path, name: str | None = None) -> list[dict[str, Any]]:
+    """The saved plans of a store (one study or all)."""
+    folder = store_root / "studies"
+    files = [plan_path(store_root, name)] if name else sorted(folder.glob("*.json"))
+    return [json.loads(p.read_text()) for p in files if p.exists()]

@@ -1,0 +1,142 @@
+"""``litmus run [SPEC]`` and ``litmus status STORE`` (registered by study/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .single import eprint
+
+
+def register(sub: Any) -> None:
+    r = sub.add_parser("run", help="run (or resume) a study on Ray: tuning, then the final seeds")
+    r.add_argument("spec", nargs="?", default=None, help="study spec (YAML); default: the shipped quickstart")
+    r.add_argument("--address", default=None, help="existing Ray cluster (HOST:PORT, ray://..., auto); "
+                   "default: $RAY_ADDRESS or an embedded local Ray")
+    r.add_argument("--store", default=None, help="override the spec's store path")
+    r.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again")
+    r.add_argument("--cpus", type=int, default=None, help="CPUs of the embedded local Ray (default: all)")
+    r.add_argument("--ray-storage", default=None,
+                   help="Ray Tune storage for checkpoints (shared path or URI on a cluster; default <store>/ray)")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("status", help="per stage, dataset and method: completed, running, failed, missing trials")
+    s.add_argument("store", help="results store directory")
+    s.add_argument("--study", default=None, help="one study of the store (default: all)")
+    s.set_defaults(func=cmd_status)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import spec as spec_mod
+    from .run import run_study
+
+    path = Path(args.spec) if args.spec else spec_mod.quickstart_path()
+    spec = spec_mod.load(path)
+    if args.store:
+        spec.store = Path(args.store).expanduser().resolve()
+    try:
+        result = run_study(spec, address=args.address, retry_failed=args.retry_failed, say=eprint,
+                           num_cpus=args.cpus, ray_storage=args.ray_storage)
+    except KeyboardInterrupt:
+        eprint(f"litmus: interrupted; rerun `litmus run {path}` to resume (store: {spec.store})")
+        return 130
+    c = result.counts
+    print(summary(result.store.root, spec.name, spec.baseline))
+    print(f"\nfinal stage: {c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, "
+          f"{c['missing']} missing ({result.seconds:.0f}s)")
+    print(f"store: {result.store.root}")
+    return 0 if c["failed"] == c["missing"] == 0 else 1
+
+
+def summary(store_root: Path, study: str, baseline: str) -> str:
+    """The analysis's paper-style table if the analysis package provides it, else a plain table."""
+    try:
+        from analysis import summary_table  # type: ignore[attr-defined]
+    except ImportError:
+        return plain_table(store_root, study)
+    return summary_table(str(store_root), baseline=baseline, study=study)
+
+
+def plain_table(store_root: Path, study: str) -> str:
+    """Mean test metrics at the last epoch per dataset x method variant over the final seeds (no statistics)."""
+    import pyarrow.dataset as pads
+
+    files = sorted((store_root / "metrics").glob("[!.]*.parquet"))
+    if not files:
+        return "(no results)"
+    t = pads.dataset([str(f) for f in files], format="parquet").to_table(
+        filter=(pads.field("study") == study) & (pads.field("stage") == "final") & (pads.field("split") == "test"))
+    rows = t.to_pylist()
+    last: dict[str, int] = {}
+    for r in rows:
+        last[r["trial_id"]] = max(last.get(r["trial_id"], 0), r["epoch"])
+    agg: dict[tuple, list[float]] = {}
+    metrics: dict[str, list[str]] = {}
+    for r in rows:
+        if r["epoch"] != last[r["trial_id"]] or r["metric"] == "loss":
+            continue
+        var = r["method"] + (f"[{r['distribution']}]" if r["distribution"] else "")
+        col = f"{r['task']}.{r['metric']}"
+        agg.setdefault((r["dataset"], var, col), []).append(r["value"])
+        metrics.setdefault(r["dataset"], [])
+        if col not in metrics[r["dataset"]]:
+            metrics[r["dataset"]].append(col)
+    out = []
+    for ds, cols in metrics.items():
+        variants = sorted({k[1] for k in agg if k[0] == ds})
+        w = max(len("method"), *(len(v) for v in variants))
+        out.append(f"{ds} (test, last epoch, mean over seeds)")
+        out.append(f"{'method':<{w}}  " + "  ".join(f"{c:>16}" for c in cols))
+        for v in variants:
+            cells = []
+            for c in cols:
+                vals = agg.get((ds, v, c), [])
+                cells.append(f"{sum(vals) / len(vals):>12.4f} n={len(vals):<2}" if vals else f"{'-':>16}")
+            out.append(f"{v:<{w}}  " + "  ".join(cells))
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def status_table(store_root: Path, study: str | None = None) -> str:
+    """Per stage, dataset/arch/method: completed, running, failed, diverged, missing (planned - present)."""
+    from .plan import load_plan
+    from .store import Store
+
+    store = Store(store_root, create=False)
+    plans = load_plan(store.root, study)
+    if not plans:
+        raise ValueError(f"no study plan under {store.root / 'studies'}" + (f" for study {study!r}" if study else ""))
+    lines = []
+    for plan in plans:
+        name = plan["spec"]["name"]
+        ref_ids = set(plan.get("reference_ids") or [])
+        final_ids = set(plan.get("final_ids") or [])
+        counts: dict[tuple[str, str], Counter] = {}
+        for rec in store.trials(name):
+            stage = "reference" if rec["trial_id"] in ref_ids else rec["stage"]
+            if stage == "final" and plan.get("final_ids") is not None and rec["trial_id"] not in final_ids:
+                stage = "final (stale)"
+            key = (stage, f"{rec['dataset']}/{rec['arch']}/{rec['method']}")
+            counts.setdefault(key, Counter())[rec["status"]] += 1
+        lines.append(f"study {name} ({store.root})")
+        lines.append(f"  {'stage':<10} {'dataset/arch/method':<40} {'done':>5} {'run':>5} {'fail':>5} {'div':>5} {'miss':>5}")
+        keys = [(st, k) for st, d in plan["planned"].items() for k in d]
+        keys += sorted(k for k in counts if k not in set(keys))
+        for stage, key in keys:
+            c = counts.get((stage, key), Counter())
+            planned = plan["planned"].get(stage, {}).get(key, 0)
+            present = sum(c.values())
+            lines.append(f"  {stage:<10} {key:<40} {c['completed']:>5} {c['running']:>5} {c['failed']:>5} "
+                         f"{c['diverged']:>5} {max(0, planned - present):>5}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(status_table(Path(args.store), args.study))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the `litmus` command")

@@ -1,0 +1,397 @@
+"""Study specs: YAML (safe-loaded) -> validated dataclasses.
+
+Every error is a :class:`SpecError` (a ``ValueError``) with one line naming
+the field path (``datasets[1].options.n_train``) and what is allowed. Every
+planned trial config is checked with ``trainables.config.resolve`` here, so
+nothing malformed reaches Ray. docs/spec.md is the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainables import datasets, weighting
+from trainables.config import TrainConfig, is_random, resolve, takes_distribution
+
+#: TrainConfig fields a spec may set per dataset (``train:``) or study-wide (``train:`` at the top)
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                     if f.name not in ("dataset", "method", "arch", "distribution", "method_params",
+                                       "dataset_options", "seed", "epochs", "lr", "weight_decay"))
+SHARED_SPACE = ("lr", "weight_decay")
+SAMPLERS = ("tpe", "random")
+SCHEDULERS = ("asha",)
+EPOCH_SELECTION = ("best-val", "last")
+
+
+class SpecError(ValueError):
+    """A malformed or contradictory study spec."""
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    distributions: list[str | None] = field(default_factory=lambda: [None])
+    params: dict[str, Any] = field(default_factory=dict)
+    space: str | None = None
+
+
+@dataclass
+class Range:
+    """A shared search dimension: fixed value or [low, high] (log scale by default)."""
+
+    low: float
+    high: float
+    log: bool = True
+
+    @property
+    def fixed(self) -> bool:
+        return self.low == self.high
+
+
+@dataclass
+class TuningSpec:
+    methods: list[str]
+    trials: int = 4
+    seeds: list[int] = field(default_factory=lambda: [1000])
+    shared: dict[str, Range] = field(default_factory=dict)
+    sampler: str = "tpe"
+    sampler_seed: int = 0
+    scheduler: dict[str, Any] | None = None
+    storage: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.methods) and self.trials > 0
+
+
+@dataclass
+class Spec:
+    name: str
+    store: Path
+    datasets: list[DatasetSpec]
+    archs: list[str]
+    methods: list[MethodSpec]
+    tuning: TuningSpec
+    final_seeds: list[int]
+    epoch: str = "best-val"
+    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    concurrency: int | None = None
+    retries: int = 2
+    checkpoint_every: int = 1
+    baseline: str = "ew"
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["store"] = str(self.store)
+        return d
+
+    def method(self, name: str) -> MethodSpec:
+        return next(m for m in self.methods if m.name == name)
+
+
+# --- small checkers ------------------------------------------------------
+def _fail(path: str, msg: str) -> SpecError:
+    return SpecError(f"{path}: {msg}" if path else msg)
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(path, f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _keys(d: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
+    bad = sorted(str(k) for k in d if k not in allowed)
+    if bad:
+        raise _fail(f"{path}.{bad[0]}" if path else bad[0], f"unknown field; allowed: {', '.join(allowed)}")
+
+
+def _int(value: Any, path: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(path, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(value: Any, path: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+            or (positive and value == 0):
+        raise _fail(path, f"must be a {'positive' if positive else 'non-negative'} number, got {value!r}")
+    return float(value)
+
+
+def _seeds(value: Any, path: str) -> list[int]:
+    """``[0, 1, 2]``, or a count ``3`` meaning ``0..2``, or ``{start: 100, count: 2}``."""
+    if isinstance(value, dict):
+        _keys(value, path, ("start", "count"))
+        start = _int(value.get("start", 0), f"{path}.start")
+        seeds = list(range(start, start + _int(value.get("count"), f"{path}.count", 1)))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        seeds = list(range(_int(value, path, 1)))
+    elif isinstance(value, list):
+        seeds = [_int(s, f"{path}[{i}]") for i, s in enumerate(value)]
+    else:
+        raise _fail(path, f"must be a list of seeds, a count, or {{start, count}}, got {value!r}")
+    if not seeds:
+        raise _fail(path, "needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise _fail(path, f"has repeated seeds: {seeds}")
+    return seeds
+
+
+def _names(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise _fail(path, "must be a non-empty list")
+    return value
+
+
+# --- sections ------------------------------------------------------------
+def _dataset(value: Any, path: str) -> DatasetSpec:
+    if isinstance(value, str):
+        value = {"name": value}
+    d = _mapping(value, path)
+    _keys(d, path, ("name", "options", "epochs", "train"))
+    name = d.get("name")
+    if name not in datasets.names():
+        raise _fail(f"{path}.name", f"unknown dataset {name!r}; valid: {', '.join(datasets.names())}")
+    options = _mapping(d.get("options"), f"{path}.options")
+    known = {o.name for o in datasets.get(name).options}
+    for k in options:
+        if k not in known:
+            raise _fail(f"{path}.options.{k}", f"unknown option for dataset {name!r}; valid: {', '.join(sorted(known))}")
+    try:
+        datasets.build(name, **options)
+    except ValueError as err:
+        bad = next((k for k in options if k in str(err)), None)
+        raise _fail(f"{path}.options" + (f".{bad}" if bad else ""), str(err)) from None
+    epochs = None if d.get("epochs") is None else _int(d["epochs"], f"{path}.epochs", 1)
+    train = _mapping(d.get("train"), f"{path}.train")
+    _keys(train, f"{path}.train", TRAIN_FIELDS)
+    return DatasetSpec(name, dict(options), epochs, dict(train))
+
+
+def _method(value: Any, path: str) -> MethodSpec:
+    if isinstance(value, str):
+        value = {"name": value}
+    d = _mapping(value, path)
+    _keys(d, path, ("name", "distributions", "params", "space"))
+    name = d.get("name")
+    try:
+        weighting.split_name(name)
+    except ValueError as err:
+        raise _fail(f"{path}.name", str(err)) from None
+    dists: list[str | None]
+    if "distributions" in d:
+        if not is_random(name):
+            rnd = ", ".join(n for n in weighting.names() if takes_distribution(n))
+            raise _fail(f"{path}.distributions", f"method {name!r} is not random; only random methods ({rnd}) take distributions")
+        raw = d["distributions"]
+        raw = [raw] if isinstance(raw, str) else _names(raw, f"{path}.distributions")
+        for i, x in enumerate(raw):
+            if x not in weighting.DISTRIBUTIONS:
+                raise _fail(f"{path}.distributions[{i}]", f"unknown distribution {x!r}; valid: {', '.join(weighting.DISTRIBUTIONS)}")
+        if len(set(raw)) != len(raw):
+            raise _fail(f"{path}.distributions", f"repeated distributions: {raw}")
+        dists = list(raw)
+    else:
+        dists = ["normal"] if is_random(name) else [None]
+    params = _mapping(d.get("params"), f"{path}.params")
+    if "distribution" in params:
+        raise _fail(f"{path}.params.distribution", "set distributions with the method's 'distributions' list")
+    try:
+        weighting.build_pipeline(name, 2, params)
+    except ValueError as err:
+        raise _fail(f"{path}.params", str(err)) from None
+    space = d.get("space")
+    if space is not None and space not in ("param", "rep"):
+        raise _fail(f"{path}.space", f"must be param or rep, got {space!r}")
+    return MethodSpec(name, dists, dict(params), space)
+
+
+def _range(value: Any, path: str, name: str) -> Range:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = _number(value, path, positive=(name == "lr"))
+        return Range(v, v, False)
+    d = _mapping(value, path)
+    _keys(d, path, ("low", "high", "log"))
+    low = _number(d.get("low"), f"{path}.low", positive=True)
+    high = _number(d.get("high"), f"{path}.high", positive=True)
+    if high < low:
+        raise _fail(f"{path}.high", f"must be >= low ({low}), got {high}")
+    log = d.get("log", True)
+    if not isinstance(log, bool):
+        raise _fail(f"{path}.log", f"must be true or false, got {log!r}")
+    return Range(low, high, log)
+
+
+def _tuning(value: Any, path: str, methods: list[MethodSpec]) -> TuningSpec:
+    d = _mapping(value, path)
+    _keys(d, path, ("methods", "trials", "seeds", "shared", "sampler", "scheduler", "storage"))
+    names = [m.name for m in methods]
+    raw = d.get("methods", "all")
+    if raw == "all":
+        tuned = list(names)
+    elif raw in (None, "none", []):
+        tuned = []
+    else:
+        raw = [raw] if isinstance(raw, str) else _names(raw, f"{path}.methods")
+        for i, m in enumerate(raw):
+            if m not in names:
+                raise _fail(f"{path}.methods[{i}]", f"{m!r} is not one of the study's methods ({', '.join(names)})")
+        tuned = [m for m in names if m in raw]
+    trials = _int(d.get("trials", 4), f"{path}.trials", 1 if tuned else 0)
+    seeds = _seeds(d.get("seeds", [1000]), f"{path}.seeds")
+    shared_raw = _mapping(d.get("shared"), f"{path}.shared")
+    _keys(shared_raw, f"{path}.shared", SHARED_SPACE)
+    shared = {k: _range(v, f"{path}.shared.{k}", k) for k, v in shared_raw.items()}
+    sampler_raw = d.get("sampler", "tpe")
+    if isinstance(sampler_raw, str):
+        sampler_raw = {"type": sampler_raw}
+    s = _mapping(sampler_raw, f"{path}.sampler")
+    _keys(s, f"{path}.sampler", ("type", "seed"))
+    if s.get("type", "tpe") not in SAMPLERS:
+        raise _fail(f"{path}.sampler.type", f"unknown sampler {s.get('type')!r}; valid: {', '.join(SAMPLERS)}")
+    sched = d.get("scheduler")
+    if sched is not None:
+        sched = {"type": sched} if isinstance(sched, str) else _mapping(sched, f"{path}.scheduler")
+        _keys(sched, f"{path}.scheduler", ("type", "grace_period", "reduction_factor"))
+        if sched.get("type") not in SCHEDULERS:
+            raise _fail(f"{path}.scheduler.type", f"unknown scheduler {sched.get('type')!r}; valid: {', '.join(SCHEDULERS)} (or null)")
+        _int(sched.get("grace_period", 1), f"{path}.scheduler.grace_period", 1)
+        _int(sched.get("reduction_factor", 2), f"{path}.scheduler.reduction_factor", 2)
+    storage = d.get("storage")
+    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
+        raise _fail(f"{path}.storage", f"must be an RDB URL such as sqlite:///path.db or postgresql://..., got {storage!r}")
+    return TuningSpec(tuned, trials, seeds, shared, s.get("type", "tpe"),
+                      _int(s.get("seed", 0), f"{path}.sampler.seed"), sched, storage)
+
+
+def _resources(value: Any, path: str) -> dict[str, float]:
+    d = _mapping(value, path)
+    _keys(d, path, ("cpu", "gpu"))
+    cpu = _number(d.get("cpu", 1), f"{path}.cpu", positive=True)
+    gpu = _number(d.get("gpu", 0), f"{path}.gpu")
+    if gpu > 1 and gpu != int(gpu):
+        raise _fail(f"{path}.gpu", f"a fraction above 1 is not allowed (use an integer or a value <= 1), got {gpu}")
+    return {"cpu": cpu, "gpu": gpu}
+
+
+# --- entry points --------------------------------------------------------
+def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
+    """Validate a spec mapping (as safe-loaded from YAML) into a :class:`Spec`."""
+    d = _mapping(data, "")
+    _keys(d, "", ("name", "store", "datasets", "architectures", "methods", "tuning", "final",
+                  "resources", "concurrency", "retries", "checkpoint_every", "baseline"))
+    name = d.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise _fail("name", f"must be a non-empty name of letters, digits, '-', '_' or '.', got {name!r}")
+    store_raw = d.get("store", f"litmus-results/{name}")
+    if not isinstance(store_raw, str) or not store_raw:
+        raise _fail("store", f"must be a path, got {store_raw!r}")
+    store = Path(os.path.expandvars(store_raw)).expanduser()
+    if not store.is_absolute():
+        store = (base or Path.cwd()) / store
+    dss = [_dataset(x, f"datasets[{i}]") for i, x in enumerate(_names(d.get("datasets"), "datasets"))]
+    if len({x.name for x in dss}) != len(dss):
+        raise _fail("datasets", "a dataset is listed twice")
+    archs = d.get("architectures", ["hps"])
+    archs = [archs] if isinstance(archs, str) else _names(archs, "architectures")
+    from trainables import architectures
+    for i, a in enumerate(archs):
+        if a not in architectures.names():
+            raise _fail(f"architectures[{i}]", f"unknown architecture {a!r}; valid: {', '.join(architectures.names())}")
+    methods = [_method(x, f"methods[{i}]") for i, x in enumerate(_names(d.get("methods"), "methods"))]
+    if len({m.name for m in methods}) != len(methods):
+        raise _fail("methods", "a method is listed twice (list several distributions under one entry)")
+    baseline = d.get("baseline", "ew")
+    if baseline not in [m.name for m in methods]:
+        raise _fail("baseline", f"{baseline!r} must be one of the study's methods ({', '.join(m.name for m in methods)})")
+    tuning = _tuning(d.get("tuning"), "tuning", methods)
+    final = _mapping(d.get("final"), "final")
+    _keys(final, "final", ("seeds", "epoch"))
+    final_seeds = _seeds(final.get("seeds", 3), "final.seeds")
+    epoch = final.get("epoch", "best-val")
+    if epoch not in EPOCH_SELECTION:
+        raise _fail("final.epoch", f"must be one of {', '.join(EPOCH_SELECTION)}, got {epoch!r}")
+    overlap = sorted(set(final_seeds) & set(tuning.seeds)) if tuning.enabled else []
+    if overlap:
+        raise _fail("tuning.seeds", f"overlap the final seeds {overlap}; tuning and final seeds must be disjoint")
+    concurrency = d.get("concurrency")
+    if concurrency is not None:
+        concurrency = _int(concurrency, "concurrency", 1)
+    spec = Spec(
+        name=name, store=store, datasets=dss, archs=list(archs), methods=methods, tuning=tuning,
+        final_seeds=final_seeds, epoch=epoch, resources=_resources(d.get("resources"), "resources"),
+        concurrency=concurrency, retries=_int(d.get("retries", 2), "retries"),
+        checkpoint_every=_int(d.get("checkpoint_every", 1), "checkpoint_every"), baseline=baseline, source=source,
+    )
+    check_configs(spec)
+    return spec
+
+
+def check_configs(spec: Spec) -> None:
+    """Resolve one config per dataset x arch x method x distribution (defaults and range ends of the shared space)."""
+    for i, ds in enumerate(spec.datasets):
+        for arch in spec.archs:
+            for j, m in enumerate(spec.methods):
+                for dist in m.distributions:
+                    cfg = base_config(spec, ds, arch, m, dist, seed=spec.final_seeds[0])
+                    where = f"methods[{j}]" if m.space or m.params else f"datasets[{i}]"
+                    try:
+                        resolve(cfg)
+                        for k, r in spec.tuning.shared.items():
+                            resolve(dataclasses.replace(cfg, **{k: r.low}))
+                            resolve(dataclasses.replace(cfg, **{k: r.high}))
+                    except ValueError as err:
+                        raise _fail(where, f"{m.name} on {ds.name} ({arch}): {err}") from None
+
+
+def base_config(spec: Spec, ds: DatasetSpec, arch: str, m: MethodSpec, dist: str | None, seed: int,
+                params: dict[str, Any] | None = None, shared: dict[str, Any] | None = None) -> TrainConfig:
+    """The TrainConfig of one trial (untuned defaults unless ``params``/``shared`` are given)."""
+    extra = dict(ds.train)
+    if spec.resources.get("gpu", 0) == 0 and "device" not in extra:
+        extra["device"] = "cpu"
+    hp = dict(m.params)
+    hp.update(params or {})
+    fixed = {k: r.low for k, r in spec.tuning.shared.items() if r.fixed}
+    fixed.update(shared or {})
+    return TrainConfig(dataset=ds.name, method=m.name, arch=arch, distribution=dist, method_params=hp,
+                       dataset_options=dict(ds.options), seed=seed, epochs=ds.epochs, space=m.space,
+                       **fixed, **extra)
+
+
+def load(path: str | os.PathLike[str]) -> Spec:
+    """Read and validate a spec file (YAML, safe loading only)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise SpecError(f"cannot read spec {p}: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{p}: not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse(data, source=str(p))
+
+
+def quickstart_path() -> Path:
+    """The packaged quickstart spec (study/studies/quickstart.yaml; studies/quickstart.yaml is a copy)."""
+    return Path(__file__).parent / "studies" / "quickstart.yaml"

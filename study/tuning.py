@@ -1,0 +1,222 @@
+"""The tuning stage: one Optuna study per dataset x arch x method, all interleaved in one Ray Tune run.
+
+The objective of an Optuna trial is the mean, over the tuning seeds, of the
+validation Delta-m % against the EW reference run (EW at default
+hyperparameters on the same tuning seeds, run first); with ``final.epoch:
+best-val`` each seed counts its best validation epoch, with ``last`` its
+last one. Every method gets the same number of Optuna trials. Optuna
+studies persist in ``JournalStorage(<store>/optuna.log)`` (or the spec's RDB
+URL), so a rerun resumes: finished Optuna trials count towards the budget,
+Optuna trials left running by a killed driver are finished (their Ray trials
+already in the store are not re-run). A trial with a failed or diverged seed
+is told to Optuna as failed; one stopped early by the scheduler as pruned.
+The best hyperparameters go to ``<store>/tuning/<study>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from trainables.tune import delta_m, reference_key
+
+from .driver import FINISHED, Outcome
+from .plan import Job, make_job, tuned_methods, write_json
+from .search_space import space, split_params
+from .spec import Spec, base_config
+from .store import Store
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def storage(spec: Spec, store: Store) -> optuna.storages.BaseStorage:
+    """The Optuna storage: the spec's RDB URL, or a journal file under the store."""
+    if spec.tuning.storage:
+        return optuna.storages.RDBStorage(spec.tuning.storage)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(store.root / "optuna.log")))
+
+
+def sampler(spec: Spec, index: int) -> optuna.samplers.BaseSampler:
+    seed = spec.tuning.sampler_seed + index
+    if spec.tuning.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def study_name(spec: Spec, dataset: str, arch: str, method: str) -> str:
+    return f"{spec.name}/{dataset}/{arch}/{method}"
+
+
+# --- scores from the store ---------------------------------------------------
+def epoch_rows(store: Store, tid: str) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in store.trial_metrics(tid):
+        out.setdefault(r["epoch"], []).append(r)
+    return out
+
+
+def reference_values(store: Store, ids: list[str]) -> dict[str, float]:
+    """Mean over the reference trials of their last epoch's validation metrics (``task/metric`` -> value)."""
+    sums: dict[str, list[float]] = {}
+    for tid in ids:
+        per_epoch = epoch_rows(store, tid)
+        if not per_epoch:
+            continue
+        for r in per_epoch[max(per_epoch)]:
+            if r["split"] == "val":
+                sums.setdefault(reference_key(r), []).append(r["value"])
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def stored_outcome(store: Store, tid: str, status: str, reference: dict[str, float], epochs: int) -> Outcome:
+    """The outcome of a trial already finished in the store (for resuming)."""
+    if status != "completed":
+        return Outcome(status)
+    per_epoch = epoch_rows(store, tid)
+    scores = [delta_m(per_epoch[e], reference) for e in sorted(per_epoch)]
+    finite = [s for s in scores if math.isfinite(s)]
+    return Outcome("completed", len(scores), scores[-1] if scores else math.nan,
+                   max(finite) if finite else math.nan, pruned=len(scores) < epochs)
+
+
+# --- the job source -----------------------------------------------------------
+class TuningSource:
+    """Feeds Ray the seeds of Optuna trials, round-robin over the studies; tells Optuna when a trial's seeds are done."""
+
+    def __init__(self, spec: Spec, store: Store, references: dict[tuple[str, str], dict[str, float]],
+                 statuses: dict[str, str], retry_failed: bool = False) -> None:
+        self.spec, self.store, self.refs = spec, store, references
+        self.statuses, self.retry_failed = statuses, retry_failed
+        self.storage = storage(spec, store)
+        self.queue: deque[Job] = deque()
+        self.studies: list[dict[str, Any]] = []
+        self.pending: dict[int, dict[str, Any]] = {}  # id(study entry), number -> bookkeeping
+        self.waiting: dict[str, list[tuple[dict[str, Any], int]]] = {}  # job id -> optuna trials waiting on it
+        self.outcomes: dict[tuple[int, int], dict[str, Outcome | None]] = {}
+        tuned = tuned_methods(spec)
+        index = 0
+        for ds in spec.datasets:
+            for arch in spec.archs:
+                for m in spec.methods:
+                    if m.name not in tuned:
+                        continue
+                    st = optuna.create_study(study_name=study_name(spec, ds.name, arch, m.name), storage=self.storage,
+                                             sampler=sampler(spec, index), direction="maximize", load_if_exists=True)
+                    entry = {"index": index, "study": st, "ds": ds, "arch": arch, "m": m, "space": space(spec, m),
+                             "asked": len(st.trials)}
+                    self.studies.append(entry)
+                    for t in st.trials:  # resume Optuna trials a killed driver left running
+                        if t.state == TrialState.RUNNING:
+                            self._expand(entry, t.number, t.params)
+                    index += 1
+        self.turn = 0
+
+    def _jobs(self, entry: dict[str, Any], params: dict[str, Any]) -> list[Job]:
+        method_params, shared = split_params(params)
+        m = entry["m"]
+        return [make_job(self.spec, "tune", base_config(self.spec, entry["ds"], entry["arch"], m, m.distributions[0],
+                                                        seed, method_params, shared))
+                for seed in self.spec.tuning.seeds]
+
+    def _expand(self, entry: dict[str, Any], number: int, params: dict[str, Any]) -> None:
+        key = (entry["index"], number)
+        jobs = self._jobs(entry, params)
+        self.outcomes[key] = {j.trial_id: None for j in jobs}
+        ref = self.refs[(entry["ds"].name, entry["arch"])]
+        for j in jobs:
+            status = self.statuses.get(j.trial_id)
+            if status == "completed" or (status in ("failed", "diverged") and not self.retry_failed):
+                self.outcomes[key][j.trial_id] = stored_outcome(self.store, j.trial_id, status, ref, j.config["epochs"])
+            else:
+                first = j.trial_id not in self.waiting
+                self.waiting.setdefault(j.trial_id, []).append((entry, number))
+                if first:
+                    self.queue.append(j)
+        self._maybe_tell(entry, number)
+
+    def _ask(self) -> bool:
+        """Ask the next study with budget left (round-robin); False when every budget is spent."""
+        n = len(self.studies)
+        for k in range(n):
+            entry = self.studies[(self.turn + k) % n]
+            if entry["asked"] < self.spec.tuning.trials:
+                self.turn = (self.turn + k + 1) % n
+                trial = entry["study"].ask(entry["space"])
+                entry["asked"] += 1
+                self._expand(entry, trial.number, trial.params)
+                return True
+        return False
+
+    def next(self) -> Job | None | str:
+        while not self.queue:
+            if not self._ask():
+                return FINISHED
+        return self.queue.popleft()
+
+    def done(self, job: Job, outcome: Outcome) -> None:
+        for entry, number in self.waiting.pop(job.trial_id, []):
+            self.outcomes[(entry["index"], number)][job.trial_id] = outcome
+            self._maybe_tell(entry, number)
+
+    def _maybe_tell(self, entry: dict[str, Any], number: int) -> None:
+        key = (entry["index"], number)
+        outs = self.outcomes.get(key)
+        if outs is None or any(o is None for o in outs.values()):
+            return
+        del self.outcomes[key]
+        st: optuna.Study = entry["study"]
+        values = list(outs.values())
+        if any(o.status != "completed" for o in values):
+            st.tell(number, state=TrialState.FAIL)
+        elif any(o.pruned for o in values):
+            st.tell(number, state=TrialState.PRUNED)
+        else:
+            pick = "best_score" if self.spec.epoch == "best-val" else "last_score"
+            scores = [getattr(o, pick) for o in values]
+            if all(math.isfinite(s) for s in scores):
+                st.tell(number, sum(scores) / len(scores))
+            else:
+                st.tell(number, state=TrialState.FAIL)
+
+
+# --- results --------------------------------------------------------------------
+def best_params(spec: Spec, store: Store) -> dict[str, Any]:
+    """dataset -> arch -> method -> {params, value, trials}; written to ``<store>/tuning/<study>.json``."""
+    stor = storage(spec, store)
+    out: dict[str, Any] = {}
+    for ds in spec.datasets:
+        for arch in spec.archs:
+            for name in tuned_methods(spec):
+                st = optuna.load_study(study_name=study_name(spec, ds.name, arch, name), storage=stor)
+                complete = [t for t in st.trials if t.state == TrialState.COMPLETE]
+                entry: dict[str, Any] = {"trials": len(st.trials), "complete": len(complete),
+                                         "pruned": sum(t.state == TrialState.PRUNED for t in st.trials),
+                                         "failed": sum(t.state == TrialState.FAIL for t in st.trials),
+                                         "optuna_study": st.study_name}
+                if complete:
+                    best = max(complete, key=lambda t: t.value)
+                    entry.update(params=dict(best.params), value=best.value, number=best.number)
+                else:
+                    entry.update(params={}, value=None, note="no completed trial: defaults are used")
+                out.setdefault(ds.name, {}).setdefault(arch, {})[name] = entry
+    write_json(tuning_path(store, spec.name), out)
+    return out
+
+
+def tuning_path(store: Store, name: str) -> Path:
+    return store.root / "tuning" / f"{name}.json"
+
+
+def load_best(store: Store, name: str) -> dict[str, Any]:
+    path = tuning_path(store, name)
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,132 @@
+"""The Ray Tune trainable: one litmus trial as a plain function of its config.
+
+``config = {"train": TrainConfig dict, "litmus": {...}}`` where ``litmus``
+holds the trial's id, an optional validation ``reference`` (metric means of
+the EW reference run, for the tuning score) and ``checkpoint_every``.
+
+Each finished epoch is reported with :func:`ray.tune.report` (never
+``ray.train.report``): the epoch's metric rows, mean task weights, a run
+summary and the validation score (Delta-m % against the reference, ``nan``
+without one). A checkpoint (``trainer.state_dict()`` via ``torch.save``, a
+Ray-internal file, never part of the results store) goes with every
+``checkpoint_every``-th epoch, so a retried trial resumes where it stopped.
+Divergence is a result, not an error: it is reported as ``status:
+diverged`` and the function returns normally. Any other exception
+propagates, so Ray records the failure and retries up to the study's limit.
+
+This is the only module of ``trainables`` that imports Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any, Iterable, Mapping
+
+import torch
+from ray import tune
+
+from .config import TrainConfig
+from .trainer import Diverged, Trainer
+
+CHECKPOINT_FILE = "trainer.pt"
+
+
+def reference_key(row: Mapping[str, Any]) -> str:
+    """Key of a validation metric in a reference dict: ``task/metric``."""
+    return f"{row['task']}/{row['metric']}"
+
+
+def delta_m(rows: Iterable[Mapping[str, Any]], reference: Mapping[str, float], split: str = "val") -> float:
+    """Delta-m % of ``rows`` (one epoch, one split) against ``reference`` (``task/metric`` -> value).
+
+    ``100/T * sum_t 1/N_t * sum_i s_ti (M_ti - B_ti) / B_ti`` over the metrics
+    that are not losses and have a non-zero reference; ``nan`` if none.
+    """
+    per_task: dict[str, list[float]] = {}
+    for r in rows:
+        if r["split"] != split or r["metric"] == "loss":
+            continue
+        b = reference.get(reference_key(r))
+        if b is None or b == 0 or not math.isfinite(b):
+            continue
+        sign = 1.0 if r["higher_is_better"] else -1.0
+        per_task.setdefault(r["task"], []).append(sign * (r["value"] - b) / abs(b))
+    if not per_task:
+        return float("nan")
+    return 100.0 * sum(sum(v) / len(v) for v in per_task.values()) / len(per_task)
+
+
+def _cpus() -> int:
+    try:
+        res = tune.get_context().get_trial_resources()
+        return max(1, int(res.required_resources.get("CPU", 1)))
+    except Exception:  # noqa: BLE001 - outside a Tune session (direct call in tests): one thread
+        return 1
+
+
+def _report_with_checkpoint(report: dict[str, Any], trainer: Trainer) -> None:
+    """Report with a checkpoint; Ray persists it to the run's storage before ``report`` returns."""
+    path = tempfile.mkdtemp(prefix="litmus-ckpt-")
+    try:
+        torch.save(trainer.state_dict(), os.path.join(path, CHECKPOINT_FILE))
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(path))
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """Train one trial, reporting every epoch to Ray Tune."""
+    meta = config.get("litmus", {})
+    cfg = TrainConfig.from_dict(dict(config["train"]))
+    if cfg.num_threads is None:
+        cfg.num_threads = _cpus()
+    torch.set_num_threads(cfg.num_threads)
+    trainer = Trainer(cfg)
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            # a Ray-internal checkpoint this trainable wrote itself (trusted; never read from the store)
+            trainer.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=False))
+    reference = meta.get("reference") or {}
+    every = int(meta.get("checkpoint_every", 1) or 0)
+    best = -math.inf
+    host = socket.gethostname()
+    try:
+        for res in trainer.epochs():
+            score = delta_m(res.rows, reference) if reference else float("nan")
+            if math.isfinite(score):
+                best = max(best, score)
+            report = {
+                "litmus_id": meta.get("trial_id"),
+                "epoch": res.epoch,
+                "rows": res.rows,
+                "weights": res.weights,
+                "train_losses": res.train_losses,
+                "epoch_seconds": res.seconds,
+                "summary": {**trainer.stats.summary(), "host": host},
+                "score": score,
+                "best_score": best if math.isfinite(best) else float("nan"),
+                "status": "running",
+                "done_epochs": res.epoch >= trainer.cfg.epochs,
+            }
+            if every and (res.epoch % every == 0) and res.epoch < trainer.cfg.epochs:
+                _report_with_checkpoint(report, trainer)
+            else:
+                tune.report(report)
+    except Diverged as err:
+        tune.report({
+            "litmus_id": meta.get("trial_id"),
+            "epoch": trainer.epoch,
+            "rows": [],
+            "weights": None,
+            "summary": {**trainer.stats.summary(), "host": host},
+            "score": float("nan"),
+            "best_score": float("nan"),
+            "status": "diverged",
+            "error": str(err),
+            "done_epochs": True,
+        })
