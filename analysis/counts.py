@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .store import names
+
 STATUSES = ("completed", "failed", "diverged", "running", "unknown")
 
 
@@ -23,8 +25,8 @@ def cell_counts(frame: pd.DataFrame, trials: pd.DataFrame | None = None,
     if trials is not None and len(trials):
         extra = trials[~trials["trial_id"].isin(t["trial_id"])]
         if "study" in frame.columns and len(extra):
-            extra = extra[extra["study"].isin(frame["study"].astype(str).unique())
-                          & extra["stage"].isin(frame["stage"].astype(str).unique())
+            extra = extra[extra["study"].isin(names(frame["study"]))
+                          & extra["stage"].isin(names(frame["stage"]))
                           & extra["dataset"].isin(t["dataset"].unique())]
         t = pd.concat([t, extra[["trial_id", "dataset", "arch", "variant", "seed", "status"]].astype(
             {"status": str})], ignore_index=True)

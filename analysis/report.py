@@ -22,7 +22,7 @@ from .naming import has_baseline, resolve_baseline
 from .power import power_warnings, seeds_needed
 from .select import select, validation_scores
 from .stats import DELTA, compare
-from .store import load, load_trials
+from .store import load, load_trials, names
 from .tables import LEGEND, architecture_table, combination_table, render_paper_table, table_data
 from .verdict import verdicts
 
@@ -49,7 +49,7 @@ class Analysis:
 
 def pick_stage(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     """Analyse one stage: ``final`` if present, else ``single``, else ``tune`` (tuning seeds are biased)."""
-    stages = set(frame["stage"].astype(str).unique())
+    stages = set(names(frame["stage"]))
     if len(stages) <= 1:
         if stages == {"tune"}:
             notes.append("only tuning-stage trials: their seeds took part in tuning, so results are biased upward")
@@ -74,7 +74,7 @@ def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: s
             n_resamples: int = 2000, seed: int = 0) -> Analysis:
     """Run the full analysis of one study's metrics frame (see docs/statistics.md)."""
     notes: list[str] = []
-    studies = sorted(frame["study"].astype(str).unique())
+    studies = names(frame["study"])
     if len(studies) > 1:
         raise AnalysisError(f"the data hold several studies ({', '.join(studies)}): choose one (--study)")
     frame = pick_stage(frame, notes)
@@ -264,7 +264,7 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
         if "ranks" in a.across:
             figs["critical difference"] = [str(p.relative_to(out)) for p in plots.cd_diagram(
                 a.across["ranks"], a.across["cd"], a.across["cliques"], fdir / "critical_difference")]
-    title = f"litmus report: {study or ', '.join(sorted(frame['study'].astype(str).unique()))}"
+    title = f"litmus report: {study or ', '.join(names(frame['study']))}"
     (out / "index.md").write_text(render_index(a, title, margin, alpha, correction, figs))
     return out / "index.md"
 

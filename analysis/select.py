@@ -17,7 +17,7 @@ import pandas as pd
 from .delta_m import metric_weights
 from .errors import AnalysisError
 from .naming import has_baseline, resolve_baseline
-from .store import USABLE_STATUS
+from .store import USABLE_STATUS, names, plain_strings
 
 KEEP = ["study", "stage", "trial_id", "dataset", "arch", "method", "distribution", "variant",
         "seed", "task", "metric", "higher_is_better", "value", "epoch"]
@@ -65,7 +65,7 @@ def validation_scores(frame: pd.DataFrame, baseline: str = "ew", per: str = "tas
     if val.empty:
         raise AnalysisError("best-val selection needs a 'val' split and the store has none "
                             "(use epoch='last'; litmus never selects epochs on the test split)")
-    no_val = sorted(set(usable(frame)["dataset"].astype(str)) - set(val["dataset"].astype(str)))
+    no_val = sorted(set(names(usable(frame)["dataset"])) - set(names(val["dataset"])))
     if no_val:
         raise AnalysisError(f"best-val selection needs a 'val' split; datasets without one: {', '.join(no_val)}")
     ref = validation_reference(val, baseline)
@@ -108,7 +108,7 @@ def select(frame: pd.DataFrame, split: str = "test", epoch: str | int = "best-va
     data = usable(frame)
     rows = data[data["split"] == split]
     if rows.empty:
-        splits = sorted(frame["split"].astype(str).unique())
+        splits = names(frame["split"])
         raise AnalysisError(f"no usable rows on split {split!r} (splits present: {', '.join(splits)})")
     if epoch == "last":
         chosen = _last_epoch_rows(rows)
@@ -116,7 +116,7 @@ def select(frame: pd.DataFrame, split: str = "test", epoch: str | int = "best-va
         cand = rows[["trial_id", "epoch"]].drop_duplicates()
         best = best_val_epochs(data, baseline, per, candidates=cand)
         chosen = rows.merge(best[["trial_id", "epoch"]], on=["trial_id", "epoch"], how="inner")
-        lost = set(rows["trial_id"].astype(str).unique()) - set(best["trial_id"].astype(str))
+        lost = set(names(rows["trial_id"])) - set(names(best["trial_id"]))
         if lost:
             warnings.warn(f"{len(lost)} trial(s) have no complete validation epoch and are left out "
                           "of best-val selection", stacklevel=2)
@@ -125,4 +125,4 @@ def select(frame: pd.DataFrame, split: str = "test", epoch: str | int = "best-va
     else:
         raise AnalysisError(f"epoch must be 'best-val', 'last' or an integer, got {epoch!r}")
     cols = [c for c in KEEP if c in chosen.columns]
-    return chosen[cols].reset_index(drop=True)
+    return plain_strings(chosen[cols].reset_index(drop=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .errors import AnalysisError
-from .naming import variant_column
+from .naming import variant_column, variant_name
 
 METRICS_SCHEMA = pa.schema([
     ("study", pa.string()), ("stage", pa.string()), ("trial_id", pa.string()),
@@ -166,13 +167,34 @@ def load(store: str | Path, study: Filter = None, stage: Filter = None,
             raise AnalysisError(f"column {col!r} has {nulls} null values in {store} (missing column in some file?)")
     frame = _to_pandas(table, CATEGORICAL)
     _check_directions(frame)
-    frame["variant"] = pd.Categorical(variant_column(frame["method"], frame["distribution"]))
+    frame["variant"] = _variant_categorical(frame["method"], frame["distribution"])
     trials = load_trials(store, study=study, stage=stage, dataset=dataset)
     status = dict(zip(trials["trial_id"], trials["status"]))
     codes = frame["trial_id"].cat.categories.map(lambda t: status.get(t, "unknown"))
     frame["status"] = pd.Categorical(pd.Series(codes, dtype=object).take(
         frame["trial_id"].cat.codes.to_numpy()).to_numpy())
     return frame
+
+
+def names(column: pd.Series) -> list[str]:
+    """Sorted distinct values of a (categorical or string) column as str, without converting every row."""
+    return sorted(str(x) for x in pd.unique(column.dropna()))
+
+
+def plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns -> str (for small frames such as selected values)."""
+    cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    return frame.astype({c: str for c in cats}) if cats else frame
+
+
+def _variant_categorical(method: pd.Series, distribution: pd.Series) -> pd.Categorical:
+    """``variant`` from two categorical columns, computed once per distinct pair (fast on 1M rows)."""
+    mcats, dcats = method.cat.categories, distribution.cat.categories
+    nd = len(dcats) + 1
+    key = method.cat.codes.to_numpy().astype(np.int64) * nd + distribution.cat.codes.to_numpy() + 1
+    uniq, inv = np.unique(key, return_inverse=True)
+    labels = [variant_name(str(mcats[k // nd]), None if k % nd == 0 else str(dcats[k % nd - 1])) for k in uniq]
+    return pd.Categorical.from_codes(inv.ravel(), categories=labels)
 
 
 def _check_directions(frame: pd.DataFrame) -> None:
