@@ -168,3 +168,12 @@ def test_failed_trials_are_counted_not_used(tmp_path):
     assert counts.loc["ew", "failed"] == 1 and counts.loc["ew", "missing_seeds"] == "1"
     dm = analysis.delta_m(sel).set_index("variant")
     assert dm.loc["uw", "n_seeds"] == 2 and dm.loc["ew", "n_seeds"] == 2
+
+
+def test_analysis_imports_neither_trainables_study_nor_ray():
+    import subprocess
+    import sys
+    code = ("import sys, analysis, analysis.cli, analysis.plots, analysis.report; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trainables', 'study', 'ray', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
