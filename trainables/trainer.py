@@ -238,7 +238,10 @@ class Trainer:
             inputs = self.task_params + self.method_params
             if inputs:
                 torch.autograd.backward(head_obj, inputs=inputs)
-            direction = grad_m.direction(jac, losses.detach())
+            if rep is not None and hasattr(grad_m, "activation"):
+                grad_m.activation = rep.detach()  # GradDrop's sign purity needs the representation's sign
+            # the method sees the losses it balances: the loss-weighted ones in a LOSS+GRAD combination
+            direction = grad_m.direction(jac, weighted.detach())
             if direction.shape != jac.shape[1:]:
                 raise RuntimeError(f"method {grad_m.name!r} returned a direction of shape {tuple(direction.shape)}, "
                                    f"expected {tuple(jac.shape[1:])}")
