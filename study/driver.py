@@ -11,6 +11,7 @@ of truth (DESIGN.md), so every call is a fresh experiment.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -30,7 +31,7 @@ from .store import Store
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
 
 FINISHED = "FINISHED"
@@ -78,8 +79,6 @@ def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None)
     Returns the cluster's resources; raises :class:`ClusterError` before any trial if the cluster
     is unreachable or lacks the GPUs the spec asks for.
     """
-    import logging
-
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -88,13 +87,13 @@ def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None)
     elif address:
         _check_reachable(address)
         try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                      runtime_env=None)
         except (ConnectionError, RuntimeError, TimeoutError) as err:
             raise ClusterError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", logging_level=logging.WARNING, log_to_driver=False,
+                 _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
     res = ray.cluster_resources()
     if spec.resources.get("gpu", 0) > 0 and res.get("GPU", 0) <= 0:
@@ -137,7 +136,14 @@ class Progress:
     skipped: int = 0
     running: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.time)
-    durations_sum: float = 0.0
+
+    def reset(self, stage: str, total: int, skipped: int) -> None:
+        """Start counting a new stage (``skipped``: trials already finished in the store)."""
+        self.stage, self.total, self.skipped = stage, total, skipped
+        self.done = self.failed = self.diverged = 0
+        self.started = time.time()
+        if skipped:
+            self.say(f"[{stage}] {skipped}/{total} trials already in the store: skipped")
 
     def line(self, last: str = "") -> str:
         finished = self.done + self.failed + self.diverged
@@ -147,7 +153,7 @@ class Progress:
             eta = f"ETA {rate * left:.0f}s"
         else:
             eta = "ETA ?"
-        return (f"[{self.stage}] {finished + self.skipped}/{self.total} done ({self.failed} failed, "
+        return (f"[{self.stage} {time.time() - self.started:5.0f}s] {finished + self.skipped}/{self.total} done ({self.failed} failed, "
                 f"{self.diverged} diverged), {len(self.running)} running, {eta}" + (f" | {last}" if last else ""))
 
 
@@ -170,6 +176,12 @@ def _searcher(source: JobSource, checkpoint_every: int):
             return {"train": job.config,
                     "litmus": {"trial_id": job.trial_id, "stage": job.stage, "reference": job_reference(job),
                                "checkpoint_every": checkpoint_every}}
+
+        def save(self, checkpoint_path: str) -> None:  # the store, not Tune's state, is what resumes a study
+            pass
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             job = self.jobs.pop(trial_id, None)
@@ -294,19 +306,30 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
     return StoreWriter()
 
 
-def _scheduler(spec: Spec, stage: str):
+def _scheduler(spec: Spec):
+    """ASHA on the validation score for tuning trials only (the reference and final trials always run to the end)."""
     sched = spec.tuning.scheduler
-    if stage != "tune" or not sched:
+    if not sched:
         return None
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class TuningASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            if trial.config["litmus"]["stage"] != "tune" or trial.config["litmus"].get("reference") is None:
+                return TrialScheduler.CONTINUE
+            return super().on_trial_result(tune_controller, trial, result)
+
+        def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+            if trial.config["litmus"].get("reference") is not None:
+                super().on_trial_complete(tune_controller, trial, result)
 
     max_t = max((ds.epochs or 1) for ds in spec.datasets)
-    return ASHAScheduler(metric="score", mode="max", time_attr="training_iteration", max_t=max(max_t, 1),
+    return TuningASHA(metric="score", mode="max", time_attr="training_iteration", max_t=max(max_t, 1),
                          grace_period=int(sched.get("grace_period", 1)),
                          reduction_factor=int(sched.get("reduction_factor", 2)))
 
 
-def run_jobs(spec: Spec, store: Store, source: JobSource, stage: str, progress: Progress,
+def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
              ray_storage: str | None = None) -> None:
     """Run every job the source yields as Ray Tune trials; the store holds the results."""
     from ray import tune
@@ -316,13 +339,13 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, stage: str, progress: 
     storage = ray_storage or str(store.root / "ray")
     if "://" not in storage:
         storage = str(Path(storage).resolve())
-    name = f"{spec.name}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources.get("gpu", 0)})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=_searcher(source, spec.checkpoint_every), num_samples=-1,
-            max_concurrent_trials=progress.slots, reuse_actors=True, scheduler=_scheduler(spec, stage),
+            max_concurrent_trials=progress.slots, reuse_actors=True, scheduler=_scheduler(spec),
             trial_dirname_creator=lambda t: t.config["litmus"]["trial_id"],
             trial_name_creator=lambda t: t.config["litmus"]["trial_id"],
         ),
@@ -334,6 +357,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, stage: str, progress: 
             progress_reporter=None,
         ),
     )
+    for quiet in ("ray.tune", "ray.train", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(quiet).setLevel(logging.ERROR)
     tuner.fit()
     if "://" not in storage:  # finished experiments' checkpoints are not needed to resume: the store is the truth
         shutil.rmtree(Path(storage) / name, ignore_errors=True)

@@ -1,19 +1,24 @@
-"""A whole study: validate, connect, reference -> tuning -> final, then the summary.
+"""A whole study in one Ray Tune run: the EW reference -> tuning -> final stage, then the summary.
 
-Rerunning the same spec resumes: trials finished in the store are skipped
-(failed and diverged ones too, unless ``retry_failed``), the rest run again,
-and the store is the source of truth for what is done.
+One ``Tuner.fit()`` drives every stage (actors are started once and reused):
+a :class:`StudySource` yields the reference trials, then (once they are in
+the store) the Optuna-sampled tuning trials of all methods interleaved, then
+(once every Optuna trial is told) the final trials with the tuned
+hyperparameters. Rerunning the same spec resumes: trials finished in the
+store are skipped (failed and diverged ones too, unless ``retry_failed``);
+the store is the source of truth for what is done.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from . import driver
+from .driver import FINISHED, Outcome, Progress
 from .final import ListSource, pending
-from .plan import final_jobs, reference_jobs, save_plan, tuned_methods
+from .plan import Job, final_jobs, reference_jobs, save_plan, tuned_methods
 from .spec import Spec
 from .store import Store
 from .tuning import TuningSource, best_params, reference_values
@@ -28,6 +33,66 @@ class StudyResult:
 
 class StudyError(ValueError):
     """The study cannot go on (e.g. every EW reference trial failed)."""
+
+
+class StudySource:
+    """Chains the stages; a stage starts when the previous one is finished (``None`` = wait)."""
+
+    def __init__(self, spec: Spec, store: Store, progress: Progress, retry_failed: bool = False) -> None:
+        self.spec, self.store, self.progress, self.retry_failed = spec, store, progress, retry_failed
+        self.refs = reference_jobs(spec)
+        self.final: list[Job] = []
+        self.stage = ""
+        self.current: Any = None
+        self.in_flight = 0
+        self._start("reference" if self.refs else "final")
+
+    def _start(self, stage: str) -> None:
+        self.stage = stage
+        statuses = self.store.statuses(self.spec.name)
+        if stage == "reference":
+            todo = pending(self.refs, statuses, self.retry_failed)
+            self.current = ListSource(todo)
+            self.progress.reset("reference", len(self.refs), len(self.refs) - len(todo))
+        elif stage == "tune":
+            refs = {}
+            for ds in self.spec.datasets:
+                for arch in self.spec.archs:
+                    ids = [j.trial_id for j in self.refs if j.config["dataset"] == ds.name
+                           and j.config["arch"] == arch and statuses.get(j.trial_id) == "completed"]
+                    if not ids:
+                        raise StudyError(f"every EW reference trial on {ds.name} ({arch}) failed; "
+                                         f"see `litmus status {self.store.root}`")
+                    refs[(ds.name, arch)] = reference_values(self.store, ids)
+                    driver.set_reference(ds.name, arch, refs[(ds.name, arch)])
+            total = self.spec.tuning.trials * len(self.spec.tuning.seeds) * len(self.spec.datasets) \
+                * len(self.spec.archs) * len(tuned_methods(self.spec))
+            self.progress.reset("tune", total, 0)
+            self.current = TuningSource(self.spec, self.store, refs, statuses, self.retry_failed)
+        else:
+            best = best_params(self.spec, self.store) if self.refs else {}
+            self.final = final_jobs(self.spec, best)
+            save_plan(self.spec, self.store.root, self.refs, self.final)
+            todo = pending(self.final, statuses, self.retry_failed)
+            self.progress.reset("final", len(self.final), len(self.final) - len(todo))
+            self.current = ListSource(todo)
+
+    def next(self) -> Job | None | str:
+        while True:
+            job = self.current.next()
+            if not isinstance(job, str):
+                if job is not None:
+                    self.in_flight += 1
+                return job
+            if self.in_flight:  # the stage's last trials are still running
+                return None
+            if self.stage == "final":
+                return FINISHED
+            self._start("tune" if self.stage == "reference" else "final")
+
+    def done(self, job: Job, outcome: Outcome) -> None:
+        self.in_flight -= 1
+        self.current.done(job, outcome)
 
 
 def _counts(store: Store, spec: Spec, ids: list[str]) -> dict[str, int]:
@@ -45,44 +110,18 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
     """Run (or resume) ``spec``; returns the final stage's status counts."""
     t0 = time.time()
     store = Store(spec.store)  # fails early if not writable
-    refs = reference_jobs(spec)
-    save_plan(spec, store.root, refs, None)
+    save_plan(spec, store.root, reference_jobs(spec), None)
     resources = driver.connect(spec, address, num_cpus)
-    slots = driver.concurrency(spec, resources)
-    say(f"litmus run: study {spec.name!r} -> {store.root} ({slots} concurrent trials on "
-        f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)")
     try:
-        # 1. the EW reference on the tuning seeds
-        if refs:
-            todo = pending(refs, store.statuses(spec.name), retry_failed)
-            prog = driver.Progress("reference", len(refs), slots, say, skipped=len(refs) - len(todo))
-            if todo:
-                driver.run_jobs(spec, store, ListSource(todo), "tune", prog, ray_storage)
-            statuses = store.statuses(spec.name)
-            references = {}
-            for ds in spec.datasets:
-                for arch in spec.archs:
-                    ids = [j.trial_id for j in refs if j.config["dataset"] == ds.name and j.config["arch"] == arch
-                           and statuses.get(j.trial_id) == "completed"]
-                    if not ids:
-                        raise StudyError(f"every EW reference trial on {ds.name} ({arch}) failed; "
-                                         f"see `litmus status {store.root}`")
-                    references[(ds.name, arch)] = reference_values(store, ids)
-                    driver.set_reference(ds.name, arch, references[(ds.name, arch)])
-            # 2. tuning: every method's Optuna trials interleaved in one Ray Tune run
-            total = sum(spec.tuning.trials * len(spec.tuning.seeds) for _ in spec.datasets for _ in spec.archs
-                        for _ in tuned_methods(spec))
-            source = TuningSource(spec, store, references, store.statuses(spec.name), retry_failed)
-            prog = driver.Progress("tune", total, slots, say)
-            driver.run_jobs(spec, store, source, "tune", prog, ray_storage)
-        best = best_params(spec, store) if refs else {}
-        # 3. final: every dataset x arch x method x distribution x seed
-        jobs = final_jobs(spec, best)
-        save_plan(spec, store.root, refs, jobs)
-        todo = pending(jobs, store.statuses(spec.name), retry_failed)
-        prog = driver.Progress("final", len(jobs), slots, say, skipped=len(jobs) - len(todo))
-        if todo:
-            driver.run_jobs(spec, store, ListSource(todo), "final", prog, ray_storage)
+        slots = driver.concurrency(spec, resources)
+        say(f"litmus run: study {spec.name!r} -> {store.root} ({slots} concurrent trials on "
+            f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)")
+        progress = Progress("", 0, slots, say)
+        source = StudySource(spec, store, progress, retry_failed)
+        driver.run_jobs(spec, store, source, progress, ray_storage)
+        if source.stage != "final":
+            raise KeyboardInterrupt  # Tune stopped before the final stage (SIGINT): the study is incomplete
+        jobs = source.final
         return StudyResult(store, _counts(store, spec, [j.trial_id for j in jobs]), time.time() - t0)
     finally:
         if not keep_ray:
