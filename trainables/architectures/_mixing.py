@@ -48,7 +48,13 @@ def stage_widths(blocks: Sequence[nn.Module], channels: Sequence[int] | None) ->
         if len(channels) != len(blocks):
             raise ValueError(f"architecture option channels has {len(channels)} entries for {len(blocks)} encoder stages")
         return [int(c) for c in channels]
-    return [num_features(b) for b in blocks]
+    widths: list[int] = []
+    for b in blocks:
+        if widths and not any(True for _ in b.parameters()):
+            widths.append(widths[-1])  # a parameter-free stage (pooling, flatten) keeps the width
+        else:
+            widths.append(num_features(b))
+    return widths
 
 
 def check_width(x: Tensor, expected: int, where: str) -> None:

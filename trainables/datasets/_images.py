@@ -1,0 +1,71 @@
+"""Image-file datasets: ``relative/path label`` lists, PIL loading, Resize + ImageNet normalisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def transform(size: int) -> Callable:
+    """Resize to ``size x size``, to tensor, ImageNet normalisation."""
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
+                               transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def load_image(path: Path) -> "object":
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def read_list(path: Path, num_classes: int, root: Path) -> list[tuple[str, int]]:
+    """Parse a ``relative/path label`` list (paths may contain spaces); validate labels and that files exist."""
+    items: list[tuple[str, int]] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.rstrip().rsplit(None, 1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}, line {n}: expected 'relative/path label', got {line!r}")
+        rel, lab = parts
+        try:
+            y = int(lab)
+        except ValueError:
+            raise ValueError(f"{path}, line {n}: label {lab!r} is not an integer") from None
+        if not 0 <= y < num_classes:
+            raise ValueError(f"{path}, line {n}: label {y} out of range, expected 0..{num_classes - 1}")
+        if not (root / rel).is_file():
+            raise ValueError(f"{path}, line {n}: image {root / rel} does not exist")
+        items.append((rel, y))
+    if not items:
+        raise ValueError(f"{path} lists no images")
+    return items
+
+
+class ImageList(Dataset):
+    """Images listed with one integer label per image, for one task."""
+
+    def __init__(self, root: Path, items: list[tuple[str, int]], task: str, size: int) -> None:
+        self.root, self.items, self.task = root, items, task
+        self.tf = transform(size)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> tuple[Tensor, dict[str, Tensor]]:
+        rel, y = self.items[k]
+        return self.tf(load_image(self.root / rel)), {self.task: torch.tensor(y, dtype=torch.int64)}

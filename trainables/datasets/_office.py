@@ -1,0 +1,72 @@
+"""Shared code of the Office-31 / Office-Home domain benchmarks: one task per domain, each with its own images.
+
+Layout (docs/data.md): ``{root}/{domain}_{train,val,test}.txt`` lists of
+``relative/path label`` lines (paths relative to ``root``), 60/20/20 per
+domain, made with ``python -m trainables.datasets.make_splits ROOT``.
+Model as in Lin et al. (2022, Appendix) and LibMTL: ResNet-18 ->
+Linear(512, 512) + BN + ReLU + Dropout(0.5) shared encoder, a linear head per
+domain; images resized to 224 with ImageNet normalisation; accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from ..metrics import Accumulator, Accuracy
+from ._images import ImageList, read_list
+from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
+from .base import Benchmark, Option, Splits
+
+SPLITS = ("train", "val", "test")
+
+
+class OfficeBenchmark(Benchmark):
+    multi_input = True
+    num_classes: int = 0
+    common_options = (
+        Option("root", None, "folder holding the images and {domain}_{train,val,test}.txt (required)"),
+        Option("image_size", 224, "images are resized to image_size x image_size"),
+        Option("pretrained", True, "true: torchvision ImageNet weights (downloads on your machine); false; or a state-dict path"),
+    )
+
+    def check(self) -> None:
+        o = self.opts
+        if o["root"] is None:
+            raise ValueError(f"{self.name} needs the option root: the folder holding the images and split lists (see docs/data.md)")
+        root = Path(str(o["root"])).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
+        for t in self.tasks:
+            for s in SPLITS:
+                f = root / f"{t}_{s}.txt"
+                if not f.is_file():
+                    raise ValueError(f"{self.name}: missing split list {f} (create the lists with "
+                                     f"`python -m trainables.datasets.make_splits {root}`)")
+        if not isinstance(o["image_size"], int) or o["image_size"] < 8:
+            raise ValueError(f"{self.name} option image_size must be an integer >= 8, got {o['image_size']!r}")
+        check_pretrained(o["pretrained"], self.name)
+
+    def load(self) -> Splits:
+        root = Path(str(self.opts["root"])).expanduser()
+        out: dict[str, dict[str, ImageList]] = {s: {} for s in SPLITS}
+        for t in self.tasks:
+            for s in SPLITS:
+                items = read_list(root / f"{t}_{s}.txt", self.num_classes, root)
+                out[s][t] = ImageList(root, items, t, self.opts["image_size"])
+        return Splits(**out)
+
+    def encoder_blocks(self) -> list[nn.Module]:
+        stages = resnet_stages(resnet("resnet18", pretrained=self.opts["pretrained"]))
+        top = nn.Sequential(GlobalPool(), nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Dropout(0.5))
+        return stages + [top]
+
+    def head(self, task: str) -> nn.Module:
+        return nn.Linear(512, self.num_classes)
+
+    def loss(self, task: str, pred: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(pred, target)
+
+    def accumulators(self) -> dict[str, Accumulator]:
+        return {t: Accuracy() for t in self.tasks}
