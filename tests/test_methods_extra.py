@@ -119,3 +119,72 @@ def test_fixed_weight_extraction_equals_hand_computed_ema(tmp_path, capsys) -> N
 
     (entry,) = yaml.safe_load(capsys.readouterr().out)
     assert entry["name"] == "fixed" and entry["params"]["task_weights"] == pytest.approx(expected)
+
+
+# --- STL ------------------------------------------------------------------------------------
+from trainables.config import TrainConfig, resolve  # noqa: E402
+from trainables.trainer import _DATA_STREAM, Trainer, _batches  # noqa: E402
+
+SMALL = {"n_train": 256, "n_val": 64, "n_test": 64}
+SCENES = {"n_train": 32, "n_val": 8, "n_test": 8}
+
+
+def small(dataset: str = "multi_digits", **kw) -> TrainConfig:
+    opts = dict(SMALL if dataset == "multi_digits" else SCENES, **kw.pop("dataset_options", {}))
+    return TrainConfig(dataset=dataset, dataset_options=opts, epochs=kw.pop("epochs", 1), batch_size=kw.pop("batch_size", 64),
+                       **kw)
+
+
+def test_stl_builds_separate_models_with_no_shared_parameter() -> None:
+    tr = Trainer(small(method="stl"))
+    model = tr.model
+    assert type(model).__name__ == "STL" and tr.cfg.arch == "hps"  # the spec's arch is kept; one model per task
+    assert model.shared_parameters() == [] and tr.shared == []
+    ids = {t: {id(p) for p in model.task_parameters(t)} for t in tr.tasks}
+    assert not ids["left"] & ids["right"]
+    assert ids["left"] | ids["right"] == {id(p) for p in model.parameters()}
+    x, y = next(_batches(tr.splits.train, 16, None, torch.device("cpu")))
+    loss = tr.bench.loss("left", model(x)["left"], y["left"])
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    for p, g in zip(model.parameters(), grads):
+        if id(p) in ids["right"]:
+            assert g is None or not g.any()  # the left head never sees the right encoder
+    # both tasks' models start from the same single-task initialisation (the trial's seed)
+    for a, b in zip(model.encoders["left"].parameters(), model.encoders["right"].parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="nothing"):
+        resolve(small(method="stl+cagrad"))
+    with pytest.raises(ValueError, match="arch"):
+        resolve(small(method="stl", arch="mtan"))
+    with pytest.raises(ValueError, match="grad_clip"):
+        resolve(small(method="stl", grad_clip=1.0))
+
+
+def test_stl_metrics_equal_single_task_runs_with_the_same_seed() -> None:
+    seed = 5
+    tr = Trainer(small(method="stl", seed=seed, epochs=2))
+    results = list(tr.epochs())
+    got = {(r["task"], r["metric"]): r["value"] for r in results[-1].rows if r["split"] == "test"}
+    cfg, bench = tr.cfg, tr.bench
+    for task in bench.tasks:  # an independent single-task training with the same seed and batches
+        torch.manual_seed(seed)
+        enc = torch.nn.Sequential(*bench.encoder_blocks())
+        head = bench.head(task)
+        opt = torch.optim.Adam(list(enc.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(seed + _DATA_STREAM)
+        for _ in range(cfg.epochs):
+            enc.train(), head.train()
+            for x, y in _batches(tr.splits.train, cfg.batch_size, gen, torch.device("cpu")):
+                opt.zero_grad()
+                bench.loss(task, head(bench.head_input(enc(x), x)), y[task]).backward()
+                opt.step()
+        enc.eval(), head.eval()
+        acc = bench.accumulators()[task]
+        with torch.no_grad():
+            for x, y in _batches(tr.splits.test, cfg.eval_batch_size, None, torch.device("cpu")):
+                out = head(bench.head_input(enc(x), x))
+                acc.update(out, y[task])
+                loss = float(bench.loss(task, out, y[task]))
+        for metric, value in acc.compute().items():
+            assert got[(task, metric)] == pytest.approx(float(value), abs=1e-6), (task, metric)
+        assert got[(task, "loss")] == pytest.approx(loss, rel=1e-5)  # one test batch (64 <= eval batch)

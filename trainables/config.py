@@ -77,6 +77,16 @@ def is_random(method: str) -> bool:
     return takes_distribution(loss) or (grad is not None and takes_distribution(grad))
 
 
+def single_task(method: str) -> bool:
+    """Whether a spec method name asks for one independent model per task (``stl``)."""
+    return bool(getattr(weighting.get(weighting.split_name(method)[0]), "single_task", False))
+
+
+def model_arch(cfg: TrainConfig) -> str:
+    """The architecture the trainer builds: ``stl`` for single-task methods (``cfg.arch`` stays as given)."""
+    return "stl" if single_task(cfg.method) else cfg.arch
+
+
 def method_hparams(cfg: TrainConfig) -> dict[str, Any]:
     """The method's hyperparameters with the trial's ``distribution`` folded in."""
     hp = dict(cfg.method_params)
@@ -137,6 +147,17 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
         weighting.sampling.check_distribution(cfg.distribution)
     pipeline = weighting.build_pipeline(cfg.method, len(bench.tasks), method_hparams(cfg))
     grad = pipeline.grad
+    if single_task(cfg.method) or cfg.arch == "stl":
+        # one independent model per task (architectures/stl.py): nothing shared, nothing coupled
+        if single_task(cfg.method) and cfg.arch not in ("hps", "stl"):
+            raise ValueError(f"method {cfg.method!r} trains one hps-style model per task; use arch hps or stl, "
+                             f"not {cfg.arch!r}")
+        if grad is not None:
+            raise ValueError(f"{cfg.method!r} with one model per task: no parameter is shared, so there is nothing "
+                             f"for the gradient method {grad.name!r} to balance")
+        if cfg.grad_clip is not None:
+            raise ValueError("grad_clip clips the global norm of all task models together, which couples single-task "
+                             "models; remove it for stl")
     if grad is None:
         if cfg.space is not None:
             raise ValueError(f"method {cfg.method!r} is a loss weighting: it has no gradient space, "

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from . import architectures, weighting
-from .config import TrainConfig, method_hparams, resolve
+from .config import TrainConfig, method_hparams, model_arch, resolve
 from .datasets.base import Benchmark, Splits, TensorSplit
 from .versions import versions
 
@@ -119,7 +119,7 @@ class Trainer:
         self.tasks: tuple[str, ...] = tuple(self.bench.tasks)
         self.splits = splits if splits is not None else self.bench.load()
         torch.manual_seed(cfg.seed)
-        self.model = architectures.build(cfg.arch, self.bench, **cfg.arch_options).to(self.device)
+        self.model = architectures.build(model_arch(cfg), self.bench, **cfg.arch_options).to(self.device)
         self.data_gen = torch.Generator().manual_seed(cfg.seed + _DATA_STREAM)
         weight_gen = torch.Generator().manual_seed(cfg.seed + _WEIGHT_STREAM)
         self.pipeline = weighting.build_pipeline(cfg.method, len(self.tasks), method_hparams(cfg), generator=weight_gen)
