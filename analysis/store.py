@@ -145,10 +145,13 @@ def load_weights(store: str | Path) -> pd.DataFrame:
 
 
 def load(store: str | Path, study: Filter = None, stage: Filter = None,
-         dataset: Filter = None) -> pd.DataFrame:
+         dataset: Filter = None, include_loss: bool = False) -> pd.DataFrame:
     """Metrics of a store directory, a metrics dataset directory or one Parquet file.
 
     Filters keep the given study / stage / dataset names (a name or a list).
+    The trainer also records each task's training objective as metric ``loss``;
+    it is not a task metric of the papers' tables or of Delta-m, so it is left
+    out unless ``include_loss``.
     Adds ``variant`` and ``status`` (from the trials table, ``unknown`` if absent).
     Raises :class:`AnalysisError` for an empty store, a corrupted file (named),
     null required fields or a metric without direction.
@@ -158,6 +161,8 @@ def load(store: str | Path, study: Filter = None, stage: Filter = None,
         raise AnalysisError(f"no metrics Parquet files in {store}")
     filters = {"study": _as_list(study), "stage": _as_list(stage), "dataset": _as_list(dataset)}
     table = _read(files, METRICS_SCHEMA, filters)
+    if not include_loss:
+        table = table.filter(pc.invert(pc.equal(table.column("metric"), "loss")))
     if table.num_rows == 0:
         wanted = {k: v for k, v in filters.items() if v}
         raise AnalysisError(f"no metric rows in {store}" + (f" matching {wanted}" if wanted else ""))
