@@ -188,3 +188,47 @@ def test_stl_metrics_equal_single_task_runs_with_the_same_seed() -> None:
         for metric, value in acc.compute().items():
             assert got[(task, metric)] == pytest.approx(float(value), abs=1e-6), (task, metric)
         assert got[(task, "loss")] == pytest.approx(loss, rel=1e-5)  # one test batch (64 <= eval batch)
+
+
+# --- IGBv2 ----------------------------------------------------------------------------------
+def _run_igb(seed: int, epochs: int = 3, steps: int = 12, **hp) -> tuple[list[torch.Tensor], object]:
+    m = weighting.build("igb_v2", 3, seed=seed, warmup_epochs=2, update_after=1, update_every=4, sac_batch=32,
+                        hidden=16, **hp)
+    g = torch.Generator().manual_seed(99)
+    out, losses = [], torch.tensor([1.0, 2.0, 0.5])
+    for e in range(1, epochs + 1):
+        for _ in range(steps):
+            losses = losses * (0.9 + 0.15 * torch.rand(3, generator=g))
+            out.append(m.weights(losses) * losses)  # the action (weights on the log losses)
+        m.end_epoch(e, losses)
+    return out, m
+
+
+def test_igb_v2_warmup_weights_are_random_with_unit_mean() -> None:
+    m = weighting.build("igb_v2", 3, seed=0, warmup_epochs=5)
+    losses = torch.tensor([0.5, 1.0, 2.0])
+    actions = torch.stack([m.weights(losses) * losses for _ in range(4000)])
+    assert torch.allclose(actions.sum(1), torch.full((4000,), 3.0), atol=1e-4)
+    assert actions.std(0).min() > 0.1  # random, not constant
+    assert torch.allclose(actions.mean(0), torch.ones(3), atol=0.05)
+    m2 = weighting.build("igb_v2", 3, seed=0, warmup_epochs=5)
+    eff = m2.weights(losses)  # effective weights on the raw losses: w / L, with w the first warm-up draw
+    assert torch.allclose(eff * losses, actions[0])
+
+
+def test_igb_v2_agent_is_seeded_and_learns_from_min_normalised_decrease() -> None:
+    torch.manual_seed(0)
+    a, ma = _run_igb(seed=4)
+    torch.manual_seed(1)  # the global RNG must not matter
+    torch.rand(10)
+    b, _ = _run_igb(seed=4)
+    c, _ = _run_igb(seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert ma.agent.updates > 0 and ma.buffer.size == 2 * 12  # transitions from the second epoch on
+    # agent actions (third epoch) are weights on the simplex times T
+    for w in a[24:]:
+        assert float(w.sum()) == pytest.approx(3.0, abs=1e-4) and bool((w > 0).all())
+    # rewards are the worst task's loss decrease normalised by the first epoch's losses
+    s, s2, r = ma.buffer.state[0], ma.buffer.next_state[0], ma.buffer.reward[0, 0]
+    assert float(r) == pytest.approx(float(((s - s2) / ma.base).min()), rel=1e-5)
