@@ -23,7 +23,7 @@ from trainables.config import TrainConfig, is_random, resolve, takes_distributio
 #: TrainConfig fields a spec may set per dataset (``train:``) or study-wide (``train:`` at the top)
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
                      if f.name not in ("dataset", "method", "arch", "distribution", "method_params",
-                                       "dataset_options", "seed", "epochs", "lr", "weight_decay"))
+                                       "dataset_options", "seed", "epochs"))
 SHARED_SPACE = ("lr", "weight_decay")
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha",)
