@@ -20,7 +20,11 @@ def feature_dim(x: Tensor) -> int:
 
 
 def num_features(block: nn.Module) -> int:
-    """Output feature count of a stage, read from its last sized layer (Conv, BatchNorm, Linear, LayerNorm, HF model)."""
+    """Output feature count of a stage: its ``out_features`` attribute if it declares one, else read from its last
+    sized layer (Conv, BatchNorm, Linear, LayerNorm, a Hugging Face model's ``hidden_size``)."""
+    declared = getattr(block, "out_features", None)
+    if isinstance(declared, int):
+        return declared
     config = getattr(block, "config", None)
     if config is not None and hasattr(config, "hidden_size"):
         return int(config.hidden_size)
