@@ -1,0 +1,116 @@
+"""Resume after the driver is SIGKILLed, and a multi-node study that loses a worker node mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.dataset as pads
+import pytest
+import ray
+import yaml
+
+from study.run import run_study
+from study.spec import parse
+from study.store import Store
+
+ROWS = 12  # multi_digits rows per epoch
+OPTS = {"n_train": 600, "n_val": 100, "n_test": 100, "width": 8}
+
+
+def _metrics(root: Path):
+    return pads.dataset(str(root / "metrics"), format="parquet").to_table().to_pandas()
+
+
+def _completed(root: Path) -> int:
+    try:
+        return sum(t["status"] == "completed" for t in Store(root).trials())
+    except Exception:  # noqa: BLE001 - a file being replaced while polling
+        return 0
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_run_then_resumed(tmp_path):
+    spec_d = {
+        "name": "crash", "store": str(tmp_path / "store"),
+        "datasets": [{"name": "multi_digits", "options": OPTS, "epochs": 2}],
+        "methods": ["ew", "uw"],
+        "tuning": {"trials": 3, "seeds": [100], "shared": {"lr": {"low": 1e-4, "high": 1e-2}}},
+        "final": {"seeds": 3},
+    }
+    path = tmp_path / "crash.yaml"
+    path.write_text(yaml.safe_dump(spec_d))
+    root = tmp_path / "store"
+    litmus = str(Path(sys.executable).parent / "litmus")
+    proc = subprocess.Popen([litmus, "run", str(path)], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while _completed(root) < 4 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the study finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded Ray it started (its own session)
+        proc.wait()
+    before = {t["trial_id"]: t for t in Store(root).trials() if t["status"] == "completed"}
+    assert len(before) >= 4
+    res = run_study(parse(spec_d), say=lambda m: None)
+    assert res.counts == {"completed": 6, "failed": 0, "diverged": 0, "missing": 0}
+    trials = Store(root).trials("crash")
+    assert len(trials) == 1 + 2 * 3 + 2 * 3 and all(t["status"] == "completed" for t in trials)
+    for t in trials:  # trials finished before the kill were not run again
+        if t["trial_id"] in before:
+            assert (t["started_at"], t["finished_at"]) == (before[t["trial_id"]]["started_at"],
+                                                           before[t["trial_id"]]["finished_at"])
+    df = _metrics(root)
+    assert len(df) == len(trials) * 2 * ROWS
+    assert not df.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    storage = JournalStorage(JournalFileBackend(str(root / "optuna.log")))
+    for m in ("ew", "uw"):
+        st = optuna.load_study(study_name=f"crash/multi_digits/hps/{m}", storage=storage)
+        assert len(st.trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in st.trials)
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_multi_node_study_survives_a_worker_node_removed_mid_run(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    spec = parse({
+        "name": "nodes", "store": str(tmp_path / "store"), "retries": 3,
+        "datasets": [{"name": "multi_digits", "options": {**OPTS, "n_train": 1500}, "epochs": 3}],
+        "methods": ["ew", {"name": "rlw", "distributions": ["normal", "uniform"]}],
+        "tuning": {"methods": "none"}, "final": {"seeds": 3},
+    })
+    removed = threading.Event()
+
+    def kill_a_worker() -> None:
+        deadline = time.time() + 240
+        while _completed(spec.store) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        cluster.remove_node(workers[0], allow_graceful=False)
+        removed.set()
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    try:
+        res = run_study(spec, address=cluster.address, say=lambda m: None)
+    finally:
+        ray.shutdown()
+        killer.join(timeout=5)
+        cluster.shutdown()
+    assert removed.is_set()
+    assert res.counts == {"completed": 9, "failed": 0, "diverged": 0, "missing": 0}
+    df = _metrics(spec.store)
+    assert len(df) == 9 * 3 * ROWS
+    assert not df.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()

@@ -1,0 +1,97 @@
+"""End-to-end studies on a real embedded local Ray, real Parquet and a real Optuna journal (bundled data, tiny)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pyarrow.dataset as pads
+import pytest
+import ray
+
+from study.cli import main
+from study.run import run_study
+from study.spec import parse
+from study.store import Store
+
+ROWS_PER_EPOCH = {"multi_digits": 12}  # 3 splits x 2 tasks x (loss, accuracy)
+SMALL = {"n_train": 200, "n_val": 100, "n_test": 100, "width": 8}
+
+
+@pytest.fixture(autouse=True)
+def _ray_down():
+    yield
+    ray.shutdown()
+
+
+def metrics(root: Path):
+    return pads.dataset(str(root / "metrics"), format="parquet").to_table().to_pandas()
+
+
+def assert_no_duplicates(df) -> None:
+    assert not df.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
+
+
+@pytest.mark.slow
+def test_local_study_tune_and_final_then_resume_is_a_no_op(tmp_path, capsys):
+    spec = parse({
+        "name": "local", "store": str(tmp_path / "store"),
+        "datasets": [{"name": "multi_digits", "options": SMALL, "epochs": 2}],
+        "methods": ["ew", {"name": "rlw", "distributions": ["normal", "dirichlet"]}, "uw"],
+        "tuning": {"trials": 2, "seeds": [100], "shared": {"lr": {"low": 1e-4, "high": 1e-2}}},
+        "final": {"seeds": 2},
+    })
+    res = run_study(spec, say=lambda m: None)
+    assert res.counts == {"completed": 8, "failed": 0, "diverged": 0, "missing": 0}
+    store = Store(spec.store)
+    trials = store.trials("local")
+    by_stage = {s: sum(t["stage"] == s for t in trials) for s in ("tune", "final")}
+    assert by_stage == {"tune": 1 + 3 * 2, "final": 4 * 2}  # EW reference + 3 methods x 2 Optuna trials
+    assert all(t["status"] == "completed" and t["epochs"] == 2 for t in trials)
+    df = metrics(spec.store)
+    assert len(df) == 15 * 2 * ROWS_PER_EPOCH["multi_digits"]
+    assert_no_duplicates(df)
+    assert set(df.loc[df.stage == "final", "seed"]) == {0, 1} and set(df.loc[df.stage == "tune", "seed"]) == {100}
+    # Optuna: equal budget, all told; best params persisted
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    storage = JournalStorage(JournalFileBackend(str(spec.store / "optuna.log")))
+    for m in ("ew", "rlw", "uw"):
+        st = optuna.load_study(study_name=f"local/multi_digits/hps/{m}", storage=storage)
+        assert [t.state for t in st.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    best = json.loads((spec.store / "tuning" / "local.json").read_text())
+    assert set(best["multi_digits"]["hps"]["uw"]["params"]) == {"lr", "uw.lr"}
+    finals = [t for t in trials if t["stage"] == "final" and t["method"] == "uw"]
+    assert json.loads(finals[0]["config"])["lr"] == best["multi_digits"]["hps"]["uw"]["params"]["lr"]
+    before = {t["trial_id"]: t["finished_at"] for t in trials}
+    # rerun: everything is in the store, nothing runs again
+    res = run_study(spec, say=lambda m: None)
+    assert res.counts["completed"] == 8
+    assert {t["trial_id"]: t["finished_at"] for t in store.trials("local")} == before
+    assert len(metrics(spec.store)) == len(df)
+    assert main(["status", str(spec.store)]) == 0
+    out = capsys.readouterr().out
+    assert "final      multi_digits/hps/rlw" in out and out.count("    0\n") >= 5
+
+
+@pytest.mark.slow
+def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path):
+    spec = parse({
+        "name": "faults", "store": str(tmp_path / "store"), "retries": 1,
+        "datasets": [
+            {"name": "multi_digits", "options": SMALL, "epochs": 1},
+            # a learning rate that makes the loss non-finite: diverged
+            {"name": "digit_attributes", "options": SMALL, "epochs": 1, "train": {"optimizer": "sgd", "lr": 1e30}},
+            # valid config, fails at run time on a machine without CUDA: failed (after 1 retry)
+            {"name": "scenes", "options": {"n_train": 20, "n_val": 10, "n_test": 10}, "epochs": 1,
+             "train": {"device": "cuda"}},
+        ],
+        "methods": ["ew"], "tuning": {"methods": "none"}, "final": {"seeds": 2},
+    })
+    res = run_study(spec, say=lambda m: None)
+    assert res.counts == {"completed": 2, "failed": 2, "diverged": 2, "missing": 0}
+    trials = {t["dataset"]: t for t in Store(spec.store).trials("faults")}
+    assert trials["digit_attributes"]["status"] == "diverged" and "non-finite" in trials["digit_attributes"]["error"]
+    assert trials["scenes"]["status"] == "failed" and "CUDA" in trials["scenes"]["error"]
+    df = metrics(spec.store)
+    assert len(df) == 2 * ROWS_PER_EPOCH["multi_digits"] and set(df.dataset) == {"multi_digits"}
