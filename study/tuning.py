@@ -46,8 +46,10 @@ def storage(spec: Spec, store: Store) -> optuna.storages.BaseStorage:
     return JournalStorage(JournalFileBackend(str(store.root / "optuna.log")))
 
 
-def sampler(spec: Spec, index: int) -> optuna.samplers.BaseSampler:
-    seed = spec.tuning.sampler_seed + index
+def sampler(spec: Spec, index: int, existing: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler; its seed depends on the trials already in the study, so a resumed
+    study does not replay the random draws of its first trials."""
+    seed = (spec.tuning.sampler_seed * 1_000_003 + index * 7919 + existing) % 2**31
     if spec.tuning.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
@@ -100,7 +102,6 @@ class TuningSource:
         self.storage = storage(spec, store)
         self.queue: deque[Job] = deque()
         self.studies: list[dict[str, Any]] = []
-        self.pending: dict[int, dict[str, Any]] = {}  # id(study entry), number -> bookkeeping
         self.waiting: dict[str, list[tuple[dict[str, Any], int]]] = {}  # job id -> optuna trials waiting on it
         self.outcomes: dict[tuple[int, int], dict[str, Outcome | None]] = {}
         tuned = tuned_methods(spec)
@@ -110,8 +111,10 @@ class TuningSource:
                 for m in spec.methods:
                     if m.name not in tuned:
                         continue
-                    st = optuna.create_study(study_name=study_name(spec, ds.name, arch, m.name), storage=self.storage,
-                                             sampler=sampler(spec, index), direction="maximize", load_if_exists=True)
+                    name = study_name(spec, ds.name, arch, m.name)
+                    st = optuna.create_study(study_name=name, storage=self.storage, direction="maximize",
+                                             load_if_exists=True)
+                    st.sampler = sampler(spec, index, len(st.trials))
                     entry = {"index": index, "study": st, "ds": ds, "arch": arch, "m": m, "space": space(spec, m),
                              "asked": len(st.trials)}
                     self.studies.append(entry)
