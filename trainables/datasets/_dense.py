@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from ..metrics import Accumulator, Depth, Normal, Segmentation
 from ._aspp import ASPPHead, Sized
 from ._resnet import WIDTH, check_backbone, check_pretrained, resnet, resnet_stages
+from ._paths import data_root
 from .base import Benchmark, Option, Splits
 from .scenes import DENSE_LOSSES
 
@@ -125,7 +126,7 @@ class DenseBenchmark(Benchmark):
         o = self.opts
         if o["root"] is None:
             raise ValueError(f"{self.name} needs the option root: the folder holding train/ and val/ (see docs/data.md)")
-        root = Path(str(o["root"])).expanduser()
+        root = data_root(o["root"])
         if not root.is_dir():
             raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
         for split in FOLDERS:
@@ -144,7 +145,7 @@ class DenseBenchmark(Benchmark):
 
     @property
     def root(self) -> Path:
-        return Path(str(self.opts["root"])).expanduser()
+        return data_root(self.opts["root"])
 
     def _validate_split(self, split: str, hw: tuple[int, int] | None = None) -> tuple[list[str], tuple[int, int]]:
         """Every file present, shapes consistent (with ``hw`` if given), labels in range; returns ids and image size."""

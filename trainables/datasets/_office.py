@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..metrics import Accumulator, Accuracy
 from ._images import ImageList, read_list
 from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
+from ._paths import data_root
 from .base import Benchmark, Option, Splits
 
 SPLITS = ("train", "val", "test")
@@ -35,7 +36,7 @@ class OfficeBenchmark(Benchmark):
         o = self.opts
         if o["root"] is None:
             raise ValueError(f"{self.name} needs the option root: the folder holding the images and split lists (see docs/data.md)")
-        root = Path(str(o["root"])).expanduser()
+        root = data_root(o["root"])
         if not root.is_dir():
             raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
         for t in self.tasks:
@@ -49,7 +50,7 @@ class OfficeBenchmark(Benchmark):
         check_pretrained(o["pretrained"], self.name)
 
     def load(self) -> Splits:
-        root = Path(str(self.opts["root"])).expanduser()
+        root = data_root(self.opts["root"])
         out: dict[str, dict[str, ImageList]] = {s: {} for s in SPLITS}
         for t in self.tasks:
             for s in SPLITS:

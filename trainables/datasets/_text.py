@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._paths import data_root
 from .base import Benchmark, Option
 
 
@@ -104,7 +105,7 @@ class TextBenchmark(Benchmark):
         self.tasks = tuple(langs)  # type: ignore[misc]  # the tasks are the chosen languages
         if o["root"] is None:
             raise ValueError(f"{self.name} needs the option root: the folder of the data files (see docs/data.md)")
-        root = Path(str(o["root"])).expanduser()
+        root = data_root(o["root"])
         if not root.is_dir():
             raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
         for lang in self.tasks:
@@ -119,7 +120,7 @@ class TextBenchmark(Benchmark):
 
     @property
     def root(self) -> Path:
-        return Path(str(self.opts["root"])).expanduser()
+        return data_root(self.opts["root"])
 
     def hidden_size(self) -> int:
         from transformers import AutoConfig

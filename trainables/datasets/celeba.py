@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from ..metrics import Accumulator, Accuracy
 from ._images import load_image, transform
 from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
+from ._paths import data_root
 from .base import Benchmark, Defaults, Option, Splits, register
 
 ATTRIBUTES = (
@@ -105,7 +106,7 @@ class CelebA(Benchmark):
         o = self.opts
         if o["root"] is None:
             raise ValueError("celeba needs the option root: the folder of the standard release (see docs/data.md)")
-        root = Path(str(o["root"])).expanduser()
+        root = data_root(o["root"])
         if not root.is_dir():
             raise ValueError(f"celeba: root {root} does not exist or is not a directory")
         for f in FILES:
@@ -116,7 +117,7 @@ class CelebA(Benchmark):
         check_pretrained(o["pretrained"], self.name)
 
     def load(self) -> Splits:
-        root = Path(str(self.opts["root"])).expanduser()
+        root = data_root(self.opts["root"])
         attrs = read_attributes(root / "list_attr_celeba.txt")
         part = read_partition(root / "list_eval_partition.txt")
         missing = sorted(set(attrs) ^ set(part))

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import Accumulator, Regression
+from ._paths import data_root
 from .base import Benchmark, Defaults, Option, Splits, TensorSplit, register
 
 TARGETS = {"mu": 0, "alpha": 1, "homo": 2, "lumo": 3, "r2": 5, "zpve": 6, "u0": 12, "u": 13, "h": 14, "g": 15, "cv": 11}
@@ -138,7 +139,7 @@ class QM9(Benchmark):
         o = self.opts
         if o["root"] is None:
             raise ValueError(f"qm9 needs the option root: the folder holding {FILE} (see docs/data.md)")
-        root = Path(str(o["root"])).expanduser()
+        root = data_root(o["root"])
         if not root.is_dir():
             raise ValueError(f"qm9: root {root} does not exist or is not a directory")
         if not (root / FILE).is_file():
@@ -149,7 +150,7 @@ class QM9(Benchmark):
                 raise ValueError(f"qm9 option {k} must be a positive integer, got {o[k]!r}")
 
     def load(self) -> Splits:
-        path = Path(str(self.opts["root"])).expanduser() / FILE
+        path = data_root(self.opts["root"]) / FILE
         try:
             with np.load(path) as f:
                 data = {k: f[k] for k in f.files}
