@@ -232,3 +232,100 @@ def test_igb_v2_agent_is_seeded_and_learns_from_min_normalised_decrease() -> Non
     # rewards are the worst task's loss decrease normalised by the first epoch's losses
     s, s2, r = ma.buffer.state[0], ma.buffer.next_state[0], ma.buffer.reward[0, 0]
     assert float(r) == pytest.approx(float(((s - s2) / ma.base).min()), rel=1e-5)
+
+
+# --- RotoGrad -------------------------------------------------------------------------------
+def test_rotograd_rotations_stay_orthogonal_and_heads_see_the_rotated_representation() -> None:
+    tr = Trainer(small(method="rotograd", batch_size=32, lr=1e-2))
+    list(tr.epochs())
+    rot = tr.grad_method.rotations().detach()
+    eye = torch.eye(rot.shape[-1])
+    assert torch.allclose(rot @ rot.transpose(-1, -2), eye.expand_as(rot), atol=1e-4)
+    assert float((rot - eye).abs().max()) > 1e-3  # the rotations were learned
+    x, _ = next(_batches(tr.splits.test, 16, None, torch.device("cpu")))
+    tr.model.eval()
+    with torch.no_grad():
+        z = tr.model.encode(x)
+        out = tr._predict(x)
+        for i, t in enumerate(tr.tasks):
+            assert torch.allclose(out[t], tr.model.heads[t](z @ rot[i].T), atol=1e-5)
+        assert not torch.allclose(out["left"], tr.model(x)["left"], atol=1e-5)
+
+
+def test_rotograd_rotations_align_task_gradients_with_the_update() -> None:
+    m = weighting.build("rotograd", 2, lr_ratio=1.0)
+    m.set_base_lr(0.05)
+    g = torch.Generator().manual_seed(0)
+    jac = torch.randn(2, 8, 6, generator=g)  # [T, batch, features]: gradients w.r.t. z
+    jac[1] = -jac[0] + 0.3 * torch.randn(8, 6, generator=g)  # strongly conflicting tasks
+
+    h = jac  # dL_t/dr_t, held fixed; at rotation R_t the Jacobian w.r.t. z is R_t^T h_t (rows: h_t @ R_t)
+
+    def jac_at() -> torch.Tensor:
+        rot = m.rotations().detach()
+        return torch.stack([h[t] @ rot[t] for t in range(2)])
+
+    def mean_cos() -> float:
+        g_z = jac_at().flatten(1)
+        return float(torch.nn.functional.cosine_similarity(g_z, g_z.sum(0).expand_as(g_z)).mean())
+
+    m.direction(h, torch.ones(2))  # creates the rotations (identity) and takes a first step
+    before = mean_cos()
+    for _ in range(50):
+        m.direction(jac_at(), torch.ones(2))
+    assert mean_cos() > before + 0.05
+
+
+# --- MOML / Auto-Lambda -----------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["moml", "auto_lambda"])
+def test_bilevel_meta_split_is_held_out_training_data(name: str) -> None:
+    tr = Trainer(small(method=name, max_steps_per_epoch=2))
+    full = tr.bench.load()
+    meta, kept = set(tr.meta_indices.tolist()), set(tr.train_indices.tolist())
+    assert not meta & kept and meta | kept == set(range(len(full.train)))
+    assert len(meta) == round(0.1 * len(full.train))
+    assert torch.equal(tr.meta_split.inputs, full.train.inputs[tr.meta_indices])
+    assert torch.equal(tr.splits.train.inputs, full.train.inputs[tr.train_indices])
+    assert tr.splits.val is not None and torch.equal(tr.splits.val.inputs, full.val.inputs)
+    assert torch.equal(tr.splits.test.inputs, full.test.inputs)
+    # no meta example is a validation or test example
+    flat = lambda s: {tuple(r.flatten().tolist()) for r in s.inputs}  # noqa: E731
+    assert not flat(tr.meta_split) & (flat(full.val) | flat(full.test))
+    list(tr.epochs())
+    assert tr.loss_method.meta_steps == 2
+
+
+class _TwoTaskLinear(torch.nn.Module):
+    """Task a's training data predict its meta data; task b's training targets are noise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = torch.nn.Linear(4, 4, bias=False)
+        self.a = torch.nn.Linear(4, 1, bias=False)
+        self.b = torch.nn.Linear(4, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.shared(x)
+        return {"a": self.a(h)[:, 0], "b": self.b(h)[:, 0]}
+
+
+@pytest.mark.parametrize("name", ["moml", "auto_lambda"])
+def test_bilevel_weights_move_toward_the_task_whose_meta_loss_drops(name: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = _TwoTaskLinear()
+    w_true = torch.randn(4, generator=g)
+    x, xm = torch.randn(64, 4, generator=g), torch.randn(64, 4, generator=g)
+    train = (x, {"a": x @ w_true, "b": torch.randn(64, generator=g) * 3})  # b: fitting noise never helps
+    meta = (xm, {"a": xm @ w_true, "b": torch.zeros(64)})
+
+    def loss_fn(ps: dict, b: tuple) -> torch.Tensor:
+        out = torch.func.functional_call(model, ps, (b[0],))
+        return torch.stack([((out[t] - b[1][t]) ** 2).mean() for t in ("a", "b")])
+
+    m = weighting.build(name, 2, outer_lr=0.05, inner_lr=0.05)
+    params = dict(model.named_parameters())
+    for _ in range(20):
+        m.meta_step(loss_fn, params, train, meta)
+    w = m.weights(torch.ones(2))
+    assert float(w[0]) > float(w[1]), w

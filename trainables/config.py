@@ -147,6 +147,9 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
         weighting.sampling.check_distribution(cfg.distribution)
     pipeline = weighting.build_pipeline(cfg.method, len(bench.tasks), method_hparams(cfg))
     grad = pipeline.grad
+    if getattr(pipeline.loss, "needs_meta", False) and bench.multi_input:
+        raise ValueError(f"{pipeline.loss.name!r} needs a meta split of one training set; the multi-input dataset "
+                         f"{cfg.dataset!r} has one per task (not supported)")
     if single_task(cfg.method) or cfg.arch == "stl":
         # one independent model per task (architectures/stl.py): nothing shared, nothing coupled
         if single_task(cfg.method) and cfg.arch not in ("hps", "stl"):

@@ -38,6 +38,15 @@ from .versions import versions
 
 #: offsets that derive independent generators from the trial seed
 _DATA_STREAM, _WEIGHT_STREAM = 1_000_003, 2_000_029
+#: the held-out meta split of bi-level methods (MOML, Auto-Lambda) and its batch order
+_META_STREAM = 3_000_017
+
+
+def _subset(split: Any, idx: Tensor) -> Any:
+    """Rows ``idx`` of a (single-input) split."""
+    if isinstance(split, TensorSplit):
+        return TensorSplit(split.inputs[idx], {k: v[idx] for k, v in split.targets.items()})
+    return torch.utils.data.Subset(split, idx.tolist())
 
 
 class Diverged(RuntimeError):
@@ -125,6 +134,12 @@ class Trainer:
         self.pipeline = weighting.build_pipeline(cfg.method, len(self.tasks), method_hparams(cfg), generator=weight_gen)
         self.loss_method = self.pipeline.loss.to(self.device)
         self.grad_method = self.pipeline.grad.to(self.device) if self.pipeline.grad is not None else None
+        for m in self.pipeline.parts():  # methods with their own optimiser at a ratio of the model's lr (RotoGrad)
+            if hasattr(m, "set_base_lr"):
+                m.set_base_lr(cfg.lr)
+        self.meta_split: Any = None
+        if getattr(self.loss_method, "needs_meta", False):
+            self._carve_meta_split()
         self.shared = [p for p in self.model.shared_parameters() if p.requires_grad]
         shared_ids = {id(p) for p in self.shared}
         self.task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
@@ -159,9 +174,55 @@ class Trainer:
             return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
         return None
 
+    def _carve_meta_split(self) -> None:
+        """Hold out ``meta_fraction`` of the TRAINING split (a seeded permutation) as the meta data of a
+        bi-level method; the model trains on the rest. Validation and test data are never touched."""
+        train = self.splits.train
+        n = len(train)
+        k = max(1, round(n * float(self.loss_method.meta_fraction)))
+        if k >= n:
+            raise ValueError(f"meta_fraction {self.loss_method.meta_fraction} leaves no training data ({n} examples)")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed + _META_STREAM))
+        self.meta_indices, self.train_indices = perm[:k].sort().values, perm[k:].sort().values
+        self.meta_split = _subset(train, self.meta_indices)
+        self.splits = Splits(train=_subset(train, self.train_indices), val=self.splits.val, test=self.splits.test)
+        self.meta_gen = torch.Generator().manual_seed(self.cfg.seed + _META_STREAM + 1)
+        self._meta_batches: Iterator[Any] | None = None
+
+    def _next_meta_batch(self) -> Any:
+        for _ in range(2):
+            if self._meta_batches is None:
+                self._meta_batches = _batches(self.meta_split, self.cfg.batch_size, self.meta_gen, self.device)
+            try:
+                return next(self._meta_batches)
+            except StopIteration:
+                self._meta_batches = None
+        raise RuntimeError("the meta split produced no batch")
+
+    def _meta_step(self, batch: Any) -> None:
+        """Let a bi-level loss weighting update its weights from a one-step lookahead (functional_call)."""
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}  # BN statistics of the lookahead stay local
+
+        def loss_fn(ps: dict[str, Tensor], b: Any) -> Tensor:
+            x, y = b
+            out = torch.func.functional_call(self.model, {**ps, **buffers}, (x,))
+            return torch.stack([self.bench.loss(t, out[t], y[t]) for t in self.tasks]).float()
+
+        self.loss_method.meta_step(loss_fn, params, batch, self._next_meta_batch())
+
     # --- one step -------------------------------------------------------
+    def _predict(self, x: Tensor, rep: Tensor | None = None) -> dict[str, Tensor]:
+        """The model's outputs; a gradient method with ``transform_rep`` (RotoGrad) maps the shared
+        representation per task before that task's head."""
+        transform = getattr(self.grad_method, "transform_rep", None)
+        if transform is None:
+            return self.model.decode(rep, x) if rep is not None else self.model(x)
+        rep = self.model.encode(x) if rep is None else rep
+        return {t: self.model.decode(transform(rep, i), x, (t,))[t] for i, t in enumerate(self.tasks)}
+
     def _forward_losses(self, x: Tensor, y: dict[str, Tensor], rep_input: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
-        out = self.model.decode(rep_input, x) if rep_input is not None else self.model(x)
+        out = self._predict(x, rep_input)
         losses = torch.stack([self.bench.loss(t, out[t], y[t]) for t in self.tasks])
         return out, losses
 
@@ -207,6 +268,8 @@ class Trainer:
         """One optimisation step; returns (outputs, detached losses, effective weights or None)."""
         multi = self.bench.multi_input
         grad_m = self.grad_method
+        if self.meta_split is not None:
+            self._meta_step(batch)
         self.optimizer.zero_grad(set_to_none=True)
         rep = rep_d = None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._amp):
@@ -349,7 +412,7 @@ class Trainer:
         else:
             for x, y in _batches(split, bs, None, self.device):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._amp):
-                    out = self.model(x)
+                    out = self._predict(x)
                 for i, t in enumerate(self.tasks):
                     o = out[t].float()
                     loss_sum[i] += float(self.bench.loss(t, o, y[t])) * len(x)
