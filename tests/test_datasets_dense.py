@@ -116,17 +116,23 @@ def test_validation_split_is_carved_from_train_deterministically(nyu: Path) -> N
     assert sorted(c.val.ids + c.train.ids) == sorted(a.val.ids + a.train.ids)
 
 
-def test_augmentation_scales_depth_and_flips_normal_x(monkeypatch: pytest.MonkeyPatch) -> None:
-    image = torch.rand(3, 12, 12)
-    targets = {"segmentation": torch.zeros(12, 12, dtype=torch.int64), "depth": torch.full((1, 12, 12), 3.0),
+def test_augmentation_scales_depth_and_flips_normal_x() -> None:
+    image = torch.arange(3 * 12 * 12, dtype=torch.float32).reshape(3, 12, 12)
+    targets = {"segmentation": torch.arange(144).reshape(12, 12) % 5, "depth": torch.full((1, 12, 12), 3.0),
                "normal": torch.tensor([0.6, 0.0, 0.8]).view(3, 1, 1).expand(3, 12, 12).clone()}
-    monkeypatch.setattr(_dense.random, "choice", lambda seq: 1.5)
-    monkeypatch.setattr(_dense.random, "randint", lambda a, b: 0)
-    monkeypatch.setattr(_dense.random, "random", lambda: 0.0)  # always flip
-    img2, t2 = _dense.augment(image, targets)
+    img2, t2 = _dense.scale_crop_flip(image, targets, 1.5, 2, 4, flip=True)
     assert img2.shape == image.shape and t2["segmentation"].dtype == torch.int64
-    torch.testing.assert_close(t2["depth"], torch.full((1, 12, 12), 2.0))
+    torch.testing.assert_close(t2["depth"], torch.full((1, 12, 12), 2.0))  # 3 / 1.5
     torch.testing.assert_close(t2["normal"][:, 0, 0], torch.tensor([-0.6, 0.0, 0.8]))
+    # nearest crop of an 8x8 window at (2, 4), flipped: the top-right output pixel is the window's top-left
+    assert int(t2["segmentation"][0, -1]) == int(targets["segmentation"][2, 4])
+    assert float(img2[0, 0, -1]) == pytest.approx(float(image[0, 2, 4]))
+    same, t3 = _dense.scale_crop_flip(image, targets, 1.0, 0, 0, flip=False)
+    assert torch.equal(same, image) and torch.equal(t3["depth"], targets["depth"])
+    # the random version is reproducible from torch's RNG (which the trainer seeds)
+    a = _dense.augment(image, targets, torch.Generator().manual_seed(3))
+    b = _dense.augment(image, targets, torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and all(torch.equal(a[1][k], b[1][k]) for k in targets)
 
 
 def test_cityscapes_trains_with_mtan(tmp_path: Path) -> None:
@@ -193,3 +199,12 @@ def test_bad_inputs_name_the_file(nyu: Path, tmp_path: Path) -> None:
     shutil.rmtree(nyu / "val" / "normal")
     with pytest.raises(ValueError, match=r"val[/\\]normal"):
         Trainer(TrainConfig(dataset="nyuv2", dataset_options=opts(nyu)))
+
+
+@pytest.mark.parametrize("arch,method,space", [("hps", "mgda_ub", "rep"), ("nddr", "pcgrad", "param")])
+def test_nyuv2_with_gradient_methods(nyu: Path, arch: str, method: str, space: str) -> None:
+    cfg = TrainConfig(dataset="nyuv2", arch=arch, method=method, space=space, epochs=1, batch_size=2,
+                      eval_batch_size=3, max_steps_per_epoch=1,
+                      dataset_options=opts(nyu, val_fraction=0.2, augment=True))
+    (res,) = list(Trainer(cfg).epochs())
+    assert all(math.isfinite(v) for v in res.train_losses.values())

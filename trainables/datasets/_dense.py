@@ -71,18 +71,29 @@ class DenseFolder(Dataset):
 TASK_FOLDER = {"segmentation": "label", "depth": "depth", "normal": "normal"}
 
 
-def augment(image: Tensor, targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-    """Random scale-crop (scale 1, 1.2 or 1.5; depth divided by the scale) and horizontal flip (normal x negated)."""
+def augment(image: Tensor, targets: dict[str, Tensor], generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Random scale-crop (scale 1, 1.2 or 1.5) and horizontal flip, drawn from torch's RNG (seeded by the trainer)."""
     h, w = image.shape[-2:]
-    s = random.choice(SCALES)
-    if s != 1.0:
-        ch, cw = int(h / s), int(w / s)
-        y0, x0 = random.randint(0, h - ch), random.randint(0, w - cw)
+    s = SCALES[int(torch.randint(len(SCALES), (1,), generator=generator))]
+    ch, cw = int(h / s), int(w / s)
+    y0 = int(torch.randint(h - ch + 1, (1,), generator=generator))
+    x0 = int(torch.randint(w - cw + 1, (1,), generator=generator))
+    flip = bool(torch.rand(1, generator=generator) < 0.5)
+    return scale_crop_flip(image, targets, s, y0, x0, flip)
+
+
+def scale_crop_flip(image: Tensor, targets: dict[str, Tensor], scale: float, y0: int, x0: int,
+                    flip: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    """Crop ``(H/scale, W/scale)`` at ``(y0, x0)``, resize back (bilinear image, nearest targets), divide depth by
+    ``scale`` (objects appear closer); optionally flip horizontally, negating the normal's x component."""
+    h, w = image.shape[-2:]
+    if scale != 1.0:
+        ch, cw = int(h / scale), int(w / scale)
 
         def crop(t: Tensor, mode: str) -> Tensor:
-            c = t[..., y0 : y0 + ch, x0 : x0 + cw].unsqueeze(0)
+            c = t[..., y0 : y0 + ch, x0 : x0 + cw].unsqueeze(0).float()
             if mode == "nearest":
-                return nn.functional.interpolate(c.float(), size=(h, w), mode="nearest").squeeze(0)
+                return nn.functional.interpolate(c, size=(h, w), mode="nearest").squeeze(0)
             return nn.functional.interpolate(c, size=(h, w), mode="bilinear", align_corners=True).squeeze(0)
 
         image = crop(image, "bilinear")
@@ -91,11 +102,11 @@ def augment(image: Tensor, targets: dict[str, Tensor]) -> tuple[Tensor, dict[str
             if t == "segmentation":
                 out[t] = crop(v.unsqueeze(0), "nearest").squeeze(0).long()
             elif t == "depth":
-                out[t] = crop(v, "nearest") / s
+                out[t] = crop(v, "nearest") / scale
             else:
                 out[t] = crop(v, "nearest")
         targets = out
-    if random.random() < 0.5:
+    if flip:
         image = image.flip(-1)
         targets = {t: v.flip(-1) for t, v in targets.items()}
         if "normal" in targets:
