@@ -329,3 +329,19 @@ def test_bilevel_weights_move_toward_the_task_whose_meta_loss_drops(name: str) -
         m.meta_step(loss_fn, params, train, meta)
     w = m.weights(torch.ones(2))
     assert float(w[0]) > float(w[1]), w
+
+
+# --- end to end through the trainer ------------------------------------------------------------
+E2E = ["si", "edm", "cdtt", "stl", "igb_v2", "igb_v2+nash_mtl", "rotograd", "moml", "auto_lambda"]
+
+
+@pytest.mark.parametrize("dataset", ["multi_digits", "scenes"])
+@pytest.mark.parametrize("method", E2E)
+def test_method_trains_one_short_epoch(method: str, dataset: str) -> None:
+    opts = {"n_train": 64, "n_val": 8, "n_test": 8}
+    tr = Trainer(small(dataset, method=method, batch_size=16, max_steps_per_epoch=3, dataset_options=opts))
+    (res,) = list(tr.epochs())
+    assert all(math.isfinite(v) for v in res.train_losses.values())
+    assert {r["split"] for r in res.rows} == {"train", "val", "test"}
+    if method not in ("rotograd",):
+        assert res.weights is not None and all(math.isfinite(w) for w in res.weights.values())
