@@ -355,3 +355,19 @@ def test_fairgrad_condition() -> None:
         w = m.last_weights
         residual = (j @ j.T @ w - w.pow(-1 / alpha)).norm() / w.pow(-1 / alpha).norm()
         assert residual < 1e-4
+
+
+def test_min_norm_solver_handles_linearly_dependent_and_zero_gradients() -> None:
+    """Parallel or zero task gradients make the Gramian singular: the solve must still succeed."""
+    import numpy as np
+
+    from trainables.weighting.mgda import min_norm_simplex
+
+    g = np.array([[1.0, 2.0], [3.0, 6.0], [-0.5, -1.0]])
+    alpha = min_norm_simplex(g @ g.T)
+    assert alpha.min() >= 0 and abs(alpha.sum() - 1) < 1e-9
+    assert np.linalg.norm(alpha @ g) < 1e-6  # the hull contains 0 (opposite directions)
+    assert np.allclose(min_norm_simplex(np.zeros((3, 3))), 1 / 3)
+    j = torch.tensor([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0]])
+    d = registry.build("mgda", 2, normalization="none").direction(j, torch.ones(2))
+    assert torch.allclose(d, 2 * j[0], atol=1e-5)  # min-norm point of the segment is the shorter one, x T

@@ -37,8 +37,13 @@ def min_norm_simplex(g: np.ndarray) -> np.ndarray:
     trace = float(np.trace(g))
     if t == 1 or trace <= 0.0:
         return np.full(t, 1.0 / t)
-    p = g / trace + 1e-10 * np.eye(t)  # quadprog needs strict convexity
+    p = g / trace
     p = 0.5 * (p + p.T)
+    # quadprog needs strict convexity: lift the smallest eigenvalue (which roundoff can make
+    # slightly negative for (nearly) linearly dependent gradients) to 1e-9 of the trace
+    lift = 1e-9 - float(np.linalg.eigvalsh(p)[0])
+    if lift > 0:
+        p = p + lift * np.eye(t)
     c = np.concatenate([np.ones((t, 1)), np.eye(t)], axis=1)
     b = np.concatenate([[1.0], np.zeros(t)])
     alpha = quadprog.solve_qp(p, np.zeros(t), c, b, 1)[0]
