@@ -66,12 +66,14 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
     # size the equal trials: seconds per epoch of a 2000-image epoch, then epochs to reach --seconds
+    # about 10 epochs per trial (a realistic report/checkpoint rate): size the training set to match
     sequential_seconds(2000, 1)  # warm-up (imports, data)
-    per_epoch = (sequential_seconds(2000, 4) - sequential_seconds(2000, 1)) / 3
-    epochs = max(1, round(a.seconds / per_epoch))
-    one, wall = measure("bench-equal", 2000, epochs, a.trials, a.cpus)
+    per_epoch = (sequential_seconds(2000, 3) - sequential_seconds(2000, 1)) / 2
+    n_train = max(500, int(2000 * a.seconds / 10 / per_epoch))
+    epochs = 10
+    one, wall = measure("bench-equal", n_train, epochs, a.trials, a.cpus)
     ideal = one * a.trials / a.cpus
-    print(f"equal trials: {a.trials} x {one:.1f}s ({epochs} epochs) on {a.cpus} CPUs: ideal {ideal:.1f}s, "
+    print(f"equal trials: {a.trials} x {one:.1f}s ({epochs} epochs of {n_train} images) on {a.cpus} CPUs: ideal {ideal:.1f}s, "
           f"Ray Tune {wall:.1f}s (Ray already started) -> throughput {ideal / wall:.0%} of ideal")
     one_t, wall_t = measure("bench-tiny", 200, 1, a.tiny, a.cpus)
     ideal_t = one_t * a.tiny / a.cpus
