@@ -50,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, optimizer=args.optimizer, scheduler=args.scheduler,
         grad_clip=args.grad_clip, device=args.device, space=args.space, amp=args.amp,
-        num_threads=args.threads, max_steps_per_epoch=args.max_steps,
+        num_threads=args.threads, num_workers=args.workers, max_steps_per_epoch=args.max_steps,
     )
     resolved, _ = resolve(cfg)  # every bad input fails here, before data are loaded
     store = Store(args.store)
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU only)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for file-backed datasets")
     t.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch (smoke runs)")
     t.add_argument("--store", default="litmus-results", help="results store directory")
     t.add_argument("--study", default="adhoc", help="study name recorded with the rows")

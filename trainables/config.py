@@ -41,6 +41,7 @@ class TrainConfig:
     device: str = "auto"
     space: str | None = None
     num_threads: int | None = None
+    num_workers: int = 0
     max_steps_per_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +137,7 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
         _positive("max_steps_per_epoch", cfg.max_steps_per_epoch, int)
     if cfg.num_threads is not None:
         _positive("num_threads", cfg.num_threads, int)
+    _positive("num_workers", cfg.num_workers, int, allow_zero=True)
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith(("cuda", "mps")):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
 

@@ -97,8 +97,13 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-def _batches(split: Any, batch_size: int, gen: torch.Generator | None, device: torch.device) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
-    """Batches of a split; shuffled with ``gen`` (training) or in order (``gen=None``)."""
+def _batches(split: Any, batch_size: int, gen: torch.Generator | None, device: torch.device,
+             num_workers: int = 0) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    """Batches of a split; shuffled with ``gen`` (training) or in order (``gen=None``).
+
+    In-memory splits are sliced directly; file-backed ones go through a DataLoader
+    with ``num_workers`` decoding processes (the order still comes from ``gen``).
+    """
     if isinstance(split, TensorSplit):
         n = len(split)
         order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
@@ -107,7 +112,7 @@ def _batches(split: Any, batch_size: int, gen: torch.Generator | None, device: t
             yield x.to(device, non_blocking=True), {k: v.to(device, non_blocking=True) for k, v in y.items()}
         return
     loader = DataLoader(split, batch_size=batch_size, shuffle=gen is not None, generator=gen,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", num_workers=num_workers)
     for x, y in loader:
         yield x.to(device, non_blocking=True), {k: v.to(device, non_blocking=True) for k, v in y.items()}
 
@@ -334,17 +339,17 @@ class Trainer:
         bs = self.cfg.batch_size
         train = self.splits.train
         if not self.bench.multi_input:
-            yield from _batches(train, bs, self.data_gen, self.device)
+            yield from _batches(train, bs, self.data_gen, self.device, self.cfg.num_workers)
             return
         steps = max(_num_batches(s, bs) for s in train.values())
-        iters = {t: _batches(train[t], bs, self.data_gen, self.device) for t in self.tasks}
+        iters = {t: _batches(train[t], bs, self.data_gen, self.device, self.cfg.num_workers) for t in self.tasks}
         for _ in range(steps):
             batch = {}
             for t in self.tasks:
                 try:
                     batch[t] = next(iters[t])
                 except StopIteration:
-                    iters[t] = _batches(train[t], bs, self.data_gen, self.device)
+                    iters[t] = _batches(train[t], bs, self.data_gen, self.device, self.cfg.num_workers)
                     batch[t] = next(iters[t])
             yield batch
 
@@ -404,13 +409,13 @@ class Trainer:
         per_task = split if self.bench.multi_input else {t: split for t in self.tasks}
         if self.bench.multi_input:
             for i, t in enumerate(self.tasks):
-                for x, y in _batches(per_task[t], bs, None, self.device):
+                for x, y in _batches(per_task[t], bs, None, self.device, self.cfg.num_workers):
                     out = self.model(x, (t,))[t].float()
                     loss_sum[i] += float(self.bench.loss(t, out, y[t])) * len(x)
                     count[i] += len(x)
                     accs[t].update(out, y[t])
         else:
-            for x, y in _batches(split, bs, None, self.device):
+            for x, y in _batches(split, bs, None, self.device, self.cfg.num_workers):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._amp):
                     out = self._predict(x)
                 for i, t in enumerate(self.tasks):
