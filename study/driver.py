@@ -336,6 +336,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
 
     from trainables.tune import train_trial
 
+    # with a custom searcher Tune keeps only one trial pending by default, which serialises the study
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = os.environ.get("LITMUS_MAX_PENDING_TRIALS", str(progress.slots))
     storage = ray_storage or str(store.root / "ray")
     if "://" not in storage:
         storage = str(Path(storage).resolve())
