@@ -12,7 +12,9 @@ raise ``RuntimeError("nash_mtl: ... step k ...")``, and so does a non-optimal st
 sub-problem was ever solved (the weights would be the initial ones: EW). A non-optimal status
 later (the linearised objective can be unbounded below when gradients conflict: 18 of 500 steps
 on i.i.d. random 3 x 12 Jacobians) ends the sequence at the last solved iterate, as in the
-paper's code; litmus counts these steps in ``stopped_early`` and warns once. A task with an
+paper's code (litmus keeps iterates in the scale-free units of ``G / |G|``, see
+``_CheckedNashWeighting.forward``, so a kept iterate follows the current gradients' scale);
+litmus counts these steps in ``stopped_early`` and warns once. A task with an
 all-zero gradient has no bargaining solution and raises.
 
 Scale (part of the method's definition, kept): ``|sum_t alpha_t g_t| = sqrt(T)`` before the clip,
@@ -23,10 +25,13 @@ solves per updating step.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
 import cvxpy as cp
+import numpy as np
+import torch
 from torch import Tensor
 from torchjd.aggregation._nash_mtl import _NashMTLWeighting
 
@@ -68,6 +73,34 @@ class _CheckedNashWeighting(_NashMTLWeighting):
     def _init_optim_problem(self) -> None:
         super()._init_optim_problem()
         self.prob.solve = _CheckedSolve(self.prob, self.failures, self.statuses)
+
+    def forward(self, matrix: Tensor, /) -> Tensor:
+        """torchjd's step, solved in scale-free units.
+
+        The bargaining solution scales as ``alpha(c G) = alpha(G) / sqrt(c)``. torchjd (like the
+        paper's code) keeps ``alpha`` in the units of ``G`` and passes ``|G|`` into the problem's
+        constraints; with small gradients (e.g. on a representation, ``|G| ~ 1e-5``) the
+        solution is ~1e2 from the warm start and ECOS stops at its iteration limit on every
+        sub-problem. litmus solves for ``G / |G|`` (warm-started in those units) and rescales by
+        ``1 / sqrt(|G|)``: the same solution, well conditioned.
+        """
+        if self.step == 0:
+            self._init_optim_problem()
+        if self.step % self.update_weights_every == 0:
+            gtg = (matrix @ matrix.T).double()
+            scale = float(torch.linalg.norm(gtg))
+            if not math.isfinite(scale) or scale <= 0.0:
+                raise RuntimeError(f"nash_mtl: the task gradients' Gramian has norm {scale}; no bargaining solution")
+            self.normalization_factor = np.ones((1,))
+            self._unit_scale = 1.0 / math.sqrt(scale)
+            self._solve_optimization((gtg / scale).cpu().numpy())
+        self.step += 1
+        alpha = torch.as_tensor(self.prvs_alpha * self._unit_scale, device=matrix.device, dtype=matrix.dtype)
+        if self.max_norm > 0:
+            norm = torch.linalg.norm(alpha @ matrix)
+            if norm > self.max_norm:
+                alpha = alpha / norm * self.max_norm
+        return alpha
 
 
 @register
