@@ -4,9 +4,11 @@
    (plain ``Trainer`` in this process, one thread) x N, divided by the
    number of CPUs, is the ideal; the study's final stage through Ray Tune
    (embedded local Ray, actor reuse) is measured against it.
-2. Many tiny trials: per-trial overhead = (wall - ideal) / trials per slot.
+2. Tiny trials, two study sizes: the per-trial overhead is the slope of the
+   wall time over the number of trials (so the one-time start of the trial
+   workers, printed separately, cancels out).
 
-    python bench/orchestration.py [--trials 6] [--seconds 20] [--tiny 20]
+    python bench/orchestration.py [--trials 6] [--seconds 20] [--tiny 8 32]
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def sequential_seconds(n_train: int, epochs: int, seed: int = 0) -> float:
 
 
 def measure(name: str, n_train: int, epochs: int, trials: int, slots: int) -> tuple[float, float]:
-    one = sequential_seconds(n_train, epochs)
+    """(sequential seconds of one trial, wall seconds of the study); the sequential time is the
+    mean of one run before and one after the study, so machine drift hits both sides alike."""
+    before = sequential_seconds(n_train, epochs)
     with tempfile.TemporaryDirectory() as tmp:
         s = spec(name, os.path.join(tmp, "store"), n_train, epochs, trials)
         driver.connect(s, None, slots)  # Ray start is not part of the measured study time
@@ -55,31 +59,41 @@ def measure(name: str, n_train: int, epochs: int, trials: int, slots: int) -> tu
         res = run_study(s, num_cpus=slots, say=lambda m: None, keep_ray=True)
         wall = time.perf_counter() - t0
         assert res.counts["completed"] == trials, res.counts
-    return one, wall
+    return (before + sequential_seconds(n_train, epochs)) / 2, wall
+
+
+def size_for(seconds: float, epochs: int) -> int:
+    """Training-set size whose trial takes about ``seconds`` sequentially (two proportional refinements)."""
+    sequential_seconds(500, 1)  # warm-up (imports, data)
+    n = 4000
+    for _ in range(2):
+        n = max(500, int(n * seconds / sequential_seconds(n, epochs)))
+    return n
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--tiny", type=int, default=20)
+    ap.add_argument("--tiny", type=int, nargs=2, default=[8, 32], metavar=("N1", "N2"))
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
-    # size the equal trials: seconds per epoch of a 2000-image epoch, then epochs to reach --seconds
-    # about 10 epochs per trial (a realistic report/checkpoint rate): size the training set to match
-    sequential_seconds(2000, 1)  # warm-up (imports, data)
-    per_epoch = (sequential_seconds(2000, 3) - sequential_seconds(2000, 1)) / 2
-    n_train = max(500, int(2000 * a.seconds / 10 / per_epoch))
-    epochs = 10
+    epochs = 10  # a realistic report/checkpoint rate: one report and checkpoint per epoch
+    n_train = size_for(a.seconds, epochs)
     one, wall = measure("bench-equal", n_train, epochs, a.trials, a.cpus)
     ideal = one * a.trials / a.cpus
-    print(f"equal trials: {a.trials} x {one:.1f}s ({epochs} epochs of {n_train} images) on {a.cpus} CPUs: ideal {ideal:.1f}s, "
-          f"Ray Tune {wall:.1f}s (Ray already started) -> throughput {ideal / wall:.0%} of ideal")
-    one_t, wall_t = measure("bench-tiny", 200, 1, a.tiny, a.cpus)
-    ideal_t = one_t * a.tiny / a.cpus
-    per_slot = a.tiny / a.cpus
-    print(f"tiny trials: {a.tiny} x {one_t:.2f}s: wall {wall_t:.1f}s, ideal {ideal_t:.1f}s -> "
-          f"overhead {(wall_t - ideal_t) / per_slot:.2f}s per trial")
+    print(f"equal trials: {a.trials} x {one:.1f}s ({epochs} epochs of {n_train} images) on {a.cpus} CPUs: "
+          f"ideal {ideal:.1f}s, Ray Tune {wall:.1f}s (Ray already started; includes starting the trial workers) "
+          f"-> throughput {ideal / wall:.0%} of ideal")
+    # per-trial overhead: the slope of wall time over the number of tiny trials (fixed start-up cancels)
+    n1, n2 = a.tiny
+    one_t, w1 = measure("bench-tiny-a", 200, 1, n1, a.cpus)
+    _, w2 = measure("bench-tiny-b", 200, 1, n2, a.cpus)
+    per_slot = (n2 - n1) / a.cpus
+    overhead = ((w2 - w1) - one_t * per_slot) / per_slot
+    startup = w1 - (one_t + overhead) * n1 / a.cpus
+    print(f"tiny trials ({one_t:.2f}s each): {n1} in {w1:.1f}s, {n2} in {w2:.1f}s -> overhead {overhead:.2f}s per trial "
+          f"per slot (actor reuse); one-time start of the trial workers {startup:.1f}s per study")
 
 
 if __name__ == "__main__":
