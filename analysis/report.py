@@ -269,6 +269,31 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
     return out / "index.md"
 
 
+def verdict_summary(v: pd.DataFrame) -> str:
+    """Counts of each verdict per baseline, then a compact table: one row per dataset x variant,
+    one column per baseline (verdict, Delta-m difference, corrected p)."""
+    lines = ["### Verdicts", ""]
+    for against, g in v.groupby("against", sort=False):
+        counts = g["verdict"].value_counts()
+        lines.append(f"- vs {against}: " + ", ".join(f"{int(counts.get(k, 0))} {k}"
+                                                    for k in ("better", "worse", "equivalent", "inconclusive")))
+    baselines = list(dict.fromkeys(v["against"]))
+    lines += ["", "| dataset | variant | " + " | ".join(f"vs {b}" for b in baselines) + " |",
+              "|---|---|" + "---|" * len(baselines)]
+
+    def cell(r: pd.Series) -> str:
+        p = "" if not np.isfinite(r["p_adj"]) else f", p_adj {r['p_adj']:.2g}"
+        return f"{r['verdict']} ({r['diff_delta_m']:+.2f}{p})"
+
+    keyed = {(r["dataset"], r["variant"], r["against"]): cell(r) for _, r in v.iterrows()}
+    for dataset, variant in sorted(dict.fromkeys(zip(v["dataset"], v["variant"]))):
+        cells = [keyed.get((dataset, variant, b), "") for b in baselines]
+        lines.append(f"| {dataset} | {variant} | " + " | ".join(cells) + " |")
+    lines.append("\n(difference in Delta-m points; verdicts: corrected exact test, TOST within the margin; "
+                 "docs/statistics.md)")
+    return "\n".join(lines)
+
+
 def summary_table(store_or_frame: str | Path | pd.DataFrame, baseline: str = "ew", study: str | None = None,
                   alpha: float = 0.05) -> str:
     """Markdown paper-style table(s) per dataset with significance marks (one section per study).
@@ -293,7 +318,6 @@ def summary_table(store_or_frame: str | Path | pd.DataFrame, baseline: str = "ew
         for dataset in a.datasets:
             parts.append(f"\n### {dataset}\n\n" + dataset_tables(a, dataset, "markdown", alpha))
         if len(a.verdicts):
-            parts.append("\nVerdicts: " + "; ".join(
-                f"{r.dataset}/{r.variant} vs {r.against}: {r.verdict}" for r in a.verdicts.itertuples()))
+            parts.append("\n" + verdict_summary(a.verdicts))
         parts.append(f"\n{LEGEND}\n")
     return "\n".join(parts)

@@ -248,6 +248,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             tid, stage, config = self._ids(trial)
+            progress.running.add(tid)  # reused actors do not always call on_trial_start
             grp = group(spec.name, stage, tid, config)
             if result.get("status") == "diverged":
                 return

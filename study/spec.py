@@ -19,6 +19,7 @@ import yaml
 
 from trainables import datasets, weighting
 from trainables.config import TrainConfig, is_random, resolve, takes_distribution
+from trainables.weighting.base import check_hparams
 
 #: TrainConfig fields a spec may set per dataset (``train:``) or study-wide (``train:`` at the top)
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
@@ -215,8 +216,10 @@ def _method(value: Any, path: str) -> MethodSpec:
     params = _mapping(d.get("params"), f"{path}.params")
     if "distribution" in params:
         raise _fail(f"{path}.params.distribution", "set distributions with the method's 'distributions' list")
-    try:
-        weighting.build_pipeline(name, 2, params)
+    try:  # names and values here; values that depend on the dataset (fixed's T weights) in check_configs
+        for part, hp in zip(weighting.split_name(name), weighting.registry.split_hparams(name, params)):
+            if part is not None:
+                check_hparams(weighting.get(part), hp)
     except ValueError as err:
         raise _fail(f"{path}.params", str(err)) from None
     space = d.get("space")

@@ -139,3 +139,13 @@ def test_gpu_asked_on_a_cluster_without_gpu(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "resources.gpu" in err and "no GPU" in err
     assert not list((tmp_path / "store" / "metrics").glob("*.parquet"))
+
+
+def test_fixed_weights_are_checked_against_each_dataset_task_count(tmp_path: Path) -> None:
+    d = copy.deepcopy(BASE)
+    d["datasets"] = [{"name": "scenes", "options": {"n_train": 8, "n_val": 4, "n_test": 4}, "epochs": 1}]
+    d["methods"] = ["ew", {"name": "fixed", "params": {"task_weights": [1.0, 2.0, 1.0]}}]
+    parse(d, base=tmp_path)  # three weights for three tasks: valid
+    d["methods"][1]["params"]["task_weights"] = [1.0, 2.0]
+    with pytest.raises(SpecError, match="methods\\[1\\].*task_weights"):
+        parse(d, base=tmp_path)
