@@ -135,6 +135,7 @@ def test_cli_bad_inputs_exit_2_before_any_trial(tmp_path, capsys):
 def test_gpu_asked_on_a_cluster_without_gpu(tmp_path, capsys):
     d = copy.deepcopy(BASE)
     d["resources"] = {"cpu": 1, "gpu": 0.5}
+    d["store"] = str(tmp_path / "store")
     assert main(["run", _write(tmp_path, d), "--cpus", "1"]) == 2
     err = capsys.readouterr().err
     assert "resources.gpu" in err and "no GPU" in err
