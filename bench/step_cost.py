@@ -4,8 +4,8 @@
 
 For each benchmark, every method (gradient methods in each space they support)
 trains on the same pre-built batches in this process; steps are timed after a
-warm-up, methods interleaved round-robin over ``--repeats`` rounds so machine
-noise hits them alike. Printed: median step time, the ratio to EW's, and for
+warm-up, methods interleaved step by step (every method takes step i before any
+takes step i+1) so that drift of the machine's speed hits them alike. Printed: median step time, the ratio to EW's, and for
 gradient methods the share of the step spent in the method's ``direction``
 (its solver). Also the wall time of one full EW epoch of ``multi_digits``.
 """
@@ -77,16 +77,17 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         tr.model.train()
         for i in range(warmup):
             tr.train_step(batches[i % len(batches)], 1, i + 1)
+    # interleaved step by step, so that drift of the machine's speed hits every method alike
     for _ in range(repeats):
-        for key, tr in trainers.items():
-            timer = timers.get(key)
-            before = timer.seconds if timer else 0.0
-            for i in range(steps):
+        for i in range(steps):
+            for key, tr in trainers.items():
+                timer = timers.get(key)
+                before = timer.seconds if timer else 0.0
                 t0 = time.perf_counter()
                 tr.train_step(batches[i % len(batches)], 1, i + 1)
                 times[key].append(time.perf_counter() - t0)
-            if timer:
-                solver[key] += timer.seconds - before
+                if timer:
+                    solver[key] += timer.seconds - before
     ew = statistics.median(times[("ew", None)])
     for key, ts in times.items():
         med = statistics.median(ts)

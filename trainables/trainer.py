@@ -5,9 +5,10 @@ One step, for a spec method ``LOSS[+GRAD]`` (Lin et al., Algorithms 1-2):
 * loss weighting only: ``sum_t w_t L_t`` is back-propagated through the whole
   model (task heads get the weighted gradients, as RLW's Algorithm 1 does);
 * with a gradient method: the Jacobian of the weighted losses ``w_t L_t``
-  w.r.t. the shared parameters (``space: param``) or the shared
-  representation (``space: rep``) is computed in one batched
-  vector-Jacobian product (``is_grads_batched``), the method turns it into
+  w.r.t. the shared parameters (``space: param``, one batched
+  vector-Jacobian product, ``is_grads_batched``) or the shared
+  representation (``space: rep``, one pass per task through its own head
+  only), the method turns it into
   one direction for the shared part, and each task head gets its own
   (loss-weighted, not gradient-weighted) gradient, as in Algorithm 2.
 
@@ -240,22 +241,45 @@ class Trainer:
             losses.append(self.bench.loss(t, out, y[t]))
         return outs, torch.stack(losses)
 
-    def _jacobian(self, outputs: Tensor, inputs: list[Tensor]) -> list[Tensor]:
-        """Rows of ``d outputs / d inputs`` in one batched backward pass (one pass per task as fallback)."""
-        t = outputs.shape[0]
-        eye = torch.eye(t, device=outputs.device, dtype=outputs.dtype)
+    def _jacobian(self, outputs: Tensor, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor]:
+        """``[T, *p.shape]`` per input: the vector-Jacobian products of ``outputs`` with ``rows`` (default:
+        the identity, i.e. the Jacobian of a ``[T]`` output) in one batched backward pass (one pass per
+        row as fallback)."""
+        if rows is None:
+            t = outputs.shape[0]
+            rows = torch.eye(t, device=outputs.device, dtype=outputs.dtype)
+        t = rows.shape[0]
         if self._vmap_ok:
             try:
-                grads = torch.autograd.grad(outputs, inputs, grad_outputs=eye, is_grads_batched=True,
+                grads = torch.autograd.grad(outputs, inputs, grad_outputs=rows, is_grads_batched=True,
                                             retain_graph=True, allow_unused=True)
                 return [g if g is not None else torch.zeros(t, *p.shape, device=p.device, dtype=p.dtype)
                         for g, p in zip(grads, inputs)]
             except RuntimeError as err:  # an op without a batching rule
                 warnings.warn(f"batched Jacobian unavailable ({err}); using one backward pass per task", stacklevel=2)
                 self._vmap_ok = False
-        rows = [torch.autograd.grad(outputs[i], inputs, retain_graph=True, allow_unused=True) for i in range(t)]
-        return [torch.stack([r[j] if r[j] is not None else torch.zeros_like(p) for r in rows])
+        per_row = [torch.autograd.grad(outputs, inputs, grad_outputs=rows[i], retain_graph=True, allow_unused=True)
+                   for i in range(t)]
+        return [torch.stack([r[j] if r[j] is not None else torch.zeros_like(p) for r in per_row])
                 for j, p in enumerate(inputs)]
+
+    def _rep_jacobian_and_head_grads(self, weighted: list[Tensor], rep: Tensor) -> Tensor:
+        """Rows ``d(w_t L_t)/d rep`` and the heads' gradients, one backward pass per task *through its
+        own head only* (the representation is a leaf here, and the task losses are separate tensors):
+        each head is traversed once, as in EW's backward, instead of T times by a batched pass."""
+        rows: list[Tensor] = []
+        head_grads: list[Tensor | None] = [None] * len(self.task_params)
+        last = len(self.tasks) - 1
+        for i in range(len(self.tasks)):
+            gs = torch.autograd.grad(weighted[i], [rep] + self.task_params, retain_graph=i < last, allow_unused=True)
+            rows.append(gs[0] if gs[0] is not None else torch.zeros_like(rep))
+            for j, g in enumerate(gs[1:]):
+                if g is not None:
+                    head_grads[j] = g if head_grads[j] is None else head_grads[j] + g
+        for p, g in zip(self.task_params, head_grads):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+        return torch.stack(rows)
 
     def _method_objective(self, w: Tensor, losses: Tensor) -> Tensor | None:
         """Objective that trains the loss weighting's own parameters (UW, IMTL-L), or None."""
@@ -280,11 +304,17 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._amp):
             if multi:
                 out, losses = self._multi_forward(batch)
-            elif grad_m is not None and self.cfg.space == "rep":
+            elif grad_m is not None and self.model.supports_rep:
+                # through the shared representation: in rep space the Jacobian is taken there; in param
+                # space it is chained through the encoder (J_param = J_rep d rep / d theta, one batched
+                # pass), so that each head is traversed once and not T times
                 x, y = batch
                 rep = self.model.encode(x)
                 rep_d = rep.detach().requires_grad_(True)
-                out, losses = self._forward_losses(x, y, rep_input=rep_d)
+                out = self._predict(x, rep_d)
+                # kept apart: a backward pass from one task's loss must not run through the stack into every head
+                task_losses = [self.bench.loss(t, out[t], y[t]).float() for t in self.tasks]
+                losses = torch.stack(task_losses)
             else:
                 x, y = batch
                 out, losses = self._forward_losses(x, y)
@@ -299,14 +329,19 @@ class Trainer:
             total.backward()
         else:
             if rep_d is not None:
-                (jac,) = self._jacobian(weighted, [rep_d])
+                jac = self._rep_jacobian_and_head_grads([w[i].detach() * l for i, l in enumerate(task_losses)], rep_d)
+                if extra is not None:
+                    torch.autograd.backward(extra, inputs=self.method_params)
+                if self.cfg.space == "param":
+                    jac = torch.cat([j.reshape(len(self.tasks), -1)
+                                     for j in self._jacobian(rep, self.shared, rows=jac.to(rep.dtype))], dim=1)
             else:
                 jac = torch.cat([j.reshape(len(self.tasks), -1) for j in self._jacobian(weighted, self.shared)], dim=1)
-            head_obj = weighted.sum() if extra is None else weighted.sum() + extra
-            inputs = self.task_params + self.method_params
-            if inputs:
-                torch.autograd.backward(head_obj, inputs=inputs)
-            if rep is not None and hasattr(grad_m, "activation"):
+                head_obj = weighted.sum() if extra is None else weighted.sum() + extra
+                inputs = self.task_params + self.method_params
+                if inputs:
+                    torch.autograd.backward(head_obj, inputs=inputs)
+            if self.cfg.space == "rep" and hasattr(grad_m, "activation"):
                 grad_m.activation = rep.detach()  # GradDrop's sign purity needs the representation's sign
             # the method sees the losses it balances: the loss-weighted ones in a LOSS+GRAD combination
             direction = grad_m.direction(jac, weighted.detach())
@@ -315,7 +350,7 @@ class Trainer:
                                    f"expected {tuple(jac.shape[1:])}")
             if not bool(torch.isfinite(direction).all()):
                 raise Diverged(epoch, step, {"direction": float("nan")})
-            if rep is not None:
+            if self.cfg.space == "rep":
                 rep.backward(direction.to(rep.dtype))
             else:
                 offset = 0
