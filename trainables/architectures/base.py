@@ -9,11 +9,12 @@ expose ``encode``/``decode`` for representation-space gradient methods
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from ..datasets.base import Benchmark
+from ..registry import Registry
 
 
 class MTLModel(nn.Module):
@@ -40,25 +41,10 @@ class MTLModel(nn.Module):
         raise ValueError(f"architecture '{self.name}' has no single shared representation (rep mode needs hps)")
 
 
-Builder = Callable[..., MTLModel]
-_REGISTRY: dict[str, type[MTLModel]] = {}
-
-
-def register(cls: type[MTLModel]) -> type[MTLModel]:
-    if not cls.name:
-        raise TypeError(f"{cls.__qualname__} has no registry name")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[MTLModel]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(names())}")
-    return _REGISTRY[name]
+_REGISTRY: Registry[type[MTLModel]] = Registry("architecture")
+register = _REGISTRY.register
+names = _REGISTRY.names
+get = _REGISTRY.get
 
 
 def build(name: str, benchmark: Benchmark, **options: Any) -> MTLModel:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..metrics import Accumulator, MetricSpec
+from ..registry import Registry
 
 
 @dataclass
@@ -105,6 +106,13 @@ class Benchmark:
     def check(self) -> None:
         """Validate options and on-disk input cheaply (called before training starts)."""
 
+    def require_positive_ints(self, *keys: str) -> None:
+        """Raise ``ValueError`` naming the dataset and option unless each option is a positive integer."""
+        for k in keys:
+            v = self.opts[k]
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{self.name} option {k} must be a positive integer, got {v!r}")
+
     # --- data -----------------------------------------------------------
     def load(self) -> Splits:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -139,24 +147,10 @@ class Benchmark:
         return out
 
 
-_REGISTRY: dict[str, type[Benchmark]] = {}
-
-
-def register(cls: type[Benchmark]) -> type[Benchmark]:
-    if not cls.name:
-        raise TypeError(f"{cls.__qualname__} has no registry name")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[Benchmark]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(names())}")
-    return _REGISTRY[name]
+_REGISTRY: Registry[type[Benchmark]] = Registry("dataset")
+register = _REGISTRY.register
+names = _REGISTRY.names
+get = _REGISTRY.get
 
 
 def build(name: str, **options: Any) -> Benchmark:

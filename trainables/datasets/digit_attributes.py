@@ -52,9 +52,7 @@ class DigitAttributes(Benchmark):
     defaults = Defaults(epochs=10, batch_size=128, lr=1e-3)
 
     def check(self) -> None:
-        for k in ("n_train", "n_val", "n_test", "width"):
-            if not isinstance(self.opts[k], int) or self.opts[k] < 1:
-                raise ValueError(f"digit_attributes option {k} must be a positive integer, got {self.opts[k]!r}")
+        self.require_positive_ints("n_train", "n_val", "n_test", "width")
         if not isinstance(self.opts["noise"], (int, float)) or self.opts["noise"] < 0:
             raise ValueError(f"digit_attributes option noise must be >= 0, got {self.opts['noise']!r}")
 

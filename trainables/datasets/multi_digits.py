@@ -46,9 +46,7 @@ class MultiDigits(Benchmark):
     defaults = Defaults(epochs=10, batch_size=128, lr=1e-3)
 
     def check(self) -> None:
-        for k in ("n_train", "n_val", "n_test", "width"):
-            if not isinstance(self.opts[k], int) or self.opts[k] < 1:
-                raise ValueError(f"multi_digits option {k} must be a positive integer, got {self.opts[k]!r}")
+        self.require_positive_ints("n_train", "n_val", "n_test", "width")
 
     def load(self) -> Splits:
         pools = source_pools(self.opts["data_seed"])

@@ -110,9 +110,7 @@ class Scenes(Benchmark):
     defaults = Defaults(epochs=10, batch_size=32, lr=1e-3)
 
     def check(self) -> None:
-        for k in ("n_train", "n_val", "n_test", "width", "size"):
-            if not isinstance(self.opts[k], int) or self.opts[k] < 1:
-                raise ValueError(f"scenes option {k} must be a positive integer, got {self.opts[k]!r}")
+        self.require_positive_ints("n_train", "n_val", "n_test", "width", "size")
         if self.opts["size"] % 2 or self.opts["size"] < 16:
             raise ValueError(f"scenes option size must be even and >= 16, got {self.opts['size']}")
 
