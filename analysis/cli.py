@@ -42,6 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.5, help="equivalence margin in Δm points (default 0.5)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--correction", choices=["holm", "bh"], default="holm")
+    p.add_argument("--test", choices=["perm", "t"], default="perm",
+                   help="superiority test behind the verdicts: exact permutation (default) or Welch/paired t")
     p.add_argument("--per", choices=["task", "metric"], default="task",
                    help="Δm averaging: per task (paper) or over all metrics (Nash-MTL)")
 
@@ -52,7 +54,7 @@ def run_report(args: argparse.Namespace) -> int:
     from .report import write_report
     path = write_report(args.store, args.out, baseline=args.baseline, study=args.study, epoch=args.epoch,
                         figures=not args.no_figures, margin=args.margin, alpha=args.alpha,
-                        correction=args.correction, per=args.per)
+                        correction=args.correction, per=args.per, test=args.test)
     print(path)
     return 0
 
@@ -65,7 +67,7 @@ def run_table(args: argparse.Namespace) -> int:
     frame = load(args.store, study=args.study, dataset=args.dataset)
     a = analyse(frame, load_trials(args.store, study=args.study, dataset=args.dataset), baseline=args.baseline,
                 epoch=args.epoch, margin=args.margin, alpha=args.alpha, correction=args.correction, per=args.per,
-                n_resamples=500)
+                n_resamples=500, test=args.test)
     print(dataset_tables(a, args.dataset, args.format, args.alpha), end="")
     return 0
 

@@ -71,8 +71,11 @@ def _choose_epoch(frame: pd.DataFrame, epoch: str | int, notes: list[str]) -> st
 def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: str = "ew",
             against: tuple[str, ...] = ("rlw", "ew"), epoch: str | int = "best-val", split: str = "test",
             margin: float = 0.5, alpha: float = 0.05, correction: str = "holm", per: str = "task",
-            n_resamples: int = 2000, seed: int = 0) -> Analysis:
-    """Run the full analysis of one study's metrics frame (see docs/statistics.md)."""
+            n_resamples: int = 2000, seed: int = 0, test: str = "perm") -> Analysis:
+    """Run the full analysis of one study's metrics frame (see docs/statistics.md).
+
+    ``test``: the superiority test behind the verdicts, ``perm`` (exact permutation, default) or ``t``.
+    """
     notes: list[str] = []
     studies = names(frame["study"])
     if len(studies) > 1:
@@ -98,7 +101,7 @@ def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: s
     vs = []
     for a in dict.fromkeys(against):
         v = verdicts(sel_b, against=a, reference=baseline, margin=margin, alpha=alpha, correction=correction,
-                     per=per, seed=seed, skip_missing=True)
+                     per=per, seed=seed, skip_missing=True, test=test)
         if v.attrs.get("skipped"):
             notes.append(f"no verdicts against {a!r} on {', '.join(v.attrs['skipped'])} (absent)")
         vs.append(v)
@@ -237,12 +240,12 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
 
 def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study: str | None = None,
                  epoch: str | int = "best-val", figures: bool = True, margin: float = 0.5, alpha: float = 0.05,
-                 correction: str = "holm", per: str = "task", n_resamples: int = 2000) -> Path:
+                 correction: str = "holm", per: str = "task", n_resamples: int = 2000, test: str = "perm") -> Path:
     """Analyse ``store`` and write ``out/index.md``, CSVs, ``out/latex/*.tex`` and ``out/figures/*``."""
     frame = load(store, study=study)
     trials = load_trials(store, study=study)
     a = analyse(frame, trials, baseline=baseline, epoch=epoch, margin=margin, alpha=alpha,
-                correction=correction, per=per, n_resamples=n_resamples)
+                correction=correction, per=per, n_resamples=n_resamples, test=test)
     out = Path(out)
     (out / "latex").mkdir(parents=True, exist_ok=True)
     for name, df in {"delta_m": a.dm, "tests": a.tests.drop(columns=["x", "y"]), "verdicts": a.verdicts,

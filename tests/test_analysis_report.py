@@ -96,3 +96,28 @@ def test_table_cli_and_errors(store, tmp_path, capsys):
 
 def test_number_format():
     assert num(0.38451) == "0.3845" and num(23.5737) == "23.57" and num(float("nan")) == "–"
+
+
+def test_report_test_flag_selects_the_verdict_test(tmp_path) -> None:
+    """`litmus report --test t` runs the verdicts on the t-test; the default is the exact permutation test."""
+    import argparse
+
+    import pandas as pd
+
+    from analysis.cli import register
+
+    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 5.0}}, seeds=list(range(4)),
+                                            epochs=2, seed_sd=0.2))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    for test in ("perm", "t"):
+        out = tmp_path / f"rep-{test}"
+        args = parser.parse_args(["report", str(store), "--out", str(out), "--no-figures", "--test", test])
+        assert args.func(args) == 0
+        v = pd.read_csv(out / "verdicts.csv")
+        assert len(v) and set(v["test"]) == {test}
+    # 4 paired seeds: the exact test cannot decide, the t-test can for a large effect
+    v_perm = pd.read_csv(tmp_path / "rep-perm" / "verdicts.csv")
+    v_t = pd.read_csv(tmp_path / "rep-t" / "verdicts.csv")
+    big = lambda v: v[(v["variant"] == "big") & (v["against"] == "ew")]["verdict"].item()  # noqa: E731
+    assert big(v_perm) == "inconclusive" and big(v_t) == "better"
