@@ -38,6 +38,15 @@ def spec(name: str, store: str, n_train: int, epochs: int, seeds: int) -> Any:
     })
 
 
+def rss_mb() -> float:
+    """The driver process's resident memory (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def sequential_seconds(n_train: int, epochs: int, seed: int = 0) -> float:
     torch.set_num_threads(1)
     cfg = TrainConfig(dataset="multi_digits", method="ew", seed=seed, epochs=epochs, device="cpu", num_threads=1,
@@ -88,12 +97,18 @@ def main() -> None:
     # per-trial overhead: the slope of wall time over the number of tiny trials (fixed start-up cancels)
     n1, n2 = a.tiny
     one_t, w1 = measure("bench-tiny-a", 200, 1, n1, a.cpus)
+    rss1 = rss_mb()
     _, w2 = measure("bench-tiny-b", 200, 1, n2, a.cpus)
+    rss2 = rss_mb()
+    _, _ = measure("bench-tiny-c", 200, 1, 4 * n2, a.cpus)
+    rss3 = rss_mb()
     per_slot = (n2 - n1) / a.cpus
     overhead = ((w2 - w1) - one_t * per_slot) / per_slot
     startup = w1 - (one_t + overhead) * n1 / a.cpus
     print(f"tiny trials ({one_t:.2f}s each): {n1} in {w1:.1f}s, {n2} in {w2:.1f}s -> overhead {overhead:.2f}s per trial "
           f"per slot (actor reuse); one-time start of the trial workers {startup:.1f}s per study")
+    print(f"driver memory (RSS) after studies of {n1}, {n2} and {4 * n2} tiny trials: "
+          f"{rss1:.0f}, {rss2:.0f}, {rss3:.0f} MB")
 
 
 if __name__ == "__main__":
