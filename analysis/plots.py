@@ -53,11 +53,16 @@ def validation_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> l
     """Mean validation Delta-m over epochs per variant with a +-1 std band over seeds (Figure 2)."""
     d = curves[curves["dataset"] == dataset]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for variant, g in d.groupby("variant", observed=True):
+    groups = list(d.groupby("variant", observed=True))
+    # distinct colours for up to 20 variants (tab10 repeats after 10), line styles beyond
+    colours = plt.get_cmap("tab20").colors
+    for i, (variant, g) in enumerate(groups):
         agg = g.groupby("epoch")["val_delta_m"].agg(["mean", "std"]).reset_index()
-        ax.plot(agg["epoch"], agg["mean"], label=str(variant), lw=1.2)
+        colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]
+        ax.plot(agg["epoch"], agg["mean"], label=str(variant), lw=1.2, color=colour,
+                linestyle=("-", "--", ":")[i // 20 % 3])
         ax.fill_between(agg["epoch"], agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0),
-                        alpha=0.15)
+                        alpha=0.15, color=colour)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation Δm (%)")
     ax.set_title(f"{dataset}: validation performance")
