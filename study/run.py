@@ -67,7 +67,9 @@ class StudySource:
                     driver.set_reference(ds.name, arch, refs[(ds.name, arch)])
             total = self.spec.tuning.trials * len(self.spec.tuning.seeds) * len(self.spec.datasets) \
                 * len(self.spec.archs) * len(tuned_methods(self.spec))
-            self.progress.reset("tune", total, 0)
+            finished = ("completed",) if self.retry_failed else ("completed", "failed", "diverged")
+            done = sum(1 for r in self.store.trials(self.spec.name) if r["stage"] == "tune" and r["status"] in finished)
+            self.progress.reset("tune", total, min(done, total))
             self.current = TuningSource(self.spec, self.store, refs, statuses, self.retry_failed)
         else:
             best = best_params(self.spec, self.store) if self.refs else {}
