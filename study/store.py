@@ -92,9 +92,10 @@ class Store:
             try:
                 for sub in ("metrics", "trials", "weights"):
                     (self.root / sub).mkdir(parents=True, exist_ok=True)
-                probe = self.root / ".write-probe"
-                probe.write_text("ok")
-                probe.unlink()
+                # a unique probe file: several processes (a driver, a poller) may open the same store at once
+                fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=self.root)
+                os.close(fd)
+                os.unlink(probe)
             except OSError as err:
                 raise StoreError(f"store path {self.root} is not writable: {err.strerror or err}") from None
         elif not (self.root / "metrics").is_dir():

@@ -68,3 +68,15 @@ def test_methods_and_datasets_listings() -> None:
     assert r.returncode == 0 and "rlw" in r.stdout and "distribution" in r.stdout
     r = litmus("datasets")
     assert r.returncode == 0 and "multi_digits" in r.stdout and "hps" in r.stdout
+
+
+def test_store_can_be_opened_by_many_processes_at_once(tmp_path: Path) -> None:
+    """Opening a store probes that it is writable; concurrent openers must not trip over each other's probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from study.store import Store
+
+    with ThreadPoolExecutor(8) as pool:
+        roots = list(pool.map(lambda _: Store(tmp_path / "s").root, range(400)))
+    assert len(set(roots)) == 1
+    assert not [p for p in (tmp_path / "s").iterdir() if p.name.startswith(".write-probe")]
