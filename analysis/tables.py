@@ -84,7 +84,7 @@ def _cell(r: pd.Series | None, fmt: str, is_delta: bool, single: bool) -> str:
     if r is None:
         return "–"
     if is_delta:
-        text = "–" if not np.isfinite(r["mean"]) else f"{r['mean']:+.2f}"
+        text = "–" if not np.isfinite(r["mean"]) else f"{round(r['mean'], 2) + 0.0:+.2f}"
     else:
         text = num(r["mean"]) if single or not np.isfinite(r["std"]) else (
             f"{num(r['mean'])} ± {num(r['std'])}" if fmt == "markdown" else f"{num(r['mean'])} $\\pm$ {num(r['std'])}")
@@ -171,7 +171,7 @@ def _grid(values: pd.DataFrame, fmt: str, corner: str, caption: str = "") -> str
 
 
 def _dm_text(dm: pd.DataFrame, marks: dict) -> list[str]:
-    return [("–" if not np.isfinite(x) else f"{x:+.2f}%") + marks.get(k, "")
+    return [("–" if not np.isfinite(x) else f"{round(x, 2) + 0.0:+.2f}%") + marks.get(k, "")
             for x, k in zip(dm["delta_m"], zip(dm["dataset"], dm["arch"], dm["variant"]))]
 
 
