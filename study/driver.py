@@ -11,9 +11,11 @@ of truth (DESIGN.md), so every call is a fresh experiment.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import time
@@ -158,7 +160,26 @@ class Progress:
 
 
 # --- the searcher that feeds Tune from a job source -------------------------
-def _searcher(source: JobSource, checkpoint_every: int):
+def latest_checkpoint(root: Path | None, trial_id: str, max_epoch: int) -> Path | None:
+    """The newest checkpoint of ``trial_id`` left under a local Ray storage ``root`` by an interrupted run,
+    among those at an epoch the store already holds (``<= max_epoch``): resuming from a later one would
+    lose the epochs in between, whose rows the killed driver never wrote."""
+    if root is None or max_epoch < 1 or not root.is_dir():
+        return None
+    best: tuple[int, float, Path] | None = None
+    for ckpt in root.glob(f"*/{trial_id}/checkpoint_*/trainer.pt"):
+        try:
+            epoch = int(json.loads((ckpt.parent / "epoch.json").read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an incomplete checkpoint directory: not usable
+        key = (epoch, ckpt.stat().st_mtime, ckpt)
+        if epoch <= max_epoch and (best is None or key[:2] > best[:2]):
+            best = key
+    return best[2] if best else None
+
+
+def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None = None,
+              store: Store | None = None):
     from ray.tune.search import Searcher
 
     class SourceSearcher(Searcher):
@@ -173,9 +194,11 @@ def _searcher(source: JobSource, checkpoint_every: int):
             if job is None or job == FINISHED:
                 return Searcher.FINISHED if job == FINISHED else None
             self.jobs[trial_id] = job
+            stored = max((r["epoch"] for r in store.trial_metrics(job.trial_id)), default=0) if store else 0
+            resume = latest_checkpoint(checkpoints, job.trial_id, stored)
             return {"train": job.config,
                     "litmus": {"trial_id": job.trial_id, "stage": job.stage, "reference": job_reference(job),
-                               "checkpoint_every": checkpoint_every}}
+                               "checkpoint_every": checkpoint_every, "resume_from": str(resume) if resume else None}}
 
         def save(self, checkpoint_path: str) -> None:  # the store, not Tune's state, is what resumes a study
             pass
@@ -254,6 +277,9 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
                 return
             epoch = int(result["epoch"])
             if tid not in self.rows:  # first result in this run: keep the earlier epochs already stored (restored trial)
+                if result.get("resumed_from"):
+                    progress.say(f"[{progress.stage}] {config['method']} on {config['dataset']} seed {config['seed']}: "
+                                 f"resumed from its checkpoint at epoch {result['resumed_from']}")
                 self.rows[tid] = [r for r in store.trial_metrics(tid) if r["epoch"] < epoch]
                 self.weights[tid] = {e: w for e, w in store.trial_weights(tid).items() if e < epoch}
             rows = [r for r in self.rows[tid] if r["epoch"] < epoch] + [dict(r, epoch=epoch) for r in result["rows"]]
@@ -347,7 +373,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=_searcher(source, spec.checkpoint_every), num_samples=-1,
+            search_alg=_searcher(source, spec.checkpoint_every, None if "://" in storage else Path(storage), store),
+            num_samples=-1,
             max_concurrent_trials=progress.slots, reuse_actors=True, scheduler=_scheduler(spec),
             trial_dirname_creator=lambda t: t.config["litmus"]["trial_id"],
             trial_name_creator=lambda t: t.config["litmus"]["trial_id"],
@@ -355,7 +382,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0, log_to_file=False,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # one to fall back on: see latest_checkpoint
             callbacks=[_store_writer(spec, store, progress)],
             progress_reporter=None,
         ),
@@ -363,8 +390,13 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     for quiet in ("ray.tune", "ray.train", "ray.tune.analysis.experiment_analysis"):
         logging.getLogger(quiet).setLevel(logging.ERROR)
     tuner.fit()
-    if "://" not in storage:  # finished experiments' checkpoints are not needed to resume: the store is the truth
-        shutil.rmtree(Path(storage) / name, ignore_errors=True)
+    if "://" not in storage and getattr(source, "finished", False):
+        # the study is complete: no checkpoint is needed any more (an interrupted run keeps its experiment
+        # directory, so that its unfinished trials resume from their last checkpoint on the next run)
+        pattern = re.compile(rf"{re.escape(spec.name)}-\d{{8}}-\d{{6}}-\d+")
+        for d in Path(storage).iterdir():
+            if d.is_dir() and pattern.fullmatch(d.name):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def format_exception() -> str:

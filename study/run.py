@@ -45,6 +45,7 @@ class StudySource:
         self.stage = ""
         self.current: Any = None
         self.in_flight = 0
+        self.finished = False  # every stage handed out and done
         self._start("reference" if self.refs else "final")
 
     def _start(self, stage: str) -> None:
@@ -89,6 +90,7 @@ class StudySource:
             if self.in_flight:  # the stage's last trials are still running
                 return None
             if self.stage == "final":
+                self.finished = True
                 return FINISHED
             self._start("tune" if self.stage == "reference" else "final")
 

@@ -114,3 +114,44 @@ def test_multi_node_study_survives_a_worker_node_removed_mid_run(tmp_path):
     df = _metrics(spec.store)
     assert len(df) == 9 * 3 * ROWS
     assert not df.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
+
+
+def _running_epochs(root: Path) -> int:
+    try:
+        return max((t["epochs"] or 0 for t in Store(root).trials() if t["status"] == "running"), default=0)
+    except Exception:  # noqa: BLE001 - a file being replaced while polling
+        return 0
+
+
+@pytest.mark.slow
+def test_trial_cut_by_a_driver_kill_resumes_from_its_last_checkpoint(tmp_path):
+    spec_d = {
+        "name": "ckpt", "store": str(tmp_path / "store"),
+        "datasets": [{"name": "multi_digits", "options": {**OPTS, "n_train": 6000}, "epochs": 10}],
+        "methods": ["ew"], "tuning": {"methods": "none"}, "final": {"seeds": 1},
+    }
+    path = tmp_path / "ckpt.yaml"
+    path.write_text(yaml.safe_dump(spec_d))
+    root = tmp_path / "store"
+    litmus = str(Path(sys.executable).parent / "litmus")
+    proc = subprocess.Popen([litmus, "run", str(path)], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while _running_epochs(root) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the study finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert [t["status"] for t in Store(root).trials()] == ["running"]
+    said: list[str] = []
+    res = run_study(parse(spec_d), say=said.append)
+    ray.shutdown()
+    assert res.counts == {"completed": 1, "failed": 0, "diverged": 0, "missing": 0}
+    resumed = [m for m in said if "resumed from its checkpoint at epoch" in m]
+    assert len(resumed) == 1 and int(resumed[0].rsplit(" ", 1)[1]) >= 1, said
+    df = _metrics(root)
+    assert len(df) == 10 * ROWS and not df.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
+    # a complete study needs no checkpoint any more: its Ray experiment directories are removed
+    assert not [d for d in (root / "ray").iterdir() if d.is_dir()]

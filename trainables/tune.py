@@ -19,6 +19,7 @@ This is the only module of ``trainables`` that imports Ray.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -33,6 +34,7 @@ from .config import TrainConfig
 from .trainer import Diverged, Trainer
 
 CHECKPOINT_FILE = "trainer.pt"
+EPOCH_FILE = "epoch.json"
 
 
 def reference_key(row: Mapping[str, Any]) -> str:
@@ -73,6 +75,8 @@ def _report_with_checkpoint(report: dict[str, Any], trainer: Trainer) -> None:
     path = tempfile.mkdtemp(prefix="litmus-ckpt-")
     try:
         torch.save(trainer.state_dict(), os.path.join(path, CHECKPOINT_FILE))
+        with open(os.path.join(path, EPOCH_FILE), "w") as f:  # lets a later run pick a checkpoint without unpickling
+            json.dump({"epoch": trainer.epoch}, f)
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(path))
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -91,6 +95,10 @@ def train_trial(config: dict[str, Any]) -> None:
         with ckpt.as_directory() as d:
             # a Ray-internal checkpoint this trainable wrote itself (trusted; never read from the store)
             trainer.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=False))
+    elif meta.get("resume_from") and os.path.exists(meta["resume_from"]):
+        # the last checkpoint of this trial from an earlier, interrupted run of the study (same trusted origin)
+        trainer.load_state_dict(torch.load(meta["resume_from"], weights_only=False))
+    resumed_from = trainer.epoch
     reference = meta.get("reference") or {}
     every = int(meta.get("checkpoint_every", 1) or 0)
     best = -math.inf
@@ -112,6 +120,7 @@ def train_trial(config: dict[str, Any]) -> None:
                 "best_score": best if math.isfinite(best) else float("nan"),
                 "status": "running",
                 "done_epochs": res.epoch >= trainer.cfg.epochs,
+                "resumed_from": resumed_from,
             }
             if every and (res.epoch % every == 0) and res.epoch < trainer.cfg.epochs:
                 _report_with_checkpoint(report, trainer)
