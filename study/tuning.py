@@ -167,6 +167,10 @@ class TuningSource:
         return self.queue.popleft()
 
     def done(self, job: Job, outcome: Outcome) -> None:
+        if outcome.status == "completed":
+            # scores from every stored epoch: a trial resumed from a checkpoint reported only its later epochs
+            ref = self.refs[(job.config["dataset"], job.config["arch"])]
+            outcome = stored_outcome(self.store, job.trial_id, "completed", ref, job.config["epochs"])
         for entry, number in self.waiting.pop(job.trial_id, []):
             self.outcomes[(entry["index"], number)][job.trial_id] = outcome
             self._maybe_tell(entry, number)
