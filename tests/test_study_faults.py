@@ -35,6 +35,24 @@ def _completed(root: Path) -> int:
         return 0
 
 
+def _run_then_kill(spec_d: dict, tmp_path: Path, ready) -> None:
+    """Run ``litmus run`` on ``spec_d`` in a subprocess and SIGKILL it (driver and its embedded Ray, one
+    session) as soon as ``ready()`` holds; fail if the study finished first."""
+    path = tmp_path / f"{spec_d['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec_d))
+    litmus = str(Path(sys.executable).parent / "litmus")
+    proc = subprocess.Popen([litmus, "run", str(path)], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while not ready() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the study finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.slow
 def test_driver_killed_mid_run_then_resumed(tmp_path):
     spec_d = {
@@ -44,20 +62,8 @@ def test_driver_killed_mid_run_then_resumed(tmp_path):
         "tuning": {"trials": 3, "seeds": [100], "shared": {"lr": {"low": 1e-4, "high": 1e-2}}},
         "final": {"seeds": 3},
     }
-    path = tmp_path / "crash.yaml"
-    path.write_text(yaml.safe_dump(spec_d))
     root = tmp_path / "store"
-    litmus = str(Path(sys.executable).parent / "litmus")
-    proc = subprocess.Popen([litmus, "run", str(path)], cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while _completed(root) < 4 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        assert proc.poll() is None, "the study finished before it could be killed"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded Ray it started (its own session)
-        proc.wait()
+    _run_then_kill(spec_d, tmp_path, lambda: _completed(root) >= 4)
     before = {t["trial_id"]: t for t in Store(root).trials() if t["status"] == "completed"}
     assert len(before) >= 4
     res = run_study(parse(spec_d), say=lambda m: None)
@@ -130,20 +136,8 @@ def test_trial_cut_by_a_driver_kill_resumes_from_its_last_checkpoint(tmp_path):
         "datasets": [{"name": "multi_digits", "options": {**OPTS, "n_train": 6000}, "epochs": 10}],
         "methods": ["ew"], "tuning": {"methods": "none"}, "final": {"seeds": 1},
     }
-    path = tmp_path / "ckpt.yaml"
-    path.write_text(yaml.safe_dump(spec_d))
     root = tmp_path / "store"
-    litmus = str(Path(sys.executable).parent / "litmus")
-    proc = subprocess.Popen([litmus, "run", str(path)], cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while _running_epochs(root) < 2 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        assert proc.poll() is None, "the study finished before it could be killed"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    _run_then_kill(spec_d, tmp_path, lambda: _running_epochs(root) >= 2)
     assert [t["status"] for t in Store(root).trials()] == ["running"]
     said: list[str] = []
     res = run_study(parse(spec_d), say=said.append)
