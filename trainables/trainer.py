@@ -227,10 +227,12 @@ class Trainer:
         rep = self.model.encode(x) if rep is None else rep
         return {t: self.model.decode(transform(rep, i), x, (t,))[t] for i, t in enumerate(self.tasks)}
 
-    def _forward_losses(self, x: Tensor, y: dict[str, Tensor], rep_input: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
-        out = self._predict(x, rep_input)
-        losses = torch.stack([self.bench.loss(t, out[t], y[t]) for t in self.tasks])
-        return out, losses
+    def _task_losses(self, out: dict[str, Tensor], y: dict[str, Tensor]) -> list[Tensor]:
+        return [self.bench.loss(t, out[t], y[t]) for t in self.tasks]
+
+    def _forward_losses(self, x: Tensor, y: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        out = self._predict(x)
+        return out, torch.stack(self._task_losses(out, y))
 
     def _multi_forward(self, batch: dict[str, tuple[Tensor, dict[str, Tensor]]]) -> tuple[dict[str, Tensor], Tensor]:
         outs, losses = {}, []
@@ -313,7 +315,7 @@ class Trainer:
                 rep_d = rep.detach().requires_grad_(True)
                 out = self._predict(x, rep_d)
                 # kept apart: a backward pass from one task's loss must not run through the stack into every head
-                task_losses = [self.bench.loss(t, out[t], y[t]).float() for t in self.tasks]
+                task_losses = [loss.float() for loss in self._task_losses(out, y)]
                 losses = torch.stack(task_losses)
             else:
                 x, y = batch
