@@ -70,33 +70,60 @@ def validation_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> l
     return save(fig, path)
 
 
+def cd_can_separate(k: int, n: int, cd: float, wilcoxon_floor: float, family: int, alpha: float) -> bool:
+    """Whether a critical-difference diagram can show any difference: the Nemenyi CD is
+    shorter than the widest possible rank gap (k - 1), or a Holm-corrected exact Wilcoxon
+    p-value can fall below alpha (its floor is under alpha / family)."""
+    return (np.isfinite(cd) and cd < k - 1) or wilcoxon_floor < alpha / max(family, 1)
+
+
+def _cd_rows(ranks: pd.Series) -> list[tuple[str, float, int, bool]]:
+    """Label layout of a CD diagram: (name, rank, row, on_left). The better half is labelled on
+    the left, nearest-to-the-end variant on the top row, so every elbow line runs below the
+    ones before it and no line crosses another line or a label."""
+    items = sorted(ranks.items(), key=lambda kv: kv[1])
+    half = (len(items) + 1) // 2
+    left = [(n, r, i + 1, True) for i, (n, r) in enumerate(items[:half])]
+    right = [(n, r, i + 1, False) for i, (n, r) in enumerate(reversed(items[half:]))]
+    return left + right
+
+
 def cd_diagram(ranks: pd.Series, cd: float, cliques: list[list[str]], path: str | Path,
                title: str = "") -> list[Path]:
-    """Critical-difference diagram: average ranks on an axis, the CD bar, and cliques of
-    variants no pair of which differs significantly (Wilcoxon-Holm)."""
+    """Critical-difference diagram (Demsar 2006): average ranks on an axis (1 = best, on the
+    left), the Nemenyi CD bar when it is shorter than the axis, and bars joining cliques of
+    variants no pair of which differs significantly (Wilcoxon-Holm). Labels sit outside the
+    axis and elbow lines never cross a label or each other."""
     k = len(ranks)
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * k))
     lo, hi = 1, max(k, 2)
-    ax.set_xlim(hi + 0.3, lo - 0.3)
-    ax.set_ylim(-(k / 2 + 2), 1.5)
+    rows = _cd_rows(ranks)
+    n_rows = max(r[2] for r in rows) if rows else 1
+    row_h, clique_h = 0.32, 0.14
+    top_clique = -0.25
+    first_row = top_clique - clique_h * max(len(cliques), 1) - 0.2
+    bottom = first_row - row_h * (n_rows - 1) - 0.3
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.42 * (n_rows + 0.5 * max(len(cliques), 1))))
+    ax.set_xlim(lo - 0.05 * (hi - lo) - 1.6, hi + 0.05 * (hi - lo) + 1.6)
+    ax.set_ylim(bottom, 0.9 if np.isfinite(cd) and cd < hi - lo else 0.45)
     ax.axis("off")
     ax.hlines(0, lo, hi, color="black", lw=1)
     for r in range(lo, hi + 1):
-        ax.vlines(r, 0, 0.15, color="black", lw=1)
-        ax.text(r, 0.3, str(r), ha="center", fontsize=8)
-    if np.isfinite(cd):
-        ax.hlines(1.0, lo, lo + cd, color="red", lw=2)
-        ax.text(lo + cd / 2, 1.15, f"CD = {cd:.2f}", ha="center", fontsize=8, color="red")
-    half = (k + 1) // 2
-    for i, (name, r) in enumerate(ranks.items()):
-        left = i < half
-        y = -(i + 1) * 0.5 if left else -(k - i) * 0.5
-        x_text = lo - 0.2 if left else hi + 0.2
-        ax.plot([r, r, x_text], [0, y, y], color="black", lw=0.7)
-        ax.text(x_text, y, f"{name} ({r:.2f})", ha="right" if left else "left", va="center", fontsize=8)
+        ax.vlines(r, 0, 0.08, color="black", lw=1)
+        ax.text(r, 0.13, str(r), ha="center", va="bottom", fontsize=8)
+    if np.isfinite(cd) and cd < hi - lo:
+        ax.hlines(0.6, lo, lo + cd, color="tab:red", lw=2)
+        ax.vlines([lo, lo + cd], 0.55, 0.65, color="tab:red", lw=1)
+        ax.text(lo + cd / 2, 0.68, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8, color="tab:red")
+    for name, r, row, left in rows:
+        y = first_row - row_h * (row - 1)
+        x_end = lo - 0.05 * (hi - lo) - 0.1 if left else hi + 0.05 * (hi - lo) + 0.1
+        ax.plot([r, r, x_end], [0, y, y], color="black", lw=0.7)
+        ax.text(x_end + (-0.05 if left else 0.05), y, f"{name} ({r:.2f})", ha="right" if left else "left",
+                va="center", fontsize=8)
     for j, c in enumerate(cliques):
         rs = ranks[c]
-        ax.hlines(-0.2 - 0.12 * j, rs.min() - 0.03, rs.max() + 0.03, color="tab:blue", lw=3)
+        y = top_clique - clique_h * j
+        ax.hlines(y, rs.min() - 0.04, rs.max() + 0.04, color="tab:blue", lw=3)
     if title:
         ax.set_title(title, fontsize=9)
     return save(fig, path)

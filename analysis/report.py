@@ -135,6 +135,10 @@ def across_datasets(dm: pd.DataFrame, ps: pd.DataFrame, baseline: str, alpha: fl
         out["cliques"] = ranks.cliques(out["ranks"], out["pairwise"], alpha)
         floor = ranks.min_p_wilcoxon(n)
         family = len(out["pairwise"])
+        out["cd_separable"] = plots.cd_can_separate(k, n, out["cd"], floor, family, alpha)
+        if not out["cd_separable"]:
+            notes.append(f"no critical-difference figure: with {k} variants on {n} datasets neither the Nemenyi "
+                         f"CD ({out['cd']:.2f} > {k - 1} ranks) nor a Holm-corrected Wilcoxon test can separate any pair")
         if floor >= alpha / max(family, 1):
             notes.append(f"across {n} datasets an exact Wilcoxon p cannot go below {floor:.3g}, above "
                          f"alpha/{family} = {alpha / family:.3g} (Holm over {family} pairs): no pair can differ "
@@ -264,7 +268,7 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
             if a.curves is not None:
                 figs[f"{dataset} validation"] = [str(p.relative_to(out)) for p in
                                                  plots.validation_curves(a.curves, dataset, fdir / f"{dataset}_validation")]
-        if "ranks" in a.across:
+        if "ranks" in a.across and a.across.get("cd_separable"):
             figs["critical difference"] = [str(p.relative_to(out)) for p in plots.cd_diagram(
                 a.across["ranks"], a.across["cd"], a.across["cliques"], fdir / "critical_difference")]
     title = f"litmus report: {study or ', '.join(names(frame['study']))}"
