@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from .plan import Job
+from .progress import Progress
 from .records import group, now, trial_record
 from .spec import Spec, SpecError
 from .store import Store
@@ -121,42 +122,6 @@ def concurrency(spec: Spec, resources: dict[str, float]) -> int:
     if spec.resources.get("gpu", 0) > 0:
         n = min(n, int(resources.get("GPU", 0) // spec.resources["gpu"]))
     return max(1, n)
-
-
-# --- progress ----------------------------------------------------------------
-@dataclass
-class Progress:
-    """Counts and ETA of one stage, printed as one line per finished trial."""
-
-    stage: str
-    total: int
-    slots: int
-    say: Callable[[str], None]
-    done: int = 0
-    failed: int = 0
-    diverged: int = 0
-    skipped: int = 0
-    running: set[str] = field(default_factory=set)
-    started: float = field(default_factory=time.time)
-
-    def reset(self, stage: str, total: int, skipped: int) -> None:
-        """Start counting a new stage (``skipped``: trials already finished in the store)."""
-        self.stage, self.total, self.skipped = stage, total, skipped
-        self.done = self.failed = self.diverged = 0
-        self.started = time.time()
-        if skipped:
-            self.say(f"[{stage}] {skipped}/{total} trials already in the store: skipped")
-
-    def line(self, last: str = "") -> str:
-        finished = self.done + self.failed + self.diverged
-        left = max(0, self.total - self.skipped - finished)
-        if finished:
-            rate = (time.time() - self.started) / finished
-            eta = f"ETA {rate * left:.0f}s"
-        else:
-            eta = "ETA ?"
-        return (f"[{self.stage} {time.time() - self.started:5.0f}s] {finished + self.skipped}/{self.total} done ({self.failed} failed, "
-                f"{self.diverged} diverged), {len(self.running)} running, {eta}" + (f" | {last}" if last else ""))
 
 
 # --- the searcher that feeds Tune from a job source -------------------------
@@ -278,7 +243,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
             epoch = int(result["epoch"])
             if tid not in self.rows:  # first result in this run: keep the earlier epochs already stored (restored trial)
                 if result.get("resumed_from"):
-                    progress.say(f"[{progress.stage}] {config['method']} on {config['dataset']} seed {config['seed']}: "
+                    progress.event(f"[{progress.stage}] {config['method']} on {config['dataset']} seed {config['seed']}: "
                                  f"resumed from its checkpoint at epoch {result['resumed_from']}")
                 self.rows[tid] = [r for r in store.trial_metrics(tid) if r["epoch"] < epoch]
                 self.weights[tid] = {e: w for e, w in store.trial_weights(tid).items() if e < epoch}
@@ -304,15 +269,9 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
             for d in (self.rows, self.weights, self.started, self.summary):
                 d.pop(tid, None)
             progress.running.discard(tid)
-            if status == "failed":
-                progress.failed += 1
-            elif status == "diverged":
-                progress.diverged += 1
-            else:
-                progress.done += 1
             what = f"{config['method']}{'/' + config['distribution'] if config.get('distribution') else ''} " \
                    f"on {config['dataset']} seed {config['seed']}: {status}"
-            progress.say(progress.line(what))
+            progress.trial_finished(status, what)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             last = trial.last_result or {}
@@ -328,7 +287,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             tid, _, _ = self._ids(trial)
-            progress.say(f"[{progress.stage}] trial {tid} failed, retrying ({trial.num_failures}/{spec.retries})")
+            progress.event(f"[{progress.stage}] trial {tid} failed, retrying ({trial.num_failures}/{spec.retries})")
 
     return StoreWriter()
 

@@ -11,12 +11,14 @@ the store is the source of truth for what is done.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import driver
-from .driver import FINISHED, Outcome, Progress
+from .driver import FINISHED, Outcome
+from .progress import Progress
 from .final import ListSource, pending
 from .plan import Job, final_jobs, reference_jobs, save_plan, tuned_methods
 from .spec import Spec
@@ -110,8 +112,9 @@ def _counts(store: Store, spec: Spec, ids: list[str]) -> dict[str, int]:
 
 def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False,
               say: Callable[[str], None] = print, num_cpus: int | None = None,
-              ray_storage: str | None = None, keep_ray: bool = False) -> StudyResult:
-    """Run (or resume) ``spec``; returns the final stage's status counts."""
+              ray_storage: str | None = None, keep_ray: bool = False, live: bool = False) -> StudyResult:
+    """Run (or resume) ``spec``; returns the final stage's status counts. ``live``: redraw one status
+    line on stderr when it is a terminal (a line per trial otherwise)."""
     t0 = time.time()
     store = Store(spec.store)  # fails early if not writable
     save_plan(spec, store.root, reference_jobs(spec), None)
@@ -120,9 +123,12 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
         slots = driver.concurrency(spec, resources)
         say(f"litmus run: study {spec.name!r} -> {store.root} ({slots} concurrent trials on "
             f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)")
-        progress = Progress("", 0, slots, say)
+        progress = Progress("", 0, slots, say, stream=sys.stderr if live else None)
         source = StudySource(spec, store, progress, retry_failed)
-        driver.run_jobs(spec, store, source, progress, ray_storage)
+        try:
+            driver.run_jobs(spec, store, source, progress, ray_storage)
+        finally:
+            progress.close()
         if source.stage != "final":
             raise KeyboardInterrupt  # Tune stopped before the final stage (SIGINT): the study is incomplete
         jobs = source.final

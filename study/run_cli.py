@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec.store = Path(args.store).expanduser().resolve()
     try:
         result = run_study(spec, address=args.address, retry_failed=args.retry_failed, say=eprint,
-                           num_cpus=args.cpus, ray_storage=args.ray_storage)
+                           num_cpus=args.cpus, ray_storage=args.ray_storage, live=True)
     except KeyboardInterrupt:
         eprint(f"litmus: interrupted; rerun `litmus run {path}` to resume (store: {spec.store})")
         return 130
