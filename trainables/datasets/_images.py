@@ -32,10 +32,24 @@ def load_image(path: Path) -> "object":
         raise ValueError(f"cannot read image {path}: {err}") from err
 
 
+def resolve(root: Path, rel: str) -> str | None:
+    """``rel`` if it exists under ``root``, else the same path with its first folder's underscores and spaces
+    swapped (LibMTL's Office-Home lists say ``Real_World/...``, the released archive's folder is
+    ``Real World``); ``None`` if neither exists."""
+    if (root / rel).is_file():
+        return rel
+    first, sep, rest = rel.partition("/")
+    for alt in (first.replace("_", " "), first.replace(" ", "_")):
+        if sep and alt != first and (root / alt / rest).is_file():
+            return f"{alt}/{rest}"
+    return None
+
+
 def read_list(path: Path, num_classes: int, root: Path) -> list[tuple[str, int]]:
     """Parse a ``relative/path label`` list (paths may contain spaces); validate labels and that files exist."""
     items: list[tuple[str, int]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         parts = line.rstrip().rsplit(None, 1)
@@ -48,9 +62,13 @@ def read_list(path: Path, num_classes: int, root: Path) -> list[tuple[str, int]]
             raise ValueError(f"{path}, line {n}: label {lab!r} is not an integer") from None
         if not 0 <= y < num_classes:
             raise ValueError(f"{path}, line {n}: label {y} out of range, expected 0..{num_classes - 1}")
-        if not (root / rel).is_file():
-            raise ValueError(f"{path}, line {n}: image {root / rel} does not exist")
-        items.append((rel, y))
+        found = resolve(root, rel)
+        if found is None:
+            first = rel.partition("/")[0]
+            alt = first.replace("_", " ") if "_" in first else first.replace(" ", "_")
+            also = f" (nor under {alt!r})" if alt != first and "/" in rel else ""
+            raise ValueError(f"{path}, line {n}: image {root / rel} does not exist{also}")
+        items.append((found, y))
     if not items:
         raise ValueError(f"{path} lists no images")
     return items

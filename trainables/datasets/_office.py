@@ -23,6 +23,13 @@ from .base import Benchmark, Option, Splits
 SPLITS = ("train", "val", "test")
 
 
+def list_file(root: Path, task: str, split: str) -> Path:
+    """``{task}_{split}.txt``, or its spelling with spaces (``Real World_train.txt``) if only that exists."""
+    f = root / f"{task}_{split}.txt"
+    alt = root / f"{task.replace('_', ' ')}_{split}.txt"
+    return alt if not f.is_file() and alt.is_file() else f
+
+
 class OfficeBenchmark(Benchmark):
     multi_input = True
     num_classes: int = 0
@@ -41,7 +48,7 @@ class OfficeBenchmark(Benchmark):
             raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
         for t in self.tasks:
             for s in SPLITS:
-                f = root / f"{t}_{s}.txt"
+                f = list_file(root, t, s)
                 if not f.is_file():
                     raise ValueError(f"{self.name}: missing split list {f} (create the lists with "
                                      f"`python -m trainables.datasets.make_splits {root}`)")
@@ -54,7 +61,7 @@ class OfficeBenchmark(Benchmark):
         out: dict[str, dict[str, ImageList]] = {s: {} for s in SPLITS}
         for t in self.tasks:
             for s in SPLITS:
-                items = read_list(root / f"{t}_{s}.txt", self.num_classes, root)
+                items = read_list(list_file(root, t, s), self.num_classes, root)
                 out[s][t] = ImageList(root, items, t, self.opts["image_size"])
         return Splits(**out)
 

@@ -21,6 +21,23 @@ from ._paths import data_root
 from .base import Benchmark, Option
 
 
+def read_lines(path: Path, limit: int | None = None) -> list[str]:
+    """The lines of a UTF-8 text file (only the first ``limit`` ones, from its first 64 KiB, if given), split at
+    ``\\n`` only: a trailing ``\\r`` (CRLF files) is removed, and the other Unicode line breaks that
+    ``str.splitlines`` knows, which occur inside sentences, do not split."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            text = fh.read() if limit is None else fh.read(1 << 16)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text: {err}") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if limit is not None:
+        lines = lines[:limit]
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
 @lru_cache(maxsize=4)
 def tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
@@ -110,13 +127,21 @@ class TextBenchmark(Benchmark):
             raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
         for lang in self.tasks:
             for s in self.splits_files.values():
-                f = root / f"{s}-{lang}{self.suffix}"
-                if not f.is_file():
-                    raise ValueError(f"{self.name}: missing file {f} (expected {{train,dev,test}}-{{lang}}{self.suffix})")
+                self.check_file(self.data_file(s, lang))
         if not isinstance(o["max_length"], int) or o["max_length"] < 8:
             raise ValueError(f"{self.name} option max_length must be an integer >= 8, got {o['max_length']!r}")
         if not isinstance(o["model"], str) or not o["model"]:
             raise ValueError(f"{self.name} option model must be a Hugging Face name or a local directory, got {o['model']!r}")
+
+    def data_file(self, prefix: str, lang: str) -> Path:
+        """The file of one split (``train``, ``dev``, ``test``) and language; raises naming what is missing."""
+        f = self.root / f"{prefix}-{lang}{self.suffix}"
+        if not f.is_file():
+            raise ValueError(f"{self.name}: missing file {f} (expected {{train,dev,test}}-{{lang}}{self.suffix})")
+        return f
+
+    def check_file(self, path: Path) -> None:
+        """A cheap look at a file before training (its first line); subclasses refuse files known to be unusable."""
 
     @property
     def root(self) -> Path:

@@ -21,7 +21,6 @@ features instead). The edge network is applied without materialising one
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +143,7 @@ class QM9(Benchmark):
             raise ValueError(f"qm9: root {root} does not exist or is not a directory")
         if not (root / FILE).is_file():
             raise ValueError(f"qm9: missing {root / FILE} (arrays {', '.join(KEYS)}; convert a torch_geometric copy with "
-                             "`python -m trainables.datasets.qm9 PYG_ROOT OUT_DIR`)")
+                             "`python -m trainables.datasets.convert_qm9 PYG_ROOT OUT_DIR`)")
         for k in ("n_test", "n_val", "dim"):
             if not isinstance(o[k], int) or o[k] < 1:
                 raise ValueError(f"qm9 option {k} must be a positive integer, got {o[k]!r}")
@@ -210,10 +209,3 @@ def convert_pyg(pyg_root: str | Path, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / FILE, z=z, pos=pos, bonds=bonds, y=y)
     return out / FILE
-
-
-if __name__ == "__main__":  # python -m trainables.datasets.qm9 PYG_ROOT OUT_DIR
-    if len(sys.argv) != 3:
-        print("usage: python -m trainables.datasets.qm9 PYG_ROOT OUT_DIR", file=sys.stderr)
-        raise SystemExit(2)
-    print(convert_pyg(sys.argv[1], sys.argv[2]))
