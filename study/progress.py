@@ -32,6 +32,18 @@ class Progress:
         self._stop = threading.Event()
         self._refresh_s = refresh_s
 
+    def __getstate__(self) -> dict:
+        """Tune pickles the searcher that holds this object: keep the counts, drop the terminal and threads."""
+        state = dict(self.__dict__)
+        for key in ("_lock", "_ticker", "_stop", "_stream"):
+            state.pop(key, None)
+        state["_live"] = False
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock, self._ticker, self._stop, self._stream = threading.Lock(), None, threading.Event(), None
+
     @property
     def live(self) -> bool:
         """True when the status line is redrawn in place (a terminal)."""

@@ -47,3 +47,14 @@ def test_terminal_redraws_one_line_and_keeps_events():
     assert "[tune] trial t1 failed, retrying (1/2)" in kept
     assert kept[-1].startswith("[tune 2/3 ") and "2/3 done (1 failed, 0 diverged)" in kept[-1]
     assert out.endswith("\n")  # the live line is ended before anything else prints
+
+
+def test_progress_pickles_without_its_terminal():
+    # Ray Tune pickles the searcher, which holds the progress: a live one must survive it
+    import pickle
+
+    p = Progress("", 0, 2, print, stream=FakeTTY(), refresh_s=60)
+    p.reset("final", 3, 1)
+    q = pickle.loads(pickle.dumps(p))
+    p.close()
+    assert (q.stage, q.total, q.skipped, q.live) == ("final", 3, 1, False)
