@@ -125,14 +125,27 @@ def concurrency(spec: Spec, resources: dict[str, float]) -> int:
 
 
 # --- the searcher that feeds Tune from a job source -------------------------
-def latest_checkpoint(root: Path | None, trial_id: str, max_epoch: int) -> Path | None:
+def experiment_dir_pattern(study: str) -> re.Pattern[str]:
+    """Names of the Ray Tune experiment folders that :func:`run_jobs` creates for ``study`` in its Ray storage."""
+    return re.compile(rf"{re.escape(study)}-\d{{8}}-\d{{6}}-\d+")
+
+
+def latest_checkpoint(root: Path | None, trial_id: str, max_epoch: int, study: str) -> Path | None:
     """The newest checkpoint of ``trial_id`` left under a local Ray storage ``root`` by an interrupted run,
     among those at an epoch the store already holds (``<= max_epoch``): resuming from a later one would
-    lose the epochs in between, whose rows the killed driver never wrote."""
+    lose the epochs in between, whose rows the killed driver never wrote.
+
+    Only this study's own experiment folders are searched (:func:`experiment_dir_pattern`), and no path that
+    leaves ``root`` through a symbolic link; the file is loaded with ``weights_only=True`` (trainables.state)."""
     if root is None or max_epoch < 1 or not root.is_dir():
         return None
+    real_root = root.resolve()
+    pattern = experiment_dir_pattern(study)
     best: tuple[int, float, Path] | None = None
     for ckpt in root.glob(f"*/{trial_id}/checkpoint_*/trainer.pt"):
+        if not pattern.fullmatch(ckpt.parent.parent.parent.name) or not ckpt.resolve().is_relative_to(real_root) \
+                or any(p.is_symlink() for p in (ckpt, ckpt.parent, ckpt.parent.parent, ckpt.parent.parent.parent)):
+            continue
         try:
             epoch = int(json.loads((ckpt.parent / "epoch.json").read_text())["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -144,7 +157,7 @@ def latest_checkpoint(root: Path | None, trial_id: str, max_epoch: int) -> Path 
 
 
 def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None = None,
-              store: Store | None = None):
+              store: Store | None = None, study: str = ""):
     from ray.tune.search import Searcher
 
     class SourceSearcher(Searcher):
@@ -160,7 +173,7 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
                 return Searcher.FINISHED if job == FINISHED else None
             self.jobs[trial_id] = job
             stored = max((r["epoch"] for r in store.trial_metrics(job.trial_id)), default=0) if store else 0
-            resume = latest_checkpoint(checkpoints, job.trial_id, stored)
+            resume = latest_checkpoint(checkpoints, job.trial_id, stored, study)
             return {"train": job.config,
                     "litmus": {"trial_id": job.trial_id, "stage": job.stage, "reference": job_reference(job),
                                "checkpoint_every": checkpoint_every, "resume_from": str(resume) if resume else None}}
@@ -332,7 +345,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=_searcher(source, spec.checkpoint_every, None if "://" in storage else Path(storage), store),
+            search_alg=_searcher(source, spec.checkpoint_every, None if "://" in storage else Path(storage), store,
+                                 spec.name),
             num_samples=-1,
             max_concurrent_trials=progress.slots, reuse_actors=True, scheduler=_scheduler(spec),
             trial_dirname_creator=lambda t: t.config["litmus"]["trial_id"],
@@ -352,7 +366,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     if "://" not in storage and getattr(source, "finished", False):
         # the study is complete: no checkpoint is needed any more (an interrupted run keeps its experiment
         # directory, so that its unfinished trials resume from their last checkpoint on the next run)
-        pattern = re.compile(rf"{re.escape(spec.name)}-\d{{8}}-\d{{6}}-\d+")
+        pattern = experiment_dir_pattern(spec.name)
         for d in Path(storage).iterdir():
             if d.is_dir() and pattern.fullmatch(d.name):
                 shutil.rmtree(d, ignore_errors=True)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from . import architectures, weighting
+from . import architectures, state, weighting
 from .config import TrainConfig, method_hparams, model_arch, resolve
 from .datasets.base import Benchmark, Splits, TensorSplit
 from .versions import versions
@@ -475,35 +475,36 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The trainer's state as tensors and plain data only (loads with ``torch.load(weights_only=True)``)."""
         return {
             "epoch": self.epoch,
             "global_step": self.global_step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "methods": [m for m in self.pipeline.parts()],
+            "methods": [state.module_state(m, f"methods[{i}]") for i, m in enumerate(self.pipeline.parts())],
             "data_gen": self.data_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "step_times": list(self.stats.step_times),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.global_step = int(state["global_step"])
-        self.model.load_state_dict(state["model"])
-        methods = state["methods"]
-        self.loss_method = methods[0].to(self.device)
-        self.grad_method = methods[1].to(self.device) if len(methods) > 1 else None
-        self.pipeline = weighting.Pipeline(self.pipeline.name, self.loss_method, self.grad_method)
-        self.method_params = [p for m in self.pipeline.parts() for p in m.optimizer_params()]
-        self.optimizer = self._optimizer()
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler = self._scheduler()
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.data_gen.set_state(state["data_gen"])
-        torch.set_rng_state(state["torch_rng"])
-        self.stats.step_times = list(state.get("step_times", []))
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into this trainer (built from the same config)."""
+        self.epoch = int(saved["epoch"])
+        self.global_step = int(saved["global_step"])
+        self.model.load_state_dict(saved["model"])
+        parts = list(self.pipeline.parts())
+        if len(saved["methods"]) != len(parts):
+            raise state.CheckpointError(f"checkpoint has {len(saved['methods'])} method parts, "
+                                        f"{self.cfg.method} has {len(parts)}")
+        for i, (m, s) in enumerate(zip(parts, saved["methods"])):
+            state.load_module_state(m, s, f"methods[{i}]", self.device)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved["scheduler"] is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.data_gen.set_state(saved["data_gen"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.stats.step_times = list(saved.get("step_times", []))
 
 
 def run(cfg: TrainConfig) -> Iterator[EpochResult]:

@@ -7,7 +7,8 @@ the EW reference run, for the tuning score) and ``checkpoint_every``.
 Each finished epoch is reported with :func:`ray.tune.report` (never
 ``ray.train.report``): the epoch's metric rows, mean task weights, a run
 summary and the validation score (Delta-m % against the reference, ``nan``
-without one). A checkpoint (``trainer.state_dict()`` via ``torch.save``, a
+without one). A checkpoint (``trainer.state_dict()``: tensors and plain data
+only, see trainables/state.py; loaded with ``weights_only=True``; a
 Ray-internal file, never part of the results store) goes with every
 ``checkpoint_every``-th epoch, so a retried trial resumes where it stopped.
 Divergence is a result, not an error: it is reported as ``status:
@@ -30,6 +31,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from ray import tune
 
+from . import state
 from .config import TrainConfig
 from .trainer import Diverged, Trainer
 
@@ -74,7 +76,7 @@ def _report_with_checkpoint(report: dict[str, Any], trainer: Trainer) -> None:
     """Report with a checkpoint; Ray persists it to the run's storage before ``report`` returns."""
     path = tempfile.mkdtemp(prefix="litmus-ckpt-")
     try:
-        torch.save(trainer.state_dict(), os.path.join(path, CHECKPOINT_FILE))
+        state.save(trainer.state_dict(), os.path.join(path, CHECKPOINT_FILE))
         with open(os.path.join(path, EPOCH_FILE), "w") as f:  # lets a later run pick a checkpoint without unpickling
             json.dump({"epoch": trainer.epoch}, f)
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(path))
@@ -91,13 +93,18 @@ def train_trial(config: dict[str, Any]) -> None:
     torch.set_num_threads(cfg.num_threads)
     trainer = Trainer(cfg)
     ckpt = tune.get_checkpoint()
+    # checkpoints hold tensors and plain data only (trainables.state): loaded with weights_only=True, so a
+    # planted pickle is refused (CheckpointError: the trial fails loudly), never executed
     if ckpt is not None:
-        with ckpt.as_directory() as d:
-            # a Ray-internal checkpoint this trainable wrote itself (trusted; never read from the store)
-            trainer.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_FILE), weights_only=False))
+        with ckpt.as_directory() as d:  # written by this trial earlier in this run (a retry)
+            trainer.load_state_dict(state.load(os.path.join(d, CHECKPOINT_FILE)))
     elif meta.get("resume_from") and os.path.exists(meta["resume_from"]):
-        # the last checkpoint of this trial from an earlier, interrupted run of the study (same trusted origin)
-        trainer.load_state_dict(torch.load(meta["resume_from"], weights_only=False))
+        # the last checkpoint of this trial from an earlier, interrupted run of the study (the driver looks only
+        # in this study's own experiment folders of its Ray storage: study.driver.latest_checkpoint)
+        try:
+            trainer.load_state_dict(state.load(meta["resume_from"]))
+        except state.CheckpointError as err:
+            raise state.CheckpointError(f"{err}; delete it, then rerun with --retry-failed") from None
     resumed_from = trainer.epoch
     reference = meta.get("reference") or {}
     every = int(meta.get("checkpoint_every", 1) or 0)

@@ -65,6 +65,9 @@ class _CheckedSolve:
 class _CheckedNashWeighting(_NashMTLWeighting):
     """torchjd's Nash-MTL weighting whose ECOS failures are recorded instead of lost."""
 
+    #: the convex problem is rebuilt from the state (trainables.state), never checkpointed
+    derived_state = ("alpha_param", "prvs_alpha_param", "G_param", "normalization_factor_param", "phi_alpha", "prob")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.failures: list[str] = []
@@ -73,6 +76,11 @@ class _CheckedNashWeighting(_NashMTLWeighting):
     def _init_optim_problem(self) -> None:
         super()._init_optim_problem()
         self.prob.solve = _CheckedSolve(self.prob, self.failures, self.statuses)
+
+    def after_load_state(self) -> None:
+        """A checkpoint restored after the first step: rebuild the problem that step 0 would have built."""
+        if self.step != 0:
+            self._init_optim_problem()
 
     def forward(self, matrix: Tensor, /) -> Tensor:
         """torchjd's step, solved in scale-free units.

@@ -55,6 +55,12 @@ class RotoGrad(GradientMethod):
             for g in self._opt.param_groups:
                 g["lr"] = self.base_lr * self.lr_ratio
 
+    def before_load_state(self, parameters: dict[str, Tensor | None], device: torch.device) -> None:
+        """A checkpoint taken after the first step has rotations: create them (and their optimiser) to load into."""
+        g = parameters.get("generators")
+        if g is not None:
+            self._ensure(g.shape[-1], torch.empty(0, device=device, dtype=g.dtype))
+
     def optimizer_params(self) -> list[nn.Parameter]:
         """The rotations are trained by RotoGrad's own optimiser in ``direction``."""
         return []
