@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .schema import Status
 from .store import names
 
-STATUSES = ("completed", "failed", "diverged", "running", "unknown")
+STATUSES = (*(str(s) for s in (Status.COMPLETED, Status.FAILED, Status.DIVERGED, Status.RUNNING)), "unknown")
 
 
 def cell_counts(frame: pd.DataFrame, trials: pd.DataFrame | None = None,

@@ -50,14 +50,17 @@ def distributions(per_seed: pd.DataFrame, dataset: str, path: str | Path) -> lis
 
 
 def validation_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> list[Path]:
-    """Mean validation Delta-m over epochs per variant with a +-1 std band over seeds (Figure 2)."""
+    """Mean validation Delta-m over epochs per variant with a +-1 std band over seeds (Figure 2).
+
+    ``curves``: per trial x epoch ``val_delta_m`` (:func:`analysis.validation_scores`), or already
+    aggregated per variant x epoch (``mean``, ``std``: :func:`analysis.select.store_selection`)."""
     d = curves[curves["dataset"] == dataset]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     groups = list(d.groupby("variant", observed=True))
     # distinct colours for up to 20 variants (tab10 repeats after 10), line styles beyond
     colours = plt.get_cmap("tab20").colors
     for i, (variant, g) in enumerate(groups):
-        agg = g.groupby("epoch")["val_delta_m"].agg(["mean", "std"]).reset_index()
+        agg = g if "mean" in g.columns else g.groupby("epoch")["val_delta_m"].agg(["mean", "std"]).reset_index()
         colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]
         ax.plot(agg["epoch"], agg["mean"], label=str(variant), lw=1.2, color=colour,
                 linestyle=("-", "--", ":")[i // 20 % 3])

@@ -20,9 +20,9 @@ from .delta_m import delta_m, per_seed
 from .errors import AnalysisError
 from .naming import has_baseline, resolve_baseline
 from .power import power_warnings, seeds_needed
-from .select import select, validation_scores
+from .select import select, store_selection, store_studies, validation_scores
 from .stats import DELTA, compare
-from .store import load, load_trials, names
+from .store import load, load_trials, names, plain_strings
 from .tables import LEGEND, architecture_table, combination_table, render_paper_table, table_data
 from .verdict import verdicts
 
@@ -75,6 +75,7 @@ def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: s
     """Run the full analysis of one study's metrics frame (see docs/statistics.md).
 
     ``test``: the superiority test behind the verdicts, ``perm`` (exact permutation, default) or ``t``.
+    A store too large for memory goes through :func:`analyse_store` instead (same result).
     """
     notes: list[str] = []
     studies = names(frame["study"])
@@ -86,7 +87,37 @@ def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: s
         warnings.simplefilter("always")
         sel = select(frame, split=split, epoch=epoch, baseline=baseline, per=per)
     notes += [str(w.message) for w in caught]
-    counts = cell_counts(frame, trials, sel)
+    curves = validation_scores(frame, baseline, per) if epoch == "best-val" else None
+    index = frame[["study", "stage", "trial_id", "dataset", "arch", "variant", "seed", "status"]]
+    return _analyse_selected(sel, index, trials, curves, notes, baseline, against, epoch, margin, alpha,
+                             correction, per, n_resamples, seed, test)
+
+
+def analyse_store(store: str | Path, study: str | None = None, dataset: str | None = None,
+                  trials: pd.DataFrame | None = None, baseline: str = "ew",
+                  against: tuple[str, ...] = ("rlw", "ew"), epoch: str | int = "best-val", split: str = "test",
+                  margin: float = 0.5, alpha: float = 0.05, correction: str = "holm", per: str = "task",
+                  n_resamples: int = 2000, seed: int = 0, test: str = "perm", curves: bool = True) -> Analysis:
+    """:func:`analyse` reading the store in columns (:func:`analysis.select.store_selection`): only the
+    selected rows reach pandas, so memory does not grow with epochs x splits. ``curves``: also the
+    validation curves (aggregated per dataset x variant x epoch)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = store_selection(store, study=study, dataset=dataset, split=split, epoch=epoch, baseline=baseline,
+                            per=per, curves=curves and epoch == "best-val", trials=trials)
+    notes = s.notes + [str(w.message) for w in caught]
+    if trials is None:
+        trials = load_trials(store, study=study, dataset=dataset)
+    return _analyse_selected(plain_strings(s.selected), s.index, trials, s.curves, notes, baseline, against,
+                             s.epoch, margin, alpha, correction, per, n_resamples, seed, test)
+
+
+def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFrame | None,
+                      curves: pd.DataFrame | None, notes: list[str], baseline: str, against: tuple[str, ...],
+                      epoch: str | int, margin: float, alpha: float, correction: str, per: str,
+                      n_resamples: int, seed: int, test: str) -> Analysis:
+    """Everything after the selection: counts, Delta-m, tests, verdicts, ranks (one value per trial x metric)."""
+    counts = cell_counts(index, trials, sel)
     keep = [d for d, g in sel.groupby("dataset", observed=True) if has_baseline(baseline, g["variant"].astype(str).unique())]
     lacking = sorted(set(sel["dataset"].astype(str)) - set(map(str, keep)))
     if lacking:
@@ -113,7 +144,6 @@ def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: s
         if len(sub):
             shapes = list(zip(sub["n_method"], sub["n_baseline"], sub["paired"]))
             notes += [f"vs {a}: {w}" for w in power_warnings(shapes, alpha, int(sub["family_size"].iloc[0]), 9999)]
-    curves = validation_scores(frame, baseline, per) if epoch == "best-val" else None
     return Analysis(baseline, epoch, sel, counts, dm, ps, tests, vs, notes,
                     across_datasets(dm, ps, baseline, alpha, correction, n_resamples, seed, notes), curves,
                     sorted(map(str, keep)))
@@ -246,10 +276,10 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
                  epoch: str | int = "best-val", figures: bool = True, margin: float = 0.5, alpha: float = 0.05,
                  correction: str = "holm", per: str = "task", n_resamples: int = 2000, test: str = "perm") -> Path:
     """Analyse ``store`` and write ``out/index.md``, CSVs, ``out/latex/*.tex`` and ``out/figures/*``."""
-    frame = load(store, study=study)
     trials = load_trials(store, study=study)
-    a = analyse(frame, trials, baseline=baseline, epoch=epoch, margin=margin, alpha=alpha,
-                correction=correction, per=per, n_resamples=n_resamples, test=test)
+    a = analyse_store(store, study=study, trials=trials, baseline=baseline, epoch=epoch, margin=margin,
+                      alpha=alpha, correction=correction, per=per, n_resamples=n_resamples, test=test,
+                      curves=figures)
     out = Path(out)
     (out / "latex").mkdir(parents=True, exist_ok=True)
     for name, df in {"delta_m": a.dm, "tests": a.tests.drop(columns=["x", "y"]), "verdicts": a.verdicts,
@@ -271,7 +301,7 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
         if "ranks" in a.across and a.across.get("cd_separable"):
             figs["critical difference"] = [str(p.relative_to(out)) for p in plots.cd_diagram(
                 a.across["ranks"], a.across["cd"], a.across["cliques"], fdir / "critical_difference")]
-    title = f"litmus report: {study or ', '.join(names(frame['study']))}"
+    title = f"litmus report: {study or ', '.join(names(a.selected['study']))}"
     (out / "index.md").write_text(render_index(a, title, margin, alpha, correction, figs))
     return out / "index.md"
 
@@ -308,18 +338,8 @@ def summary_table(store_or_frame: str | Path | pd.DataFrame, baseline: str = "ew
     Works with a single seed per method (says that no test is possible).
     Uses best-val selection when a validation split exists, else the last epoch.
     """
-    if isinstance(store_or_frame, pd.DataFrame):
-        frame, trials = store_or_frame, None
-        if study is not None:
-            frame = frame[frame["study"] == study]
-    else:
-        frame, trials = load(store_or_frame, study=study), load_trials(store_or_frame, study=study)
-    if frame.empty:
-        raise AnalysisError("no metric rows to summarise")
     parts = []
-    for s, f in frame.groupby("study", observed=True):
-        epoch = "best-val" if (f["split"] == "val").any() else "last"
-        a = analyse(f, trials, baseline=baseline, epoch=epoch, alpha=alpha, n_resamples=500)
+    for s, epoch, a in _summary_analyses(store_or_frame, baseline, study, alpha):
         parts.append(f"## Study {s} (epoch: {epoch}, baseline {baseline})\n")
         parts += [f"- {n}" for n in a.notes]
         for dataset in a.datasets:
@@ -328,3 +348,22 @@ def summary_table(store_or_frame: str | Path | pd.DataFrame, baseline: str = "ew
             parts.append("\n" + verdict_summary(a.verdicts))
         parts.append(f"\n{LEGEND}\n")
     return "\n".join(parts)
+
+
+def _summary_analyses(store_or_frame: str | Path | pd.DataFrame, baseline: str, study: str | None, alpha: float):
+    """(study, epoch rule, Analysis) per study: best-val when the study has a validation split, else last."""
+    if isinstance(store_or_frame, pd.DataFrame):
+        frame = store_or_frame
+        if study is not None:
+            frame = frame[frame["study"] == study]
+        if frame.empty:
+            raise AnalysisError("no metric rows to summarise")
+        for s, f in frame.groupby("study", observed=True):
+            epoch = "best-val" if (f["split"] == "val").any() else "last"
+            yield s, epoch, analyse(f, None, baseline=baseline, epoch=epoch, alpha=alpha, n_resamples=500)
+        return
+    trials = load_trials(store_or_frame, study=study)
+    for s, has_val in store_studies(store_or_frame, study).items():
+        epoch = "best-val" if has_val else "last"
+        yield s, epoch, analyse_store(store_or_frame, study=s, trials=trials[trials["study"] == s],
+                                      baseline=baseline, epoch=epoch, alpha=alpha, n_resamples=500, curves=False)

@@ -10,6 +10,8 @@ trial's last epoch; an integer takes that epoch.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,3 +128,182 @@ def select(frame: pd.DataFrame, split: str = "test", epoch: str | int = "best-va
         raise AnalysisError(f"epoch must be 'best-val', 'last' or an integer, got {epoch!r}")
     cols = [c for c in KEEP if c in chosen.columns]
     return plain_strings(chosen[cols].reset_index(drop=True))
+
+
+# --- the same selection in columns, on the store (DuckDB) -----------------------------------------------------
+VARIANT_SQL = "CASE WHEN distribution IS NULL THEN method ELSE method || ':' || distribution END"
+STAGE_PREFERENCE = ("final", "single", "tune")
+
+
+@dataclass
+class StoreSelection:
+    """What the analysis needs from a store, read in columns: the selected rows (as :func:`select`), one row
+    per trial (``index``: study, stage, trial_id, dataset, arch, variant, seed, status), optional validation
+    curves (mean and std over trials of the validation Delta-m per dataset x variant x epoch), notes."""
+
+    selected: pd.DataFrame
+    index: pd.DataFrame
+    curves: pd.DataFrame | None
+    notes: list[str]
+    stage: str
+    epoch: str | int
+
+
+def _q(con, sql: str, **params) -> pd.DataFrame:
+    import duckdb
+
+    try:
+        return con.execute(sql, params or None).df()
+    except duckdb.Error as err:
+        raise AnalysisError(f"cannot read the store: {str(err).splitlines()[0]}") from err
+
+
+def _pick_stage(stages: list[str], notes: list[str]) -> str:
+    if len(stages) == 1:
+        if stages == ["tune"]:
+            notes.append("only tuning-stage trials: their seeds took part in tuning, so results are biased upward")
+        return stages[0]
+    for s in STAGE_PREFERENCE:
+        if s in stages:
+            notes.append(f"stages {', '.join(sorted(stages))} present: analysing stage {s!r} only")
+            return s
+    raise AnalysisError(f"unknown stages {sorted(stages)}")
+
+
+def store_studies(store: str | Path, study: str | None = None) -> dict[str, bool]:
+    """study -> whether it has validation rows (one scan of two columns)."""
+    from .store import connect_metrics
+
+    con, _ = connect_metrics(store, study=study)
+    found = _q(con, "SELECT study, bool_or(split = 'val') AS has_val FROM m GROUP BY study ORDER BY study")
+    con.close()
+    if found.empty:
+        raise AnalysisError("no metric rows to summarise")
+    return dict(zip(found["study"], found["has_val"].astype(bool)))
+
+
+def store_selection(store: str | Path, study: str | None = None, dataset: str | None = None, split: str = "test",
+                    epoch: str | int = "best-val", baseline: str = "ew", per: str = "task",
+                    curves: bool = False, trials: pd.DataFrame | None = None,
+                    memory_limit: str = "2GB") -> StoreSelection:
+    """:func:`select` on a store without loading it: DuckDB scans only the needed columns and rows
+    (study / stage / split filters pushed into the Parquet scan), aggregates the validation Delta-m per
+    trial x epoch, picks each trial's epoch, and hands pandas the selected rows only. Memory does not grow
+    with epochs x splits. Same result as ``select(load(store), ...)`` (tests/test_store_scale.py)."""
+    from .store import connect_metrics, load_trials
+
+    notes: list[str] = []
+    con, src = connect_metrics(store, study=study, dataset=dataset, memory_limit=memory_limit)
+    if src.shadowed:
+        notes.append(f"{len(src.shadowed)} trial(s) have both a compacted and a per-trial copy: read once, from the "
+                     "per-trial copy (`litmus compact` merges them)")
+    # one row per trial: where it belongs and which epochs it has on val / on the split
+    index = _q(con, f"""
+        SELECT trial_id, any_value(study) AS study, any_value(stage) AS stage, any_value(dataset) AS dataset,
+               any_value(arch) AS arch, any_value({VARIANT_SQL}) AS variant, any_value(seed) AS seed,
+               max(epoch) FILTER (WHERE split = 'val' AND metric <> 'loss') AS last_val,
+               max(epoch) FILTER (WHERE split = $split AND metric <> 'loss') AS last_split
+        FROM m GROUP BY trial_id""", split=split)
+    if index.empty:
+        raise AnalysisError(f"no metric rows in {store}" + (f" for study {study!r}" if study else ""))
+    studies = sorted(index["study"].unique())
+    if len(studies) > 1:
+        raise AnalysisError(f"the data hold several studies ({', '.join(studies)}): choose one (--study)")
+    stage = _pick_stage(sorted(index["stage"].unique()), notes)
+    index = index[index["stage"] == stage].reset_index(drop=True)
+    if trials is None:
+        trials = load_trials(store, study=studies[0], stage=stage)
+    status = dict(zip(trials["trial_id"], trials["status"]))
+    index["status"] = [str(status.get(t, "unknown")) for t in index["trial_id"]]
+    usable_ids = index[index["status"].isin(USABLE_STATUS)]
+    con.register("usable", usable_ids[["trial_id", "dataset", "variant", "last_val", "last_split"]])
+    base = f"FROM m JOIN usable u USING (trial_id) WHERE m.stage = '{stage}' AND m.metric <> 'loss'"
+    # directions of the metrics and their Delta-m weights (from the validation rows, as select() does)
+    dirs = _q(con, f"""SELECT m.dataset, task, metric, count(DISTINCT higher_is_better) AS n,
+                             count(*) FILTER (WHERE higher_is_better IS NULL) AS nulls,
+                             bool_or(higher_is_better) AS higher_is_better, bool_or(split = 'val') AS in_val
+                       FROM m WHERE m.stage = '{stage}' AND metric <> 'loss' GROUP BY ALL""")
+    bad = dirs[dirs["nulls"] > 0]
+    if len(bad):
+        raise AnalysisError("metric without direction (null higher_is_better): "
+                            + ", ".join("/".join(map(str, r)) for r in bad[["dataset", "task", "metric"]].head(3).itertuples(index=False)))
+    bad = dirs[dirs["n"] > 1]
+    if len(bad):
+        raise AnalysisError("metric with conflicting higher_is_better across rows: "
+                            + ", ".join("/".join(map(str, r)) for r in bad[["dataset", "task", "metric"]].head(3).itertuples(index=False)))
+    if usable_ids["last_split"].isna().all():
+        raise AnalysisError(f"no usable rows on split {split!r}")
+    scores = None
+    if epoch == "best-val":
+        no_val = sorted(set(usable_ids["dataset"]) - set(usable_ids.loc[usable_ids["last_val"].notna(), "dataset"]))
+        if usable_ids["last_val"].isna().all():
+            raise AnalysisError("best-val selection needs a 'val' split and the store has none "
+                                "(use epoch='last'; litmus never selects epochs on the test split)")
+        if no_val:
+            raise AnalysisError(f"best-val selection needs a 'val' split; datasets without one: {', '.join(no_val)}")
+        # the fixed reference: the baseline's mean validation metrics at its last epoch, per dataset
+        ref_trials = []
+        for ds_name, g in usable_ids[usable_ids["last_val"].notna()].groupby("dataset"):
+            variants = g["variant"].unique()
+            if has_baseline(baseline, variants):
+                g = g[g["variant"] == resolve_baseline(baseline, variants)]
+            else:
+                warnings.warn(f"baseline {baseline!r} absent from dataset {ds_name!r}: best-val selection "
+                              "uses the mean of all trials' last validation epoch as reference", stacklevel=2)
+            ref_trials.append(g[["trial_id", "last_val"]])
+        con.register("ref_trials", pd.concat(ref_trials, ignore_index=True))
+        ref = _q(con, f"""SELECT m.dataset, task, metric, avg(value) AS ref FROM m JOIN ref_trials r USING (trial_id)
+                          WHERE m.stage = '{stage}' AND split = 'val' AND metric <> 'loss' AND epoch = r.last_val
+                          GROUP BY ALL""")
+        w = metric_weights(dirs[dirs["in_val"]], per)
+        coef = ref.merge(w, on=["dataset", "task", "metric"])
+        coef["coef"] = coef["w"] / coef["ref"]
+        coef = coef[["dataset", "task", "metric", "ref", "coef"]]
+        need = coef.groupby("dataset").size().rename("need").reset_index()
+        con.register("coef", coef)
+        con.register("need", need)
+        # validation Delta-m per trial x epoch (complete epochs only), on epochs that have the split
+        con.execute(f"""CREATE TEMP TABLE scores AS
+            WITH terms AS (
+                SELECT trial_id, m.epoch, c.coef * (value - c.ref) AS term, u.dataset, u.variant
+                {base.replace('WHERE', 'JOIN coef c ON m.dataset = c.dataset AND m.task = c.task AND m.metric = c.metric WHERE')}
+                AND split = 'val'),
+            s AS (SELECT trial_id, epoch, any_value(dataset) AS dataset, any_value(variant) AS variant,
+                         sum(term) FILTER (WHERE NOT isnan(term)) AS s, count(term) FILTER (WHERE NOT isnan(term)) AS c
+                  FROM terms GROUP BY trial_id, epoch)
+            SELECT s.trial_id, s.epoch, s.dataset, s.variant,
+                   CASE WHEN s.c = n.need THEN s.s ELSE NULL END AS val_delta_m
+            FROM s JOIN need n USING (dataset)""")
+        best = _q(con, f"""
+            WITH cand AS (SELECT DISTINCT trial_id, m.epoch {base} AND split = $split),
+                 sc AS (SELECT trial_id, epoch, val_delta_m FROM scores JOIN cand USING (trial_id, epoch)
+                        WHERE val_delta_m IS NOT NULL AND NOT isnan(val_delta_m)),
+                 top AS (SELECT trial_id, max(val_delta_m) AS best FROM sc GROUP BY trial_id)
+            SELECT trial_id, min(epoch) AS epoch FROM sc JOIN top USING (trial_id)
+            WHERE val_delta_m = top.best GROUP BY trial_id""", split=split)
+        lost = usable_ids["last_split"].notna().sum() - len(best)
+        if lost:
+            warnings.warn(f"{lost} trial(s) have no complete validation epoch and are left out "
+                          "of best-val selection", stacklevel=2)
+        if curves:
+            scores = _q(con, """SELECT dataset, variant, epoch, avg(val_delta_m) AS mean, stddev_samp(val_delta_m) AS std,
+                                       count(val_delta_m) AS n
+                                FROM scores GROUP BY ALL ORDER BY dataset, variant, epoch""")
+    elif epoch == "last":
+        best = usable_ids.loc[usable_ids["last_split"].notna(), ["trial_id", "last_split"]].rename(
+            columns={"last_split": "epoch"})
+    elif isinstance(epoch, (int, np.integer)):
+        best = usable_ids.loc[usable_ids["last_split"].notna(), ["trial_id"]].assign(epoch=int(epoch))
+    else:
+        raise AnalysisError(f"epoch must be 'best-val', 'last' or an integer, got {epoch!r}")
+    con.register("best", best.astype({"epoch": "int64"}))
+    selected = _q(con, f"""SELECT m.study, m.stage, trial_id, m.dataset, m.arch, m.method, m.distribution,
+                                  u.variant, m.seed, m.task, m.metric, m.higher_is_better, m.value, m.epoch
+                           {base.replace('WHERE', 'JOIN best b USING (trial_id) WHERE')}
+                           AND split = $split AND m.epoch = b.epoch""", split=split)
+    con.close()
+    selected = selected.sort_values(["trial_id", "task", "metric"], kind="stable").reset_index(drop=True)
+    selected["seed"] = selected["seed"].astype("int64")
+    selected["epoch"] = selected["epoch"].astype("int64")
+    index = index.drop(columns=["last_val", "last_split"])
+    return StoreSelection(selected, index, scores, notes, stage, epoch)

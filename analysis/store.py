@@ -1,15 +1,24 @@
-"""Readers of the litmus Parquet store (see docs/statistics.md and DESIGN.md).
+"""Readers of the litmus Parquet store (docs/store.md; the contract is analysis/schema.py).
 
 ``load`` returns the metrics table (one row per trial x split x epoch x task x
 metric) with two added columns: ``variant`` (``method`` or
 ``method:distribution``) and ``status`` (from the trials table; ``unknown``
-when the store has none). Only readers live here; the writer is
-``study/store.py``.
+when the store has none). It suits small stores; large ones are read in
+columns by :func:`analysis.select.store_selection` (DuckDB over
+:func:`sources`). Only readers live here; the writer is ``study/store.py``.
+
+A table's rows live in per-trial files (``<table>/<trial_id>.parquet`` or
+``<table>/<trial_id>/<part>.parquet``) and in compacted files named by
+``compacted/manifest.json``. A trial with both copies (a compaction killed
+before it removed the per-trial files, or a trial rerun after compaction) is
+read once, from its per-trial copy, and reported by :func:`sources`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,31 +30,13 @@ import pyarrow.parquet as pq
 
 from .errors import AnalysisError
 from .naming import variant_column, variant_name
+from .schema import COMPACTED_DIR, MANIFEST, MANIFEST_FORMAT, METRICS_SCHEMA, TABLES, TRIALS_SCHEMA, WEIGHTS_SCHEMA, Status
 
-METRICS_SCHEMA = pa.schema([
-    ("study", pa.string()), ("stage", pa.string()), ("trial_id", pa.string()),
-    ("dataset", pa.string()), ("arch", pa.string()), ("method", pa.string()),
-    ("distribution", pa.string()), ("seed", pa.int64()), ("split", pa.string()),
-    ("epoch", pa.int64()), ("task", pa.string()), ("metric", pa.string()),
-    ("value", pa.float64()), ("higher_is_better", pa.bool_()),
-])
-TRIALS_SCHEMA = pa.schema([
-    ("trial_id", pa.string()), ("study", pa.string()), ("stage", pa.string()),
-    ("dataset", pa.string()), ("arch", pa.string()), ("method", pa.string()),
-    ("distribution", pa.string()), ("seed", pa.int64()), ("config", pa.string()),
-    ("status", pa.string()), ("error", pa.string()), ("epochs", pa.int64()),
-    ("wall_time_s", pa.float64()), ("step_time_ms", pa.float64()),
-    ("peak_memory_mb", pa.float64()), ("device", pa.string()), ("host", pa.string()),
-    ("started_at", pa.string()), ("finished_at", pa.string()), ("versions", pa.string()),
-])
-WEIGHTS_SCHEMA = pa.schema([
-    ("trial_id", pa.string()), ("epoch", pa.int64()), ("task", pa.string()), ("weight", pa.float64()),
-])
 # Columns that must never be null in the metrics table (distribution may be).
 REQUIRED_METRICS = [c for c in METRICS_SCHEMA.names if c not in ("distribution", "value")]
 CATEGORICAL = ["study", "stage", "trial_id", "dataset", "arch", "method", "distribution",
                "split", "task", "metric"]
-USABLE_STATUS = ("completed", "unknown")
+USABLE_STATUS = (str(Status.COMPLETED), "unknown")
 
 Filter = str | Iterable[str] | None
 
@@ -61,18 +52,76 @@ def _parquet_files(path: Path) -> list[Path]:
     return files
 
 
-def _table_files(store: str | Path, table: str) -> list[Path]:
+def read_manifest(root: Path) -> dict | None:
+    """The compaction manifest of a store (None when never compacted); its files must all exist."""
+    path = root / COMPACTED_DIR / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        tables = manifest["tables"]
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(tables, dict):
+            raise ValueError(f"unknown manifest format {manifest.get('format')!r}")
+    except (ValueError, KeyError, TypeError) as err:
+        raise AnalysisError(f"unreadable compaction manifest {path}: {err}") from None
+    missing = [str(root / COMPACTED_DIR / e["file"]) for t in tables.values() for e in t
+               if not (root / COMPACTED_DIR / e["file"]).is_file()]
+    if missing:
+        raise AnalysisError(f"the compaction manifest {path} names missing files: {', '.join(missing)}")
+    return manifest
+
+
+def trial_of(path: Path, table_dir: Path) -> str:
+    """The trial id a per-trial file belongs to (``<id>.parquet`` or ``<id>/<part>.parquet``)."""
+    first = path.relative_to(table_dir).parts[0]
+    return first[: -len(".parquet")] if first.endswith(".parquet") else first
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where one table's rows are: per-trial files, compacted files, and the trials whose compacted rows
+    are skipped because a per-trial copy exists (``shadowed``: read once, from the per-trial copy)."""
+
+    table: str
+    per_trial: list[Path] = field(default_factory=list)
+    compacted: list[Path] = field(default_factory=list)
+    shadowed: frozenset[str] = frozenset()
+    compacted_trials: int = 0
+
+    @property
+    def files(self) -> list[Path]:
+        return self.per_trial + self.compacted
+
+
+def per_trial_ids(root: Path) -> set[str]:
+    """Trial ids with a per-trial file in any table (names only: nothing is opened)."""
+    out: set[str] = set()
+    for table in TABLES:
+        d = root / table
+        if d.is_dir():
+            out.update(trial_of(f, d) for f in _parquet_files(d))
+    return out
+
+
+def sources(store: str | Path, table: str) -> Sources:
     """Files of ``table`` (metrics, trials, weights) for a store dir, a dataset dir or one file."""
     path = Path(store)
     if not path.exists():
         raise AnalysisError(f"store not found: {path}")
     if path.is_file():
-        return [path] if table == "metrics" else []
-    if (path / table).is_dir():
-        return _parquet_files(path / table)
-    if any((path / t).is_dir() for t in ("metrics", "trials", "weights")):
-        return []  # a store without this table
-    return _parquet_files(path) if table == "metrics" else []
+        return Sources(table, [path] if table == "metrics" else [])
+    is_store = any((path / t).is_dir() for t in TABLES) or (path / COMPACTED_DIR).is_dir()
+    if not is_store:
+        return Sources(table, _parquet_files(path) if table == "metrics" else [])
+    per_trial = _parquet_files(path / table) if (path / table).is_dir() else []
+    manifest = read_manifest(path)
+    if manifest is None:
+        return Sources(table, per_trial)
+    entries = manifest["tables"].get(table, [])
+    compacted = [path / COMPACTED_DIR / e["file"] for e in entries]
+    in_compacted = set(manifest.get("trials", []))
+    shadowed = frozenset(per_trial_ids(path) & in_compacted)
+    return Sources(table, per_trial, compacted, shadowed, len(in_compacted))
 
 
 def _as_list(value: Filter) -> list[str] | None:
@@ -93,8 +142,22 @@ def _find_bad_file(files: list[Path], schema: pa.Schema) -> tuple[Path, Exceptio
     return None
 
 
-def _read(files: list[Path], schema: pa.Schema, filters: dict[str, list[str] | None]) -> pa.Table:
-    expr = None
+def _read_sources(src: Sources, schema: pa.Schema, filters: dict[str, list[str] | None]) -> pa.Table:
+    """Rows of per-trial and compacted files (compacted rows of shadowed trials skipped)."""
+    parts = []
+    if src.per_trial:
+        parts.append(_read(src.per_trial, schema, filters))
+    if src.compacted:
+        keep = ~ds.field("trial_id").isin(sorted(src.shadowed)) if src.shadowed else None
+        parts.append(_read(src.compacted, schema, filters, keep))
+    if not parts:
+        return schema.empty_table()
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def _read(files: list[Path], schema: pa.Schema, filters: dict[str, list[str] | None],
+          extra: ds.Expression | None = None) -> pa.Table:
+    expr = extra
     for col, values in filters.items():
         if values is not None and col in schema.names:
             term = ds.field(col).isin(values)
@@ -124,10 +187,12 @@ def _to_pandas(table: pa.Table, categorical: list[str]) -> pd.DataFrame:
 def load_trials(store: str | Path, study: Filter = None, stage: Filter = None,
                 dataset: Filter = None) -> pd.DataFrame:
     """The trials table (one row per trial; empty with the contract's columns when absent)."""
-    files = _table_files(store, "trials")
-    if not files:
-        return TRIALS_SCHEMA.empty_table().to_pandas()
-    table = _read(files, TRIALS_SCHEMA, {"study": _as_list(study), "stage": _as_list(stage),
+    src = sources(store, "trials")
+    if not src.files:
+        frame = TRIALS_SCHEMA.empty_table().to_pandas()
+        frame["variant"] = pd.Series(dtype=str)
+        return frame
+    table = _read_sources(src, TRIALS_SCHEMA, {"study": _as_list(study), "stage": _as_list(stage),
                                          "dataset": _as_list(dataset)})
     frame = table.to_pandas()
     # A trial rewritten by the driver (running -> completed) keeps its last row.
@@ -138,10 +203,10 @@ def load_trials(store: str | Path, study: Filter = None, stage: Filter = None,
 
 def load_weights(store: str | Path) -> pd.DataFrame:
     """Effective per-epoch mean task weights (trial_id, epoch, task, weight); empty if absent."""
-    files = _table_files(store, "weights")
-    if not files:
+    src = sources(store, "weights")
+    if not src.files:
         return WEIGHTS_SCHEMA.empty_table().to_pandas()
-    return _read(files, WEIGHTS_SCHEMA, {}).to_pandas()
+    return _read_sources(src, WEIGHTS_SCHEMA, {}).to_pandas()
 
 
 def load(store: str | Path, study: Filter = None, stage: Filter = None,
@@ -156,11 +221,11 @@ def load(store: str | Path, study: Filter = None, stage: Filter = None,
     Raises :class:`AnalysisError` for an empty store, a corrupted file (named),
     null required fields or a metric without direction.
     """
-    files = _table_files(store, "metrics")
-    if not files:
+    src = sources(store, "metrics")
+    if not src.files:
         raise AnalysisError(f"no metrics Parquet files in {store}")
     filters = {"study": _as_list(study), "stage": _as_list(stage), "dataset": _as_list(dataset)}
-    table = _read(files, METRICS_SCHEMA, filters)
+    table = _read_sources(src, METRICS_SCHEMA, filters)
     if not include_loss:
         table = table.filter(pc.invert(pc.equal(table.column("metric"), "loss")))
     if table.num_rows == 0:
@@ -214,3 +279,45 @@ def _check_directions(frame: pd.DataFrame) -> None:
     if (n > 1).any():
         names = ", ".join("/".join(map(str, k)) for k in n[n > 1].index[:3])
         raise AnalysisError(f"metric with conflicting higher_is_better across rows: {names}")
+
+
+# --- columnar reading (DuckDB) ------------------------------------------------------------------------------
+def _sql_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def connect_metrics(store: str | Path, study: Filter = None, dataset: Filter = None,
+                    memory_limit: str = "2GB") -> tuple["duckdb.DuckDBPyConnection", Sources]:  # noqa: F821
+    """A DuckDB connection with a view ``m`` over the store's metric rows (per-trial and compacted files,
+    each trial once), the study / dataset filters pushed into the Parquet scan. Nothing is read yet."""
+    import tempfile
+
+    import duckdb
+
+    src = sources(store, "metrics")
+    if not src.files:
+        raise AnalysisError(f"no metrics Parquet files in {store}")
+    con = duckdb.connect(config={"threads": 2, "memory_limit": memory_limit,
+                                 "temp_directory": tempfile.mkdtemp(prefix="litmus-duckdb-"),
+                                 "preserve_insertion_order": False})
+    where = []
+    for col, values in (("study", _as_list(study)), ("dataset", _as_list(dataset))):
+        if values is not None:
+            where.append(f"{col} IN (" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")")
+    cols = ", ".join(METRICS_SCHEMA.names)
+    parts = []
+    if src.per_trial:
+        parts.append((src.per_trial, where))
+    if src.compacted:
+        extra = []
+        if src.shadowed:
+            con.register("shadowed_ids", pd.DataFrame({"trial_id": sorted(src.shadowed)}))
+            extra = ["trial_id NOT IN (SELECT trial_id FROM shadowed_ids)"]
+        parts.append((src.compacted, where + extra))
+    selects = [f"SELECT {cols} FROM read_parquet({_sql_list(files)})"
+               + (" WHERE " + " AND ".join(w) if w else "") for files, w in parts]
+    try:
+        con.execute("CREATE VIEW m AS " + " UNION ALL ".join(selects))
+    except duckdb.Error as err:
+        raise AnalysisError(f"cannot read the store: {str(err).splitlines()[0]}") from err
+    return con, src

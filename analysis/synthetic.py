@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .store import METRICS_SCHEMA, TRIALS_SCHEMA
+from .naming import group_of
+from .schema import METRICS_SCHEMA, TRIALS_SCHEMA, Stage, Status
 
 # (task, metric, higher_is_better, base value)
 NYU_LIKE = [
@@ -40,7 +41,7 @@ class Spec:
     seed_sd: float = 0.5
     epoch_sd: float = 0.1
     study: str = "synthetic"
-    stage: str = "final"
+    stage: str = Stage.FINAL
     arch: str = "hps"
     status: dict[tuple[str, str, int], str] = field(default_factory=dict)  # (dataset, variant, seed) -> status
     rng_seed: int = 0
@@ -60,10 +61,11 @@ def trials_frame(spec: Spec) -> pd.DataFrame:
                 rows.append({
                     "trial_id": _trial_id(spec.study, spec.stage, dataset, spec.arch, variant, seed),
                     "study": spec.study, "stage": spec.stage, "dataset": dataset, "arch": spec.arch,
-                    "method": method, "distribution": dist or None, "seed": seed, "config": "{}",
-                    "status": spec.status.get((dataset, variant, seed), "completed"), "error": None,
+                    "method": method, "distribution": dist or None, "seed": seed,
+                    "family": group_of(variant), "config": "{}",
+                    "status": str(spec.status.get((dataset, variant, seed), Status.COMPLETED)), "error": None,
                     "epochs": spec.epochs, "wall_time_s": 1.0, "step_time_ms": 1.0,
-                    "peak_memory_mb": 1.0, "device": "cpu", "host": "localhost",
+                    "peak_memory_mb": 1.0, "device": "cpu", "host": "localhost", "node": None, "gpu_ids": None,
                     "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:01:00",
                     "versions": "{}", "_effect": effects[variant],
                 })

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from analysis.schema import Stage, Status
+
 from .plan import Job
 from .progress import Progress
 from .records import group, now, trial_record
@@ -48,7 +50,7 @@ class ClusterError(ValueError):
 class Outcome:
     """How a job ended, as the sources (tuning) need it."""
 
-    status: str  # completed | failed | diverged
+    status: Status  # completed | failed | diverged
     epochs: int = 0
     last_score: float = float("nan")
     best_score: float = float("nan")
@@ -197,7 +199,7 @@ _REFERENCES: dict[str, dict[str, float]] = {}
 
 def job_reference(job: Job) -> dict[str, float] | None:
     """The validation reference registered for a job's dataset/arch (tuning only)."""
-    return _REFERENCES.get(f"{job.config['dataset']}/{job.config['arch']}") if job.stage == "tune" else None
+    return _REFERENCES.get(f"{job.config['dataset']}/{job.config['arch']}") if job.stage == Stage.TUNE else None
 
 
 def set_reference(dataset: str, arch: str, ref: dict[str, float]) -> None:
@@ -208,10 +210,10 @@ def outcome_of(job: Job, result: dict | None, error: bool) -> Outcome:
     r = result or {}
     epochs = int(r.get("epoch") or 0)
     if error:
-        return Outcome("failed", epochs, error="trial raised (see the store's error column)")
-    if r.get("status") == "diverged":
-        return Outcome("diverged", epochs, error=r.get("error"))
-    return Outcome("completed", epochs, float(r.get("score", math.nan)), float(r.get("best_score", math.nan)),
+        return Outcome(Status.FAILED, epochs, error="trial raised (see the store's error column)")
+    if r.get("status") == Status.DIVERGED:
+        return Outcome(Status.DIVERGED, epochs, error=r.get("error"))
+    return Outcome(Status.COMPLETED, epochs, float(r.get("score", math.nan)), float(r.get("best_score", math.nan)),
                    pruned=not r.get("done_epochs", True))
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from analysis.schema import FINISHED as DONE, Status
+
 from .driver import FINISHED, Outcome
 from .plan import Job
-
-DONE = ("completed", "failed", "diverged")
 
 
 def pending(jobs: list[Job], statuses: dict[str, str], retry_failed: bool = False) -> list[Job]:
@@ -16,7 +16,7 @@ def pending(jobs: list[Job], statuses: dict[str, str], retry_failed: bool = Fals
     out = []
     for j in jobs:
         st = statuses.get(j.trial_id)
-        if j.trial_id in seen or st == "completed" or (st in DONE and not retry_failed):
+        if j.trial_id in seen or st == Status.COMPLETED or (st in DONE and not retry_failed):
             continue
         seen.add(j.trial_id)
         out.append(j)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.schema import Stage
 from trainables.config import TrainConfig, resolve
 
 from .ids import trial_id
@@ -29,7 +30,7 @@ REFERENCE = "ew"
 class Job:
     """One Ray trial: its stage, deterministic id, resolved config, and the validation reference if tuning."""
 
-    stage: str
+    stage: Stage
     trial_id: str
     config: dict[str, Any]
     label: str = ""
@@ -39,9 +40,10 @@ class Job:
         return (self.config["dataset"], self.config["arch"], self.config["method"])
 
 
-def make_job(spec: Spec, stage: str, cfg: TrainConfig, label: str = "") -> Job:
+def make_job(spec: Spec, stage: Stage, cfg: TrainConfig, label: str = "") -> Job:
     config = resolve(cfg)[0].to_dict()
-    return Job(stage, trial_id(spec.name, stage, config), config, label or stage)
+    stage = Stage(stage)
+    return Job(stage, trial_id(spec.name, str(stage), config), config, label or str(stage))
 
 
 def tuned_methods(spec: Spec) -> list[str]:
@@ -58,7 +60,7 @@ def reference_jobs(spec: Spec) -> list[Job]:
     ew = next((m for m in spec.methods if m.name == REFERENCE), None)
     from .spec import MethodSpec
     ew = MethodSpec(REFERENCE, [None], {}, ew.space if ew else None)
-    return [make_job(spec, "tune", base_config(spec, ds, arch, ew, None, seed), "reference")
+    return [make_job(spec, Stage.TUNE, base_config(spec, ds, arch, ew, None, seed), "reference")
             for ds in spec.datasets for arch in spec.archs for seed in spec.tuning.seeds]
 
 
@@ -73,7 +75,7 @@ def final_jobs(spec: Spec, best: dict[str, Any]) -> list[Job]:
                 params, shared = split_params(found["params"]) if found else ({}, {})
                 for dist in m.distributions:
                     for seed in spec.final_seeds:
-                        jobs.append(make_job(spec, "final", base_config(spec, ds, arch, m, dist, seed, params, shared)))
+                        jobs.append(make_job(spec, Stage.FINAL, base_config(spec, ds, arch, m, dist, seed, params, shared)))
     return jobs
 
 

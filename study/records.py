@@ -6,6 +6,10 @@ import datetime as dt
 import socket
 from typing import Any
 
+from analysis.schema import Family, Status
+from trainables import weighting
+from trainables.config import takes_distribution
+
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -25,10 +29,22 @@ def group(study: str, stage: str, trial_id: str, config: dict[str, Any]) -> dict
     }
 
 
+def family(method: str) -> Family:
+    """The family of a spec method name, from the method registry: a LOSS+GRAD combination or a gradient
+    method is ``gradient``, RLW / RGW alone ``random``, any other loss weighting ``loss``."""
+    loss, grad = weighting.split_name(method)
+    if grad is not None and (loss != "ew" or "+" in weighting.registry.ALIASES.get(method, method)):
+        return Family.GRADIENT
+    alone = grad if grad is not None else loss
+    if takes_distribution(alone):
+        return Family.RANDOM
+    return Family.GRADIENT if grad is not None else Family.LOSS
+
+
 def trial_record(
     grp: dict[str, Any],
     config: dict[str, Any],
-    status: str,
+    status: Status | str,
     *,
     epochs: int,
     started_at: str,
@@ -39,8 +55,9 @@ def trial_record(
     s = summary or {}
     return {
         **grp,
+        "family": str(family(grp["method"])),
         "config": config,
-        "status": status,
+        "status": str(Status(status)),
         "error": error,
         "epochs": epochs,
         "wall_time_s": s.get("wall_time_s"),
@@ -48,7 +65,9 @@ def trial_record(
         "peak_memory_mb": s.get("peak_memory_mb"),
         "device": s.get("device"),
         "host": host or s.get("host") or socket.gethostname(),
+        "node": s.get("node"),
+        "gpu_ids": s.get("gpu_ids"),
         "started_at": started_at,
-        "finished_at": None if status == "running" else now(),
+        "finished_at": None if status == Status.RUNNING else now(),
         "versions": s.get("versions"),
     }

@@ -23,49 +23,10 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-GROUP_COLUMNS = [
-    ("study", pa.string()),
-    ("stage", pa.string()),
-    ("trial_id", pa.string()),
-    ("dataset", pa.string()),
-    ("arch", pa.string()),
-    ("method", pa.string()),
-    ("distribution", pa.string()),
-    ("seed", pa.int64()),
-]
-METRICS_SCHEMA = pa.schema(
-    GROUP_COLUMNS
-    + [
-        ("split", pa.string()),
-        ("epoch", pa.int64()),
-        ("task", pa.string()),
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-        ("higher_is_better", pa.bool_()),
-    ]
-)
-TRIALS_SCHEMA = pa.schema(
-    GROUP_COLUMNS
-    + [
-        ("config", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("epochs", pa.int64()),
-        ("wall_time_s", pa.float64()),
-        ("step_time_ms", pa.float64()),
-        ("peak_memory_mb", pa.float64()),
-        ("device", pa.string()),
-        ("host", pa.string()),
-        ("started_at", pa.string()),
-        ("finished_at", pa.string()),
-        ("versions", pa.string()),
-    ]
-)
-WEIGHTS_SCHEMA = pa.schema(
-    [("study", pa.string()), ("trial_id", pa.string()), ("epoch", pa.int64()), ("task", pa.string()), ("weight", pa.float64())]
-)
-STATUSES = ("running", "completed", "failed", "diverged")
-KEY = ("split", "epoch", "task", "metric")
+from analysis.schema import GROUP_COLUMNS, METRIC_KEY, METRICS_SCHEMA, TRIALS_SCHEMA, WEIGHTS_SCHEMA, Status
+
+STATUSES = tuple(Status)
+KEY = METRIC_KEY
 
 
 class StoreError(ValueError):
@@ -131,7 +92,9 @@ class Store:
             if not isinstance(rec.get(key), (str, type(None))):
                 rec[key] = json.dumps(rec[key], sort_keys=True, default=str)
         if rec.get("status") not in STATUSES:
-            raise StoreError(f"trial status must be one of {STATUSES}, got {rec.get('status')!r}")
+            raise StoreError(f"trial status must be one of {[str(s) for s in STATUSES]}, got {rec.get('status')!r}")
+        rec["status"] = str(Status(rec["status"]))
+        rec["stage"] = str(rec["stage"])
         row = {name: [rec.get(name)] for name in TRIALS_SCHEMA.names}
         _atomic_write(pa.table(row, schema=TRIALS_SCHEMA), self._path("trials", rec["trial_id"]))
 

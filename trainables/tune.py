@@ -72,6 +72,17 @@ def _cpus() -> int:
         return 1
 
 
+def placement() -> dict[str, str]:
+    """Where this trial runs: host name, Ray node id and the GPU ids Ray assigned (comma-separated)."""
+    import ray
+
+    if not ray.is_initialized():  # called directly, outside a Ray worker
+        return {"host": socket.gethostname()}
+    ctx = ray.get_runtime_context()
+    return {"host": socket.gethostname(), "node": ctx.get_node_id(),
+            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())}
+
+
 def _report_with_checkpoint(report: dict[str, Any], trainer: Trainer) -> None:
     """Report with a checkpoint; Ray persists it to the run's storage before ``report`` returns."""
     path = tempfile.mkdtemp(prefix="litmus-ckpt-")
@@ -109,7 +120,7 @@ def train_trial(config: dict[str, Any]) -> None:
     reference = meta.get("reference") or {}
     every = int(meta.get("checkpoint_every", 1) or 0)
     best = -math.inf
-    host = socket.gethostname()
+    host = placement()
     try:
         for res in trainer.epochs():
             score = delta_m(res.rows, reference) if reference else float("nan")
@@ -122,7 +133,7 @@ def train_trial(config: dict[str, Any]) -> None:
                 "weights": res.weights,
                 "train_losses": res.train_losses,
                 "epoch_seconds": res.seconds,
-                "summary": {**trainer.stats.summary(), "host": host},
+                "summary": {**trainer.stats.summary(), **host},
                 "score": score,
                 "best_score": best if math.isfinite(best) else float("nan"),
                 "status": "running",
@@ -139,7 +150,7 @@ def train_trial(config: dict[str, Any]) -> None:
             "epoch": trainer.epoch,
             "rows": [],
             "weights": None,
-            "summary": {**trainer.stats.summary(), "host": host},
+            "summary": {**trainer.stats.summary(), **host},
             "score": float("nan"),
             "best_score": float("nan"),
             "status": "diverged",
