@@ -42,8 +42,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.5, help="equivalence margin in Δm points (default 0.5)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--correction", choices=["holm", "bh"], default="holm")
-    p.add_argument("--test", choices=["perm", "t"], default="perm",
-                   help="superiority test behind the verdicts: exact permutation (default) or Welch/paired t")
+    p.add_argument("--test", choices=["t", "perm"], default="t",
+                   help="test behind the verdicts: t-test on per-seed Δm (paired on shared seeds; default) or "
+                        "exact sign-flip / permutation")
     p.add_argument("--per", choices=["task", "metric"], default="task",
                    help="Δm averaging: per task (paper) or over all metrics (Nash-MTL)")
 

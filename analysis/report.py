@@ -27,6 +27,9 @@ from .tables import LEGEND, architecture_table, combination_table, render_paper_
 from .verdict import verdicts
 
 STAGE_PREFERENCE = ("final", "single", "tune")
+VERDICT_COLUMNS = ["dataset", "arch", "variant", "against", "verdict", "diff_delta_m", "ci_low", "ci_high", "ci_level",
+                   "p", "p_adj", "p_tost_adj", "hedges_g", "n_method", "n_baseline", "paired", "completed", "failed",
+                   "diverged", "n_imputed_method", "n_imputed_baseline", "replicates", "reason"]
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Analysis:
     across: dict = field(default_factory=dict)
     curves: pd.DataFrame | None = None
     datasets: list[str] = field(default_factory=list)
+    test: str = "t"
 
 
 def pick_stage(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -71,10 +75,11 @@ def _choose_epoch(frame: pd.DataFrame, epoch: str | int, notes: list[str]) -> st
 def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: str = "ew",
             against: tuple[str, ...] = ("rlw", "ew"), epoch: str | int = "best-val", split: str = "test",
             margin: float = 0.5, alpha: float = 0.05, correction: str = "holm", per: str = "task",
-            n_resamples: int = 2000, seed: int = 0, test: str = "perm") -> Analysis:
+            n_resamples: int = 2000, seed: int = 0, test: str = "t", bayes: bool = False) -> Analysis:
     """Run the full analysis of one study's metrics frame (see docs/statistics.md).
 
-    ``test``: the superiority test behind the verdicts, ``perm`` (exact permutation, default) or ``t``.
+    ``test``: the test behind the verdicts, ``t`` (t-test on per-seed Delta-m, default) or ``perm``
+    (exact sign-flip / permutation). ``bayes`` adds Bayesian posterior probabilities to the verdicts.
     A store too large for memory goes through :func:`analyse_store` instead (same result).
     """
     notes: list[str] = []
@@ -90,14 +95,15 @@ def analyse(frame: pd.DataFrame, trials: pd.DataFrame | None = None, baseline: s
     curves = validation_scores(frame, baseline, per) if epoch == "best-val" else None
     index = frame[["study", "stage", "trial_id", "dataset", "arch", "variant", "seed", "status"]]
     return _analyse_selected(sel, index, trials, curves, notes, baseline, against, epoch, margin, alpha,
-                             correction, per, n_resamples, seed, test)
+                             correction, per, n_resamples, seed, test, bayes)
 
 
 def analyse_store(store: str | Path, study: str | None = None, dataset: str | None = None,
                   trials: pd.DataFrame | None = None, baseline: str = "ew",
                   against: tuple[str, ...] = ("rlw", "ew"), epoch: str | int = "best-val", split: str = "test",
                   margin: float = 0.5, alpha: float = 0.05, correction: str = "holm", per: str = "task",
-                  n_resamples: int = 2000, seed: int = 0, test: str = "perm", curves: bool = True) -> Analysis:
+                  n_resamples: int = 2000, seed: int = 0, test: str = "t", curves: bool = True,
+                  bayes: bool = False) -> Analysis:
     """:func:`analyse` reading the store in columns (:func:`analysis.select.store_selection`): only the
     selected rows reach pandas, so memory does not grow with epochs x splits. ``curves``: also the
     validation curves (aggregated per dataset x variant x epoch)."""
@@ -109,13 +115,13 @@ def analyse_store(store: str | Path, study: str | None = None, dataset: str | No
     if trials is None:
         trials = load_trials(store, study=study, dataset=dataset)
     return _analyse_selected(plain_strings(s.selected), s.index, trials, s.curves, notes, baseline, against,
-                             s.epoch, margin, alpha, correction, per, n_resamples, seed, test)
+                             s.epoch, margin, alpha, correction, per, n_resamples, seed, test, bayes)
 
 
 def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFrame | None,
                       curves: pd.DataFrame | None, notes: list[str], baseline: str, against: tuple[str, ...],
                       epoch: str | int, margin: float, alpha: float, correction: str, per: str,
-                      n_resamples: int, seed: int, test: str) -> Analysis:
+                      n_resamples: int, seed: int, test: str, bayes: bool = False) -> Analysis:
     """Everything after the selection: counts, Delta-m, tests, verdicts, ranks (one value per trial x metric)."""
     counts = cell_counts(index, trials, sel)
     keep = [d for d, g in sel.groupby("dataset", observed=True) if has_baseline(baseline, g["variant"].astype(str).unique())]
@@ -127,12 +133,15 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
         raise AnalysisError(f"baseline {baseline!r} is absent from every dataset")
     dm = delta_m(sel_b, baseline, per=per, n_resamples=n_resamples, seed=seed)
     ps = per_seed(sel_b, baseline, per)
+    if trials is None or not len(trials):
+        trials = index  # statuses of the trials that wrote metric rows (a store without trials table)
     tests = compare(sel_b, baseline=baseline, reference=baseline, per=per, correction=correction,
-                    n_resamples=9999, seed=seed, confidence=1 - alpha)
+                    n_resamples=9999, seed=seed, confidence=1 - alpha, trials=trials, test=test,
+                    permutation_test=test == "perm")
     vs = []
     for a in dict.fromkeys(against):
         v = verdicts(sel_b, against=a, reference=baseline, margin=margin, alpha=alpha, correction=correction,
-                     per=per, seed=seed, skip_missing=True, test=test)
+                     per=per, seed=seed, skip_missing=True, test=test, trials=trials, bayes=bayes)
         if v.attrs.get("skipped"):
             notes.append(f"no verdicts against {a!r} on {', '.join(v.attrs['skipped'])} (absent)")
         vs.append(v)
@@ -143,10 +152,14 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
         sub = vs[vs["against"].astype(str).str.startswith(a)] if len(vs) else vs
         if len(sub):
             shapes = list(zip(sub["n_method"], sub["n_baseline"], sub["paired"]))
-            notes += [f"vs {a}: {w}" for w in power_warnings(shapes, alpha, int(sub["family_size"].iloc[0]), 9999)]
+            notes += [f"vs {a}: {w}" for w in power_warnings(shapes, alpha, int(sub["family_size"].iloc[0]), 9999,
+                                                            test=test)]
+    if len(vs) and (vs["replicates"] <= 1).all():
+        notes.append("tuning variance is not accounted for: one tuning run per method, so the verdicts hold for "
+                     "these tuned hyperparameters only (set tuning.replicates: K > 1 to measure it)")
     return Analysis(baseline, epoch, sel, counts, dm, ps, tests, vs, notes,
                     across_datasets(dm, ps, baseline, alpha, correction, n_resamples, seed, notes), curves,
-                    sorted(map(str, keep)))
+                    sorted(map(str, keep)), test)
 
 
 def across_datasets(dm: pd.DataFrame, ps: pd.DataFrame, baseline: str, alpha: float, correction: str,
@@ -221,12 +234,19 @@ def dataset_tables(a: Analysis, dataset: str, fmt: str = "markdown", alpha: floa
     return "\n".join(out)
 
 
-def _power_table(a: Analysis, margin: float, alpha: float) -> pd.DataFrame:
+def _power_table(a: Analysis, margin: float, alpha: float, correction: str = "holm") -> pd.DataFrame:
+    """Seeds per method for 80% power of the verdicts' test (one-sided, at alpha / family size) per dataset
+    and baseline, from the median standard deviation of the per-seed Δm differences."""
     rows = []
-    for dataset, g in a.dm.groupby("dataset"):
-        sd = float(np.nanmedian(g["sd"])) if g["sd"].notna().any() else np.nan
-        rows.append({"dataset": dataset, "median seed sd of Δm": sd,
-                     **{f"seeds for {e:g} pt": seeds_needed(e, sd, alpha) for e in (margin, 1.0, 2.0)}})
+    if not len(a.verdicts):
+        return pd.DataFrame()
+    for (dataset, against), g in a.verdicts.groupby(["dataset", "against"], sort=True):
+        sd = float(np.nanmedian(g["sd_diff"])) if g["sd_diff"].notna().any() else np.nan
+        fam = int(g["family_size"].iloc[0])
+        rows.append({"dataset": dataset, "against": against, "median sd of per-seed Δm differences": sd,
+                     "family": fam,
+                     **{f"seeds for {e:g} pt": seeds_needed(e, sd, alpha, 0.8, a.test, fam, True, "one", correction)
+                        for e in (margin, 1.0, 2.0)}})
     return pd.DataFrame(rows)
 
 
@@ -240,19 +260,21 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
     if a.notes:
         p.append("## Notes and power warnings\n\n" + "\n".join(f"- {n}" for n in a.notes) + "\n")
     p.append("## Trials per cell\n\n" + _md(a.counts) )
-    p.append("## Verdicts\n\nbetter / worse: corrected test of the Δm difference; equivalent: TOST within the margin.\n\n"
-             + _md(a.verdicts[["dataset", "arch", "variant", "against", "verdict", "diff_delta_m", "ci_low", "ci_high",
-                               "p", "p_adj", "p_tost_adj", "hedges_g", "a12", "n_method", "n_baseline", "paired",
-                               "reason"]] if len(a.verdicts) else None))
+    p.append("## Verdicts\n\nbetter / worse: one-sided test of the Δm difference, corrected over the family; "
+             "equivalent: TOST within the margin. The interval is at the level (ci_level) of the test that "
+             "decides the row. Failed and diverged trials are scored as the worst value of their comparison "
+             "(n_imputed).\n\n"
+             + _md(a.verdicts[VERDICT_COLUMNS + [c for c in a.verdicts.columns if c.startswith("bayes_")]]
+                   if len(a.verdicts) else None))
     p.append("## Δm with bootstrap CIs\n\n" + _md(a.dm[["dataset", "arch", "variant", "delta_m", "ci_low", "ci_high",
                                                          "sd", "n_seeds", "n_incomplete"]]))
     for dataset in a.datasets:
         p.append(f"## {dataset}\n\n" + dataset_tables(a, dataset, "markdown", alpha) + f"\n{LEGEND}\n")
-    sig = a.tests[a.tests["p_perm_adj"] < alpha]
+    sig = a.tests[a.tests["p_adj"] < alpha]
     p.append(f"## Significant per-metric differences against {a.baseline}\n\nFull family in tests.csv "
              f"({len(a.tests)} comparisons).\n\n"
              + _md(sig[["dataset", "arch", "variant", "task", "metric", "diff", "ci_low", "ci_high", "p_t",
-                        "p_perm", "p_perm_adj", "hedges_g", "a12"]]))
+                        "p_perm", "p_adj", "hedges_g", "a12"]]))
     x = a.across
     p.append("## Across datasets\n")
     if "friedman" in x:
@@ -265,8 +287,9 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
         p.append("\nIQM of per-seed Δm (stratified bootstrap CI):\n\n" + _md(x["iqm"]))
         for b, t in x.get("improvement", {}).items():
             p.append(f"\nProbability of improvement over {b}:\n\n" + _md(t))
-    p.append("## Power\n\nSeeds per method for 80% power (two-sided t-test, α) from the observed seed spread:\n\n"
-             + _md(_power_table(a, margin, alpha)))
+    p.append(f"## Power\n\nSeeds per method for 80% power of the verdicts' test ({a.test}, one-sided, paired, at "
+             "α / family) to detect a Δm difference of the margin, 1 and 2 points, from the observed spread of "
+             "per-seed differences:\n\n" + _md(_power_table(a, margin, alpha, correction)))
     if figures:
         p.append("## Figures\n\n" + "\n".join(f"![{k}]({v[0]})" for k, v in figures.items()) + "\n")
     return "\n".join(p)
@@ -274,15 +297,16 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
 
 def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study: str | None = None,
                  epoch: str | int = "best-val", figures: bool = True, margin: float = 0.5, alpha: float = 0.05,
-                 correction: str = "holm", per: str = "task", n_resamples: int = 2000, test: str = "perm") -> Path:
+                 correction: str = "holm", per: str = "task", n_resamples: int = 2000, test: str = "t",
+                 bayes: bool = False) -> Path:
     """Analyse ``store`` and write ``out/index.md``, CSVs, ``out/latex/*.tex`` and ``out/figures/*``."""
     trials = load_trials(store, study=study)
     a = analyse_store(store, study=study, trials=trials, baseline=baseline, epoch=epoch, margin=margin,
                       alpha=alpha, correction=correction, per=per, n_resamples=n_resamples, test=test,
-                      curves=figures)
+                      curves=figures, bayes=bayes)
     out = Path(out)
     (out / "latex").mkdir(parents=True, exist_ok=True)
-    for name, df in {"delta_m": a.dm, "tests": a.tests.drop(columns=["x", "y"]), "verdicts": a.verdicts,
+    for name, df in {"delta_m": a.dm, "tests": a.tests.drop(columns=["x", "y", "clusters"], errors="ignore"), "verdicts": a.verdicts,
                      "counts": a.counts, "selected": a.selected}.items():
         df.to_csv(out / f"{name}.csv", index=False)
     for dataset in a.datasets:
@@ -320,14 +344,18 @@ def verdict_summary(v: pd.DataFrame) -> str:
 
     def cell(r: pd.Series) -> str:
         p = "" if not np.isfinite(r["p_adj"]) else f", p_adj {r['p_adj']:.2g}"
-        return f"{r['verdict']} ({r['diff_delta_m']:+.2f}{p})"
+        lost = ", ".join(f"{int(r[k])} {k}" for k in ("failed", "diverged") if k in r and r[k] > 0)
+        return f"{r['verdict']} ({r['diff_delta_m']:+.2f}{p}{', ' + lost if lost else ''})"
 
     keyed = {(r["dataset"], r["variant"], r["against"]): cell(r) for _, r in v.iterrows()}
     for dataset, variant in sorted(dict.fromkeys(zip(v["dataset"], v["variant"]))):
         cells = [keyed.get((dataset, variant, b), "") for b in baselines]
         lines.append(f"| {dataset} | {variant} | " + " | ".join(cells) + " |")
-    lines.append("\n(difference in Delta-m points; verdicts: corrected exact test, TOST within the margin; "
-                 "docs/statistics.md)")
+    test = str(v["test"].iloc[0]) if "test" in v.columns and len(v) else "t"
+    kind = "paired t-test" if test == "t" else "exact sign-flip / permutation test"
+    lines.append(f"\n(difference in Delta-m points; better / worse: one-sided {kind} on per-seed Delta-m, "
+                 "Holm over each baseline's family; equivalent: TOST within the margin; failed and diverged "
+                 "trials scored worst; docs/statistics.md)")
     return "\n".join(lines)
 
 

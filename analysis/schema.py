@@ -84,6 +84,7 @@ TRIALS_SCHEMA = pa.schema(
         ("started_at", pa.string()),
         ("finished_at", pa.string()),
         ("versions", pa.string()),
+        ("replicate", pa.int64()),  # tuning replicate whose winner the trial runs (null: untuned; older stores)
     ]
 )
 WEIGHTS_SCHEMA = pa.schema(

@@ -67,7 +67,7 @@ def trials_frame(spec: Spec) -> pd.DataFrame:
                     "epochs": spec.epochs, "wall_time_s": 1.0, "step_time_ms": 1.0,
                     "peak_memory_mb": 1.0, "device": "cpu", "host": "localhost", "node": None, "gpu_ids": None,
                     "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:01:00",
-                    "versions": "{}", "_effect": effects[variant],
+                    "versions": "{}", "replicate": None, "_effect": effects[variant],
                 })
     return pd.DataFrame(rows)
 

@@ -4,7 +4,7 @@
 Table 1 style: rows grouped (baseline / loss balancing / gradient balancing /
 random), per task and metric ``mean +- std`` over seeds, Delta-m, seed count;
 **bold** = best in its group, a significance mark against the baseline
-(``↑`` better, ``↓`` worse: corrected exact permutation p < alpha), and notes
+(``↑`` better, ``↓`` worse: two-sided test of the report's kind -- t by default -- corrected p < alpha), and notes
 on failed/diverged trials and missing seeds.
 """
 
@@ -21,7 +21,12 @@ from .stats import DELTA
 FORMATS = ("markdown", "latex", "csv")
 UP, DOWN = "↑", "↓"
 LEGEND = (f"mean ± std over seeds; **bold**: best in group; {UP}/{DOWN}: significantly better/worse "
-          "than the baseline (exact permutation test, corrected p < alpha); Δm in percent.")
+          "than the baseline (two-sided test, t or permutation as chosen, corrected p < alpha); Δm in percent.")
+
+
+def _p_adj(cmp: pd.DataFrame) -> pd.Series:
+    """The corrected p of the comparison's test (``p_adj``; older frames: the permutation test's)."""
+    return cmp["p_adj"] if "p_adj" in cmp.columns else cmp["p_perm_adj"]
 
 
 def num(x: float) -> str:
@@ -57,7 +62,7 @@ def table_data(selected: pd.DataFrame, dataset: str, baseline: str, dm: pd.DataF
     out["mark"] = ""
     if cmp is not None and len(cmp):
         c = cmp[(cmp["dataset"] == dataset) & ((cmp["arch"] == arch) if arch else True)]
-        sig = c[c["p_perm_adj"] < alpha]
+        sig = c[_p_adj(c) < alpha]
         better = np.where(sig["higher_is_better"], 1.0, -1.0) * sig["diff"] > 0
         marks = dict(zip(zip(sig["variant"], sig["task"], sig["metric"]), np.where(better, UP, DOWN)))
         out["mark"] = [marks.get((v, t, m), "") for v, t, m in zip(out["variant"], out["task"], out["metric"])]
@@ -178,7 +183,7 @@ def _dm_text(dm: pd.DataFrame, marks: dict) -> list[str]:
 def _marks(cmp: pd.DataFrame | None, alpha: float) -> dict:
     if cmp is None or not len(cmp):
         return {}
-    c = cmp[(cmp["task"] == DELTA) & (cmp["p_perm_adj"] < alpha)]
+    c = cmp[(cmp["task"] == DELTA) & (_p_adj(cmp) < alpha)]
     return {k: (UP if d > 0 else DOWN) for k, d in zip(zip(c["dataset"], c["arch"], c["variant"]), c["diff"])}
 
 

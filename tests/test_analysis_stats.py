@@ -37,7 +37,7 @@ def test_independent_tests_match_scipy():
     assert r["hedges_g"] == pytest.approx(g)
     u = stats.mannwhitneyu(x, y).statistic
     assert r["a12"] == pytest.approx(u / (n * m))
-    assert r["min_p"] == pytest.approx(1 / math.comb(11, 5))
+    assert r["min_p"] == pytest.approx(2 / math.comb(11, 5))  # two-sided floor for n != m (issue 11)
 
 
 def test_paired_tests_match_scipy():
@@ -91,11 +91,15 @@ def test_verdict_large_effect_is_better_and_no_effect_is_equivalent(tmp_path):
     assert v.loc["big", "diff_delta_m"] == pytest.approx(4.0, abs=0.5)
 
 
-def test_verdict_with_three_seeds_is_inconclusive_and_says_why(tmp_path):
+def test_three_seeds_exact_test_cannot_decide_t_test_can(tmp_path):
+    """3 shared seeds: the exact sign-flip test cannot go below 1/8 (its reason says so); the default
+    t-test decides a large effect and its reason does not cite the exact floor."""
     spec = Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 4.0}}, seeds=[0, 1, 2], epochs=2)
-    v = analysis.verdicts(analysis.select(analysis.load(make_store(tmp_path / "s", spec))), against="rlw")
-    row = v.set_index("variant").loc["big"]
-    assert row["verdict"] == "inconclusive" and "cannot reach" in row["reason"]
+    sel = analysis.select(analysis.load(make_store(tmp_path / "s", spec)))
+    perm = analysis.verdicts(sel, against="rlw", test="perm").set_index("variant").loc["big"]
+    assert perm["verdict"] == "inconclusive" and "cannot go below p = 0.125" in perm["reason"]
+    t = analysis.verdicts(sel, against="rlw").set_index("variant").loc["big"]
+    assert t["verdict"] == "better" and "exact" not in t["reason"] and t["ci_low"] > 0
 
 
 def test_power_floors_and_seeds_needed():
@@ -105,11 +109,46 @@ def test_power_floors_and_seeds_needed():
     assert power.min_p_paired(5) == pytest.approx(0.0625)
     assert not power.can_reach(power.min_p_independent(5, 5), 0.05, 20)
     assert ranks.min_p_wilcoxon(4) == pytest.approx(0.125)
-    warns = power.power_warnings([(3, 3, False)], 0.05, 1)
+    warns = power.power_warnings([(3, 3, False)], 0.05, 1, sided="two")
     assert warns and "0.1" in warns[0]
-    # statsmodels: d = 1 needs 17 per group at alpha 0.05, power 0.8
-    assert power.seeds_needed(1.0, 1.0) == 17
+    assert not power.power_warnings([(3, 3, True)], 0.05, 1, test="t")  # a t-test has no floor
+    # two-sample, two-sided: d = 1 needs 17 per group at alpha 0.05, power 0.8 (Cohen's tables)
+    assert power.seeds_needed(1.0, 1.0, paired=False, sided="two") == 17
     assert power.seeds_needed(0.5, 1.0) > power.seeds_needed(1.0, 1.0) > power.seeds_needed(2.0, 1.0)
+
+
+def _paired_power(n: int, dz: float, level: float) -> float:
+    """Power of the one-sided one-sample t-test from the noncentral t (independent of statsmodels)."""
+    crit = stats.t.ppf(1 - level, n - 1)
+    return float(stats.nct.sf(crit, n - 1, dz * math.sqrt(n)))
+
+
+def test_n_ne_m_floors_and_paired_seeds_needed_with_family():
+    # two-sided exact floor is 2 / C(n+m, n) also for n != m: 4 vs 3 cannot go below 2/35 = 0.057
+    assert power.min_p_independent(4, 3) == pytest.approx(2 / 35) and power.min_p_independent(4, 3) > 0.05
+    assert power.min_p_independent(4, 3, sided="one") == pytest.approx(1 / 35)
+    assert power.min_p_paired(5, sided="one") == pytest.approx(1 / 32)
+    for dz, fam in [(1.0, 1), (1.0, 28), (2.0, 10)]:
+        n = power.seeds_needed(dz, 1.0, family_size=fam)
+        level = 0.05 / fam
+        assert _paired_power(int(n), dz, level) >= 0.8 > _paired_power(int(n) - 1, dz, level)
+    # perm: also past the floor (1/2^n < 0.05/28 needs n = 10), whatever the effect (1/2^9 = 0.00195 > 0.00179)
+    assert power.seeds_needed(10.0, 1.0, test="perm", family_size=28) == 10
+
+
+def test_check_design_floor_and_power():
+    c = power.check_design(5, test="perm", family_size=1)
+    assert c.possible and c.min_p == pytest.approx(1 / 32)
+    c = power.check_design(5, test="perm", family_size=20)
+    assert not c.possible and c.seeds_possible == 9 and "9 seeds" in c.message  # 1/2^9 < 0.05/20 < 1/2^8
+    c = power.check_design(5, test="t", family_size=20, effect_size=2.0)
+    assert c.possible and c.power == pytest.approx(_paired_power(5, 2.0, 0.05 / 20), rel=1e-3)
+    assert c.seeds_for_power == power.seeds_needed(2.0, 1.0, family_size=20)
+    assert not power.check_design(1, test="t").possible
+    c = power.check_design(5, test="t", replicates=3, effect_size=1.0)
+    assert c.possible and "3 tuning replicates" in c.message
+    with pytest.raises(ValueError):
+        power.check_design(5, test="z")
 
 
 def test_friedman_iman_davenport_cd_and_wilcoxon_match_scipy():
@@ -148,7 +187,24 @@ def test_single_seed_summary_does_not_crash(tmp_path):
     assert "inconclusive" in text
 
 
-def test_unequal_seed_counts_use_independent_tests(tmp_path):
+def test_failed_seed_keeps_the_pairing_and_is_scored_worst(tmp_path):
+    """A failed seed does not switch the comparison to unpaired: it is scored as the worst value of its
+    comparison group (all variants and seeds), on every metric and on Delta-m."""
     spec = Spec({"d": {"ew": 0, "uw": 1.0}}, seeds=[0, 1, 2, 3], epochs=2, status={("d", "uw", 3): "failed"})
-    c = analysis.compare(analysis.select(analysis.load(make_store(tmp_path / "s", spec))), baseline="ew")
-    assert set(c["n_method"]) == {3} and set(c["n_baseline"]) == {4} and not c["paired"].any()
+    store = make_store(tmp_path / "s", spec)
+    frame = analysis.load(store)
+    c = analysis.compare(frame, baseline="ew")
+    assert set(c["n_method"]) == {4} and set(c["n_baseline"]) == {4} and c["paired"].all()
+    assert set(c["n_imputed_method"]) == {1}
+    sel = analysis.select(frame)
+    for _, r in c[c["task"] != "delta_m"].iterrows():
+        vals = sel[(sel["task"] == r["task"]) & (sel["metric"] == r["metric"])]["value"]
+        worst = vals.min() if r["higher_is_better"] else vals.max()
+        assert r["x"][3] == pytest.approx(worst)
+    ps = analysis.per_seed(sel, "ew")
+    assert c[c["task"] == "delta_m"]["x"].iloc[0][3] == pytest.approx(ps["delta_m"].min())
+    # a selected frame without statuses and without the trials table cannot know: seed 3 is unmatched
+    c2 = analysis.compare(sel, baseline="ew")
+    assert set(c2["n_method"]) == {3} and c2["paired"].all() and set(c2["n_unmatched"]) == {1}
+    c3 = analysis.compare(sel, baseline="ew", trials=analysis.load_trials(store))
+    assert set(c3["n_imputed_method"]) == {1} and set(c3["n_method"]) == {4}
