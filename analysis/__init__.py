@@ -8,7 +8,8 @@ See docs/statistics.md. Public API::
     sel = analysis.select(frame, split="test", epoch="best-val", baseline="ew")
     dm = analysis.delta_m(sel, baseline="ew", per="task")
     tests = analysis.compare(sel, baseline="rlw", reference="ew", correction="holm")
-    v = analysis.verdicts(sel, against="rlw", reference="ew", margin=0.5)
+    v = analysis.verdicts(sel, against="rlw", reference="ew", margin=0.5, trials=trials)
+    ok = analysis.check_design(seeds=5, test="t", family_size=28).possible
     print(analysis.summary_table(store, baseline="ew"))
     analysis.write_report(store, "report/")
 """
@@ -17,7 +18,7 @@ from .counts import cell_counts
 from .delta_m import delta_m, metric_weights, per_seed
 from .errors import AnalysisError
 from .naming import GRADIENT_METHODS, RANDOM_METHODS, group_of, resolve_baseline, variant_name
-from .power import min_p_independent, min_p_paired, seeds_needed
+from .power import DesignCheck, check_design, min_p_independent, min_p_paired, seeds_needed
 from .ranks import average_ranks, critical_difference, friedman, pairwise_wilcoxon, score_matrix
 from .report import Analysis, analyse, dataset_tables, summary_table, write_report
 from .robust import improvement_ci, iqm, iqm_ci, probability_of_improvement
@@ -31,6 +32,7 @@ __all__ = [
     "validation_scores", "delta_m", "per_seed", "metric_weights", "compare", "verdicts", "cell_counts",
     "friedman", "average_ranks", "critical_difference", "pairwise_wilcoxon", "score_matrix", "iqm", "iqm_ci",
     "probability_of_improvement", "improvement_ci", "min_p_independent", "min_p_paired", "seeds_needed",
+    "check_design", "DesignCheck",
     "analyse", "write_report", "summary_table", "dataset_tables", "group_of", "variant_name",
     "resolve_baseline", "GRADIENT_METHODS", "RANDOM_METHODS",
 ]
