@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-v", "--verbose", action="store_true")
     d.set_defaults(func=cmd_datasets)
 
-    for module in ("study.run_cli", "analysis.cli", "study.fixed_cli"):
+    for module in ("study.run_cli", "analysis.cli", "study.fixed_cli", "study.weights_cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -20,6 +20,7 @@ from . import driver
 from .driver import FINISHED, Outcome
 from .progress import Progress
 from .final import ListSource, pending
+from .preflight import check_reachable
 from .plan import Job, final_jobs, reference_jobs, save_plan, tuned_methods
 from .spec import Spec
 from .store import Store
@@ -116,6 +117,7 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
     """Run (or resume) ``spec``; returns the final stage's status counts. ``live``: redraw one status
     line on stderr when it is a terminal (a line per trial otherwise)."""
     t0 = time.time()
+    check_reachable(spec, say)  # data and pretrained weights, before Ray starts
     store = Store(spec.store)  # fails early if not writable
     save_plan(spec, store.root, reference_jobs(spec), None)
     resources = driver.connect(spec, address, num_cpus)

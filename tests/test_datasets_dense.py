@@ -154,15 +154,15 @@ def test_pretrained_state_dict_is_loaded(nyu: Path, tmp_path: Path) -> None:
     ref = torchvision.models.resnet18()
     path = tmp_path / "r18.pth"
     torch.save(ref.state_dict(), path)
-    bench = datasets.build("nyuv2", **opts(nyu, pretrained=str(path)))
+    bench = datasets.build("nyuv2", **opts(nyu, weights=str(path)))
     stem = bench.encoder_blocks()[0]
     torch.testing.assert_close(stem[0].weight, ref.conv1.weight)
     with pytest.raises(ValueError, match="does not exist"):
-        datasets.build("nyuv2", **opts(nyu, pretrained=str(tmp_path / "none.pth")))
+        datasets.build("nyuv2", **opts(nyu, weights=str(tmp_path / "none.pth")))
     bad = tmp_path / "bad.pth"
     torch.save({"foo": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match="bad.pth"):
-        datasets.build("nyuv2", **opts(nyu, pretrained=str(bad))).encoder_blocks()
+        datasets.build("nyuv2", **opts(nyu, weights=str(bad))).encoder_blocks()
 
 
 def test_bad_inputs_name_the_file(nyu: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Benchmark, Defaults, Option, Splits, TensorSplit, build, get, names, register
+from .base import Benchmark, Defaults, Option, Splits, TensorSplit, build, get, names, register, required_weights
 
 COMMANDS = ("make_splits", "convert_qm9")
 
@@ -16,4 +16,5 @@ for _m in pkgutil.iter_modules(__path__):
     if _m.name not in ("base", *COMMANDS) and not _m.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
-__all__ = ["Benchmark", "Defaults", "Option", "Splits", "TensorSplit", "build", "get", "names", "register"]
+__all__ = ["Benchmark", "Defaults", "Option", "Splits", "TensorSplit", "build", "get", "names", "register",
+           "required_weights"]

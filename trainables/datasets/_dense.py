@@ -24,6 +24,7 @@ from ..metrics import Accumulator, Depth, Normal, Segmentation
 from ._aspp import ASPPHead, Sized
 from ._resnet import WIDTH, check_backbone, check_pretrained, resnet, resnet_stages
 from ._paths import data_root
+from ._weights import Weights, backbone_weights
 from .base import Benchmark, Option, Splits
 from .scenes import DENSE_LOSSES
 
@@ -124,7 +125,8 @@ class DenseBenchmark(Benchmark):
     common_options = (
         Option("root", None, "dataset folder holding train/ and val/ (required)"),
         Option("augment", False, "random scale-crop (1, 1.2, 1.5; depth / scale) and horizontal flip (normal x negated)"),
-        Option("pretrained", False, "true: torchvision ImageNet weights (downloads on your machine); or a state-dict path"),
+        Option("pretrained", False, "true: torchvision ImageNet weights (torch hub cache; see `litmus weights`)"),
+        Option("weights", None, "a local state-dict file of the backbone (offline; implies pretrained)"),
         Option("backbone", "resnet50", "resnet50 (the papers) or resnet18/34/101"),
         Option("dilated", True, "output stride 8 (DeepLab dilated ResNet)"),
         Option("head_channels", 256, "ASPP channels"),
@@ -147,7 +149,7 @@ class DenseBenchmark(Benchmark):
                     raise ValueError(f"{self.name}: missing folder {d} (expected {split}/{folder}/<i>.npy files)")
             if not _indices(root / split / "image"):
                 raise ValueError(f"{self.name}: no .npy files in {root / split / 'image'}")
-        check_pretrained(o["pretrained"], self.name)
+        check_pretrained(o["pretrained"], o["weights"], self.name, self.given)
         check_backbone(o["backbone"], self.name)
         if not isinstance(o["val_fraction"], (int, float)) or not 0.0 <= o["val_fraction"] < 1.0:
             raise ValueError(f"{self.name} option val_fraction must be in [0, 1), got {o['val_fraction']!r}")
@@ -216,7 +218,12 @@ class DenseBenchmark(Benchmark):
     # --- model ------------------------------------------------------------
     def encoder_blocks(self) -> list[nn.Module]:
         o = self.opts
-        return resnet_stages(resnet(o["backbone"], pretrained=o["pretrained"], dilated=bool(o["dilated"])))
+        return resnet_stages(resnet(o["backbone"], pretrained=o["pretrained"], weights=o["weights"],
+                                    dilated=bool(o["dilated"]), dataset=self.name))
+
+    def pretrained_weights(self) -> list[Weights]:
+        o = self.opts
+        return backbone_weights(self.name, o["backbone"], o["pretrained"], o["weights"])
 
     def head_input(self, rep: Tensor, x: Tensor) -> Any:
         return Sized(rep, (int(x.shape[-2]), int(x.shape[-1])))

@@ -18,6 +18,7 @@ from ..metrics import Accumulator, Accuracy
 from ._images import ImageList, read_list
 from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
 from ._paths import data_root
+from ._weights import Weights, backbone_weights
 from .base import Benchmark, Option, Splits
 
 SPLITS = ("train", "val", "test")
@@ -36,7 +37,8 @@ class OfficeBenchmark(Benchmark):
     common_options = (
         Option("root", None, "folder holding the images and {domain}_{train,val,test}.txt (required)"),
         Option("image_size", 224, "images are resized to image_size x image_size"),
-        Option("pretrained", True, "true: torchvision ImageNet weights (downloads on your machine); false; or a state-dict path"),
+        Option("pretrained", True, "true: torchvision ImageNet weights (torch hub cache; see `litmus weights`); false"),
+        Option("weights", None, "a local state-dict file of the backbone (offline; implies pretrained)"),
     )
 
     def check(self) -> None:
@@ -54,7 +56,7 @@ class OfficeBenchmark(Benchmark):
                                      f"`python -m trainables.datasets.make_splits {root}`)")
         if not isinstance(o["image_size"], int) or o["image_size"] < 8:
             raise ValueError(f"{self.name} option image_size must be an integer >= 8, got {o['image_size']!r}")
-        check_pretrained(o["pretrained"], self.name)
+        check_pretrained(o["pretrained"], o["weights"], self.name, self.given)
 
     def load(self) -> Splits:
         root = data_root(self.opts["root"])
@@ -66,9 +68,13 @@ class OfficeBenchmark(Benchmark):
         return Splits(**out)
 
     def encoder_blocks(self) -> list[nn.Module]:
-        stages = resnet_stages(resnet("resnet18", pretrained=self.opts["pretrained"]))
+        o = self.opts
+        stages = resnet_stages(resnet("resnet18", pretrained=o["pretrained"], weights=o["weights"], dataset=self.name))
         top = nn.Sequential(GlobalPool(), nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Dropout(0.5))
         return stages + [top]
+
+    def pretrained_weights(self) -> list[Weights]:
+        return backbone_weights(self.name, "resnet18", self.opts["pretrained"], self.opts["weights"])
 
     def head(self, task: str) -> nn.Module:
         return nn.Linear(512, self.num_classes)

@@ -1,32 +1,43 @@
 """torchvision ResNets as encoder stages, optionally dilated (output stride 8), optionally pretrained.
 
-``pretrained`` is ``False``, ``True`` (torchvision's ImageNet weights through
-its normal mechanism: downloaded once into the torch hub cache on the user's
-machine, never in tests) or a path to a local state-dict file (``.pth``) of
-the same torchvision model, which works offline.
+``pretrained: true`` loads torchvision's ImageNet weights from the torch hub
+cache (the file torchvision itself downloads; fetched there when missing, or
+ahead of time with ``litmus weights fetch``); ``weights: PATH`` loads a local
+state-dict file (``.pth``) of the same torchvision model instead. Either works
+offline once the file is there; a missing file is one clear error naming it
+and the ways to supply it, never a network traceback (see ``_weights``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ._paths import data_root
+from ._weights import backbone_weights, ensure
+
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 
 
-def check_pretrained(value: Any, dataset: str) -> None:
-    if isinstance(value, bool):
+def check_pretrained(pretrained: Any, weights: Any, dataset: str, given: set[str] | frozenset[str] = frozenset()) -> None:
+    """``pretrained`` is a bool; ``weights`` is ``None`` or an existing state-dict file (and implies pretrained)."""
+    if isinstance(pretrained, str):
+        raise ValueError(f"{dataset} option pretrained must be true or false, got {pretrained!r}; give a local "
+                         "state-dict file as the option weights: PATH")
+    if not isinstance(pretrained, bool):
+        raise ValueError(f"{dataset} option pretrained must be true or false, got {pretrained!r}")
+    if weights is None:
         return
-    if isinstance(value, str):
-        if not Path(value).expanduser().is_file():
-            raise ValueError(f"{dataset} option pretrained: state-dict file {value} does not exist "
-                             "(expected true, false or the path of a torchvision ResNet state dict)")
-        return
-    raise ValueError(f"{dataset} option pretrained must be true, false or a state-dict path, got {value!r}")
+    if not isinstance(weights, str) or not weights:
+        raise ValueError(f"{dataset} option weights must be the path of a torchvision ResNet state dict, got {weights!r}")
+    if not data_root(weights).is_file():
+        raise ValueError(f"{dataset} option weights: state-dict file {weights} does not exist "
+                         "(expected the path of a torchvision ResNet state dict)")
+    if "pretrained" in given and pretrained is False:
+        raise ValueError(f"{dataset}: option weights ({weights}) is set but pretrained is false; drop one of them")
 
 
 def check_backbone(value: Any, dataset: str) -> None:
@@ -46,26 +57,28 @@ def _dilate_basic(layer: nn.Sequential, dilation: int) -> None:
             conv.dilation, conv.padding = (d, d), (d, d)
 
 
-def resnet(name: str, *, pretrained: bool | str = False, dilated: bool = False) -> nn.Module:
-    """A torchvision ResNet; ``dilated`` gives output stride 8 (layers 3-4 dilated 2 and 4, as DeepLab)."""
+def resnet(name: str, *, pretrained: bool = False, weights: str | None = None, dilated: bool = False,
+           dataset: str = "") -> nn.Module:
+    """A torchvision ResNet; ``dilated`` gives output stride 8 (layers 3-4 dilated 2 and 4, as DeepLab);
+    initialised from ``weights`` (a file) or, if ``pretrained``, torchvision's ImageNet weights in the hub cache."""
     import torchvision
 
     ctor = getattr(torchvision.models, name)
-    weights = None
-    if pretrained is True:
-        weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     bottleneck = name in ("resnet50", "resnet101")
     kwargs: dict[str, Any] = {"replace_stride_with_dilation": [False, True, True]} if dilated and bottleneck else {}
-    model = ctor(weights=weights, **kwargs)
+    model = ctor(weights=None, **kwargs)
     if dilated and not bottleneck:
         _dilate_basic(model.layer3, 2)
         _dilate_basic(model.layer4, 4)
-    if isinstance(pretrained, str):
-        path = Path(pretrained).expanduser()
+    needed = backbone_weights(dataset or name, name, bool(pretrained), weights)
+    if needed:
+        path = ensure(needed[0])
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
             raise ValueError(f"cannot read the state dict {path}: {err}") from err
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} holds a {type(state).__name__}, expected a torchvision {name} state dict")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ._paths import data_root
+from ._weights import SUPPLY_HF, HFWeights, Weights
 from .base import Benchmark, Option
 
 
@@ -38,6 +39,11 @@ def read_lines(path: Path, limit: int | None = None) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 @lru_cache(maxsize=4)
 def tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
@@ -45,7 +51,8 @@ def tokenizer(model: str) -> Any:
     try:
         tok = AutoTokenizer.from_pretrained(model)
     except Exception as err:  # noqa: BLE001 - re-raised with the name
-        raise ValueError(f"cannot load the tokenizer of {model!r} (a Hugging Face name or a local directory): {err}") from err
+        raise ValueError(f"cannot load the tokenizer of {model!r} (a Hugging Face name or a local directory): "
+                         f"{_first_line(err)}; {SUPPLY_HF}") from err
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"the tokenizer of {model!r} is not a fast tokenizer (word alignment needs one)")
     return tok
@@ -69,7 +76,8 @@ class HFEncoder(nn.Module):
         try:
             self.model = AutoModel.from_pretrained(model)
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"cannot load the encoder {model!r} (a Hugging Face name or a local directory): {err}") from err
+            raise ValueError(f"cannot load the encoder {model!r} (a Hugging Face name or a local directory): "
+                             f"{_first_line(err)}; {SUPPLY_HF}") from err
         self.config = self.model.config
         self._types = getattr(self.config, "type_vocab_size", 0) > 0
 
@@ -146,6 +154,10 @@ class TextBenchmark(Benchmark):
     @property
     def root(self) -> Path:
         return data_root(self.opts["root"])
+
+    def pretrained_weights(self) -> list[Weights]:
+        return [HFWeights(self.name, f"Hugging Face encoder {self.opts['model']!r} (model and tokenizer)",
+                          model=self.opts["model"])]
 
     def hidden_size(self) -> int:
         from transformers import AutoConfig

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..metrics import Accumulator, MetricSpec
 from ..registry import Registry
+from ._weights import Weights
 
 
 @dataclass
@@ -100,6 +101,7 @@ class Benchmark:
                 f"valid: {', '.join(sorted(known)) or 'none'}"
             )
         self.opts: dict[str, Any] = {k: options.get(k, o.default) for k, o in known.items()}
+        self.given: frozenset[str] = frozenset(options)  # the options set explicitly (the rest are defaults)
         self.check()
 
     # --- validation -----------------------------------------------------
@@ -112,6 +114,10 @@ class Benchmark:
             v = self.opts[k]
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{self.name} option {k} must be a positive integer, got {v!r}")
+
+    def pretrained_weights(self) -> list[Weights]:
+        """The pretrained weights the model loads (checked before a study starts; ``litmus weights fetch``)."""
+        return []
 
     # --- data -----------------------------------------------------------
     def load(self) -> Splits:  # pragma: no cover - abstract
@@ -156,6 +162,20 @@ get = _REGISTRY.get
 def build(name: str, **options: Any) -> Benchmark:
     """Instantiate (and validate) a registered benchmark."""
     return get(name)(**options)
+
+
+def required_weights(name: str, **options: Any) -> list[Weights]:
+    """The pretrained weights benchmark ``name`` with these options loads, without checking its data (on a
+    machine that fetches weights for a cluster the data need not be there)."""
+    cls = get(name)
+    bench = cls.__new__(cls)
+    known = {o.name: o for o in cls.options}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for dataset '{name}'; valid: {', '.join(sorted(known))}")
+    bench.opts = {k: options.get(k, o.default) for k, o in known.items()}
+    bench.given = frozenset(options)
+    return bench.pretrained_weights()
 
 
 def conv_block(cin: int, cout: int, *, pool: bool = False) -> nn.Sequential:

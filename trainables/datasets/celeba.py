@@ -21,6 +21,7 @@ from ..metrics import Accumulator, Accuracy
 from ._images import load_image, transform
 from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
 from ._paths import data_root
+from ._weights import Weights, backbone_weights
 from .base import Benchmark, Defaults, Option, Splits, register
 
 ATTRIBUTES = (
@@ -98,7 +99,8 @@ class CelebA(Benchmark):
     options = (
         Option("root", None, "folder with img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt (required)"),
         Option("image_size", 64, "images are resized to image_size x image_size"),
-        Option("pretrained", False, "true: torchvision ImageNet weights (downloads on your machine); or a state-dict path"),
+        Option("pretrained", False, "true: torchvision ImageNet weights (torch hub cache; see `litmus weights`)"),
+        Option("weights", None, "a local state-dict file of the backbone (offline; implies pretrained)"),
     )
     defaults = Defaults(epochs=100, batch_size=512, lr=1e-3, optimizer="adam")
 
@@ -114,7 +116,7 @@ class CelebA(Benchmark):
                 raise ValueError(f"celeba: missing {root / f} (expected {', '.join(FILES)} in root)")
         if not isinstance(o["image_size"], int) or o["image_size"] < 8:
             raise ValueError(f"celeba option image_size must be an integer >= 8, got {o['image_size']!r}")
-        check_pretrained(o["pretrained"], self.name)
+        check_pretrained(o["pretrained"], o["weights"], self.name, self.given)
 
     def load(self) -> Splits:
         root = data_root(self.opts["root"])
@@ -138,7 +140,12 @@ class CelebA(Benchmark):
         return Splits(**out)
 
     def encoder_blocks(self) -> list[nn.Module]:
-        return resnet_stages(resnet("resnet18", pretrained=self.opts["pretrained"])) + [GlobalPool()]
+        o = self.opts
+        return resnet_stages(resnet("resnet18", pretrained=o["pretrained"], weights=o["weights"], dataset=self.name)) \
+            + [GlobalPool()]
+
+    def pretrained_weights(self) -> list[Weights]:
+        return backbone_weights(self.name, "resnet18", self.opts["pretrained"], self.opts["weights"])
 
     def head(self, task: str) -> nn.Module:
         return nn.Linear(512, 2)
