@@ -33,14 +33,21 @@ HF_GROUPS = (("config.json",), ("model.safetensors", "pytorch_model.bin"),
              ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model"))
 
 
-def download_url(url: str, dst: Path) -> None:
-    """Download ``url`` to ``dst``, checking the hash prefix in its name as torch.hub does."""
+def download_url(url: str, dst: Path, timeout: float = 60.0) -> None:
+    """Download ``url`` to ``dst``, checking the hash prefix in its name as torch.hub does; a network that
+    drops packets fails after ``timeout`` seconds without data instead of hanging."""
     import re
+    import socket
 
     import torch
 
     m = re.search(r"-([a-f0-9]+)\.", Path(urlparse(url).path).name)
-    torch.hub.download_url_to_file(url, str(dst), hash_prefix=m.group(1) if m else None, progress=True)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        torch.hub.download_url_to_file(url, str(dst), hash_prefix=m.group(1) if m else None, progress=True)
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def download_hf(name: str, cache_dir: Path | None = None) -> None:
