@@ -22,20 +22,50 @@ TM = ["task", "metric"]
 PER = ("task", "metric")
 
 
+def task_weights(tasks: np.ndarray, higher_is_better: np.ndarray, per: str = "task") -> np.ndarray:
+    """Signed metric weights of one dataset: ``100 * s / (T * N_t)`` (``per="task"``) or ``100 * s / K``.
+
+    ``tasks[k]`` names metric k's task, ``s = +1`` where higher is better, else -1.
+    """
+    if per not in PER:
+        raise AnalysisError(f"per must be one of {PER}, got {per!r}")
+    tasks = np.asarray(tasks)
+    sign = np.where(np.asarray(higher_is_better, bool), 1.0, -1.0)
+    if per == "metric":
+        return 100.0 * sign / len(tasks)
+    names, index, n_t = np.unique(tasks, return_inverse=True, return_counts=True)
+    return 100.0 * sign / (len(names) * n_t[index])
+
+
+def delta_m_terms(values: np.ndarray, baseline: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each metric's share of Delta-m: ``w_k (M_k - B_k) / B_k`` (NaN where ``B_k = 0``: a relative change is
+    undefined there, never skipped)."""
+    values = np.asarray(values, float)
+    baseline = np.asarray(baseline, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.asarray(weights, float) * (values - baseline) / baseline
+    return np.where(baseline != 0, out, np.nan)
+
+
+def delta_m_values(values: np.ndarray, baseline: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Delta-m % of ``values`` (shape ``(..., K)``) against ``baseline`` (``K``): the sum of
+    :func:`delta_m_terms` over the last axis (Lin et al.; NaN if a metric is missing).
+
+    The one definition of Delta-m in litmus: the analysis and the tuning objective
+    (``study/tuning.py``) both compute it here.
+    """
+    return delta_m_terms(values, baseline, weights).sum(axis=-1)
+
+
 def metric_weights(metrics: pd.DataFrame, per: str = "task") -> pd.DataFrame:
     """Per dataset x task x metric: signed weight ``w = 100 * s / (T * N_t)`` (or ``100 * s / K``)."""
     if per not in PER:
         raise AnalysisError(f"per must be one of {PER}, got {per!r}")
     m = metrics[["dataset", "task", "metric", "higher_is_better"]].drop_duplicates(["dataset", "task", "metric"])
     m = m.copy()
-    sign = np.where(m["higher_is_better"].to_numpy(bool), 1.0, -1.0)
-    if per == "task":
-        n_t = m.groupby(["dataset", "task"], observed=True)["metric"].transform("size").to_numpy()
-        t = m.groupby("dataset", observed=True)["task"].transform("nunique").to_numpy()
-        m["w"] = 100.0 * sign / (t * n_t)
-    else:
-        k = m.groupby("dataset", observed=True)["metric"].transform("size").to_numpy()
-        m["w"] = 100.0 * sign / k
+    m["w"] = np.nan
+    for _, g in m.groupby("dataset", observed=True):
+        m.loc[g.index, "w"] = task_weights(g["task"].astype(str).to_numpy(), g["higher_is_better"].to_numpy(bool), per)
     return m[["dataset", "task", "metric", "w"]].reset_index(drop=True)
 
 
@@ -100,7 +130,7 @@ def per_seed(frame: pd.DataFrame, baseline: str = "ew", per: str = "task",
         s[c] = s[c].astype(str)
     s = s.merge(ref, on=["dataset", "arch", "task", "metric"], how="left").merge(
         w, on=["dataset", "task", "metric"], how="left")
-    s["term"] = s["w"] * (s["value"] - s["B"]) / s["B"]
+    s["term"] = delta_m_terms(s["value"].to_numpy(float), s["B"].to_numpy(float), s["w"].to_numpy(float))
     k = w.groupby("dataset")["w"].size()
     g = s.groupby(["trial_id"] + keys[1:] + ["baseline"], observed=True, dropna=False)
     out = g["term"].agg(["sum", "count"]).reset_index()
@@ -164,7 +194,7 @@ def delta_m(frame: pd.DataFrame, baseline: str = "ew", per: str = "task", confid
     s = sel.assign(**{c: sel[c].astype(str) for c in ["dataset", "arch", "variant", "task", "metric"]})
     means = s.groupby(CELL + TM, observed=True)["value"].mean().rename("M").reset_index()
     means = means.merge(ref, on=["dataset", "arch", "task", "metric"]).merge(w, on=["dataset", "task", "metric"])
-    means["term"] = means["w"] * (means["M"] - means["B"]) / means["B"]
+    means["term"] = delta_m_terms(means["M"].to_numpy(float), means["B"].to_numpy(float), means["w"].to_numpy(float))
     point = means.groupby(CELL, observed=True)["term"].sum(min_count=1).rename("delta_m").reset_index()
     ok = np.isfinite(ps["delta_m"].to_numpy(float))
     d = ps.assign(_ok=ok, _bad=~ok, _v=np.where(ok, ps["delta_m"].to_numpy(float), np.nan))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -166,7 +165,7 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
         """Asks the job source for the next trial; tells it how each one ended."""
 
         def __init__(self) -> None:
-            super().__init__(metric="score", mode="max")
+            super().__init__()  # scores are computed in the driver (study/tuning.py), not reported by trials
             self.jobs: dict[str, Job] = {}
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -177,8 +176,9 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
             stored = max((r["epoch"] for r in store.trial_metrics(job.trial_id)), default=0) if store else 0
             resume = latest_checkpoint(checkpoints, job.trial_id, stored, study)
             return {"train": job.config,
-                    "litmus": {"trial_id": job.trial_id, "stage": job.stage, "reference": job_reference(job),
-                               "checkpoint_every": checkpoint_every, "resume_from": str(resume) if resume else None}}
+                    "litmus": {"trial_id": job.trial_id, "stage": job.stage, "label": job.label,
+                               "replicate": job.replicate, "checkpoint_every": checkpoint_every,
+                               "resume_from": str(resume) if resume else None}}
 
         def save(self, checkpoint_path: str) -> None:  # the store, not Tune's state, is what resumes a study
             pass
@@ -197,9 +197,9 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
 _REFERENCES: dict[str, dict[str, float]] = {}
 
 
-def job_reference(job: Job) -> dict[str, float] | None:
-    """The validation reference registered for a job's dataset/arch (tuning only)."""
-    return _REFERENCES.get(f"{job.config['dataset']}/{job.config['arch']}") if job.stage == Stage.TUNE else None
+def reference_of(config: dict[str, Any]) -> dict[str, float] | None:
+    """The validation reference registered for a trial config's dataset/arch (None before tuning)."""
+    return _REFERENCES.get(f"{config['dataset']}/{config['arch']}")
 
 
 def set_reference(dataset: str, arch: str, ref: dict[str, float]) -> None:
@@ -213,8 +213,7 @@ def outcome_of(job: Job, result: dict | None, error: bool) -> Outcome:
         return Outcome(Status.FAILED, epochs, error="trial raised (see the store's error column)")
     if r.get("status") == Status.DIVERGED:
         return Outcome(Status.DIVERGED, epochs, error=r.get("error"))
-    return Outcome(Status.COMPLETED, epochs, float(r.get("score", math.nan)), float(r.get("best_score", math.nan)),
-                   pruned=not r.get("done_epochs", True))
+    return Outcome(Status.COMPLETED, epochs, pruned=not r.get("done_epochs", True))
 
 
 # --- the store writer -----------------------------------------------------
@@ -242,7 +241,10 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
         @staticmethod
         def _ids(trial: Any) -> tuple[str, str, dict[str, Any]]:
             meta = trial.config["litmus"]
-            return meta["trial_id"], meta["stage"], trial.config["train"]
+            config = trial.config["train"]
+            if meta.get("replicate") is not None:  # the tuning replicate travels with the config into the store
+                config = {**config, "replicate": meta["replicate"]}
+            return meta["trial_id"], meta["stage"], config
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             tid, stage, config = self._ids(trial)
@@ -314,15 +316,24 @@ def _scheduler(spec: Spec):
         return None
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+    from .tuning import score
+
+    def tuned(trial: Any) -> bool:
+        meta = trial.config["litmus"]
+        return meta["stage"] == "tune" and meta.get("label") != "reference"
+
     class TuningASHA(ASHAScheduler):
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-            if trial.config["litmus"]["stage"] != "tune" or trial.config["litmus"].get("reference") is None:
+            if not tuned(trial):
                 return TrialScheduler.CONTINUE
+            result["score"] = score(result.get("rows") or [], reference_of(trial.config["train"]) or {})
             return super().on_trial_result(tune_controller, trial, result)
 
         def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-            if trial.config["litmus"].get("reference") is not None:
-                super().on_trial_complete(tune_controller, trial, result)
+            if tuned(trial):
+                rows = result.get("rows") or []
+                super().on_trial_complete(tune_controller, trial,
+                                          {**result, "score": score(rows, reference_of(trial.config["train"]) or {})})
 
     max_t = max((ds.epochs or 1) for ds in spec.datasets)
     return TuningASHA(metric="score", mode="max", time_attr="training_iteration", max_t=max(max_t, 1),

@@ -11,7 +11,8 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def trial_id(study: str, stage: str, config: dict[str, Any]) -> str:
-    """16 hex digits identifying (study, stage, config); the same inputs always give the same id."""
-    digest = hashlib.sha256(canonical({"study": study, "stage": stage, "config": config}).encode()).hexdigest()
+def trial_id(study: str, stage: str, config: dict[str, Any], **extra: Any) -> str:
+    """16 hex digits identifying (study, stage, config, extra keys such as ``replicate``); the same inputs always
+    give the same id."""
+    digest = hashlib.sha256(canonical({"study": study, "stage": stage, "config": config, **extra}).encode()).hexdigest()
     return f"{stage[0]}{digest[:15]}"

@@ -34,16 +34,20 @@ class Job:
     trial_id: str
     config: dict[str, Any]
     label: str = ""
+    replicate: int | None = None  # the tuning replicate (tuning and final trials of tuned methods)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.config["dataset"], self.config["arch"], self.config["method"])
 
 
-def make_job(spec: Spec, stage: Stage, cfg: TrainConfig, label: str = "") -> Job:
+def make_job(spec: Spec, stage: Stage, cfg: TrainConfig, label: str = "", replicate: int | None = None) -> Job:
+    """A job; with several tuning replicates its id includes the replicate (two replicates may pick the same
+    hyperparameters, and each runs its own final trials)."""
     config = resolve(cfg)[0].to_dict()
     stage = Stage(stage)
-    return Job(stage, trial_id(spec.name, str(stage), config), config, label or str(stage))
+    extra = {"replicate": replicate} if replicate is not None and spec.tuning.replicates > 1 else {}
+    return Job(stage, trial_id(spec.name, str(stage), config, **extra), config, label or str(stage), replicate)
 
 
 def tuned_methods(spec: Spec) -> list[str]:
@@ -61,21 +65,27 @@ def reference_jobs(spec: Spec) -> list[Job]:
     from .spec import MethodSpec
     ew = MethodSpec(REFERENCE, [None], {}, ew.space if ew else None)
     return [make_job(spec, Stage.TUNE, base_config(spec, ds, arch, ew, None, seed), "reference")
-            for ds in spec.datasets for arch in spec.archs for seed in spec.tuning.seeds]
+            for ds in spec.datasets for arch in spec.archs for seed in spec.tuning.replicate_seeds(0)]
 
 
 def final_jobs(spec: Spec, best: dict[str, Any]) -> list[Job]:
-    """Every dataset x arch x method x distribution x final seed, with tuned (or default) hyperparameters."""
+    """Every dataset x arch x method x distribution x final seed, with tuned (or default) hyperparameters;
+    a tuned method runs each tuning replicate's winner on the final seeds."""
     from .search_space import split_params
     jobs = []
     for ds in spec.datasets:
         for arch in spec.archs:
             for m in spec.methods:
                 found = best.get(ds.name, {}).get(arch, {}).get(m.name)
-                params, shared = split_params(found["params"]) if found else ({}, {})
-                for dist in m.distributions:
-                    for seed in spec.final_seeds:
-                        jobs.append(make_job(spec, Stage.FINAL, base_config(spec, ds, arch, m, dist, seed, params, shared)))
+                winners: list[tuple[int | None, dict[str, Any]]] = [(None, {})]
+                if found:
+                    winners = list(enumerate(e["params"] for e in found.get("replicates", [found])))
+                for rep, chosen in winners:
+                    params, shared = split_params(chosen)
+                    for dist in m.distributions:
+                        for seed in spec.final_seeds:
+                            jobs.append(make_job(spec, Stage.FINAL, base_config(spec, ds, arch, m, dist, seed, params,
+                                                                            shared), replicate=rep))
     return jobs
 
 
@@ -89,9 +99,10 @@ def planned_counts(spec: Spec) -> dict[str, dict[str, int]]:
                 out["reference"][f"{ds.name}/{arch}/{REFERENCE}"] = len(spec.tuning.seeds)
             for m in spec.methods:
                 key = f"{ds.name}/{arch}/{m.name}"
+                reps = spec.tuning.replicates if m.name in tuned else 1
                 if m.name in tuned:
-                    out["tune"][key] = spec.tuning.trials * len(spec.tuning.seeds)
-                out["final"][key] = len(m.distributions) * len(spec.final_seeds)
+                    out["tune"][key] = spec.tuning.trials * len(spec.tuning.seeds) * reps
+                out["final"][key] = len(m.distributions) * len(spec.final_seeds) * reps
     return out
 
 

@@ -70,4 +70,5 @@ def trial_record(
         "started_at": started_at,
         "finished_at": None if status == Status.RUNNING else now(),
         "versions": s.get("versions"),
+        "replicate": config.get("replicate"),
     }

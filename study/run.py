@@ -68,9 +68,13 @@ class StudySource:
                         raise StudyError(f"every EW reference trial on {ds.name} ({arch}) failed; "
                                          f"see `litmus status {self.store.root}`")
                     refs[(ds.name, arch)] = reference_values(self.store, ids)
+                    zero = sorted(k for k, v in refs[(ds.name, arch)].items() if v == 0)
+                    if zero:
+                        raise StudyError(f"the EW reference on {ds.name} ({arch}) has validation {', '.join(zero)} "
+                                         "= 0: Delta-m (a relative change) is undefined against it")
                     driver.set_reference(ds.name, arch, refs[(ds.name, arch)])
-            total = self.spec.tuning.trials * len(self.spec.tuning.seeds) * len(self.spec.datasets) \
-                * len(self.spec.archs) * len(tuned_methods(self.spec))
+            total = self.spec.tuning.trials * len(self.spec.tuning.seeds) * self.spec.tuning.replicates \
+                * len(self.spec.datasets) * len(self.spec.archs) * len(tuned_methods(self.spec))
             finished = ("completed",) if self.retry_failed else ("completed", "failed", "diverged")
             done = sum(1 for r in self.store.trials(self.spec.name) if r["stage"] == "tune" and r["status"] in finished)
             self.progress.reset("tune", total, min(done, total))

@@ -29,6 +29,7 @@ SHARED_SPACE = ("lr", "weight_decay")
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha",)
 EPOCH_SELECTION = ("best-val", "last")
+MAX_REPLICATES = 100
 
 
 class SpecError(ValueError):
@@ -74,6 +75,17 @@ class TuningSpec:
     sampler_seed: int = 0
     scheduler: dict[str, Any] | None = None
     storage: str | None = None
+    startup: int = 10  # the common-random-numbers start-up trials (all of them with the random sampler)
+    replicates: int = 1
+
+    def replicate_seeds(self, r: int) -> list[int]:
+        """Tuning seeds of replicate ``r``: ``seeds`` shifted by ``r`` times their span (disjoint replicates)."""
+        span = max(self.seeds) - min(self.seeds) + 1
+        return [s + r * span for s in self.seeds]
+
+    @property
+    def all_seeds(self) -> list[int]:
+        return [s for r in range(self.replicates) for s in self.replicate_seeds(r)]
 
     @property
     def enabled(self) -> bool:
@@ -246,7 +258,7 @@ def _range(value: Any, path: str, name: str) -> Range:
 
 def _tuning(value: Any, path: str, methods: list[MethodSpec]) -> TuningSpec:
     d = _mapping(value, path)
-    _keys(d, path, ("methods", "trials", "seeds", "shared", "sampler", "scheduler", "storage"))
+    _keys(d, path, ("methods", "trials", "seeds", "shared", "sampler", "scheduler", "storage", "replicates"))
     names = [m.name for m in methods]
     raw = d.get("methods", "all")
     if raw == "all":
@@ -268,7 +280,7 @@ def _tuning(value: Any, path: str, methods: list[MethodSpec]) -> TuningSpec:
     if isinstance(sampler_raw, str):
         sampler_raw = {"type": sampler_raw}
     s = _mapping(sampler_raw, f"{path}.sampler")
-    _keys(s, f"{path}.sampler", ("type", "seed"))
+    _keys(s, f"{path}.sampler", ("type", "seed", "startup"))
     if s.get("type", "tpe") not in SAMPLERS:
         raise _fail(f"{path}.sampler.type", f"unknown sampler {s.get('type')!r}; valid: {', '.join(SAMPLERS)}")
     sched = d.get("scheduler")
@@ -282,8 +294,16 @@ def _tuning(value: Any, path: str, methods: list[MethodSpec]) -> TuningSpec:
     storage = d.get("storage")
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise _fail(f"{path}.storage", f"must be an RDB URL such as sqlite:///path.db or postgresql://..., got {storage!r}")
-    return TuningSpec(tuned, trials, seeds, shared, s.get("type", "tpe"),
-                      _int(s.get("seed", 0), f"{path}.sampler.seed"), sched, storage)
+    kind = s.get("type", "tpe")
+    startup = _int(s.get("startup", 10), f"{path}.sampler.startup", 1)
+    if kind == "random" and "startup" in s:
+        raise _fail(f"{path}.sampler.startup", "only for the tpe sampler (the random sampler draws every trial "
+                    "from the shared sequence)")
+    replicates = _int(d.get("replicates", 1), f"{path}.replicates", 1)
+    if replicates > MAX_REPLICATES:
+        raise _fail(f"{path}.replicates", f"at most {MAX_REPLICATES}, got {replicates}")
+    return TuningSpec(tuned, trials, seeds, shared, kind, _int(s.get("seed", 0), f"{path}.sampler.seed"), sched,
+                      storage, startup=trials if kind == "random" else min(startup, trials), replicates=replicates)
 
 
 def _resources(value: Any, path: str) -> dict[str, float]:
@@ -333,9 +353,11 @@ def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
     epoch = final.get("epoch", "best-val")
     if epoch not in EPOCH_SELECTION:
         raise _fail("final.epoch", f"must be one of {', '.join(EPOCH_SELECTION)}, got {epoch!r}")
-    overlap = sorted(set(final_seeds) & set(tuning.seeds)) if tuning.enabled else []
+    overlap = sorted(set(final_seeds) & set(tuning.all_seeds)) if tuning.enabled else []
     if overlap:
-        raise _fail("tuning.seeds", f"overlap the final seeds {overlap}; tuning and final seeds must be disjoint")
+        where = "tuning.seeds" if tuning.replicates == 1 else "tuning.replicates"
+        raise _fail(where, f"the tuning seeds {tuning.all_seeds} overlap the final seeds {overlap}; "
+                    "tuning and final seeds must be disjoint")
     concurrency = d.get("concurrency")
     if concurrency is not None:
         concurrency = _int(concurrency, "concurrency", 1)

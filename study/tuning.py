@@ -9,7 +9,12 @@ studies persist in ``JournalStorage(<store>/optuna.log)`` (or the spec's RDB
 URL), so a rerun resumes: finished Optuna trials count towards the budget,
 Optuna trials left running by a killed driver are finished (their Ray trials
 already in the store are not re-run). A trial with a failed or diverged seed
-is told to Optuna as failed; one stopped early by the scheduler as pruned.
+is told to Optuna as failed (the sampler sees it as the worst value, see
+study/sampling.py); one stopped early by the scheduler as pruned. Candidates
+come from :mod:`study.sampling` (common random numbers, then TPE), a pure
+function of the study's history, so a resumed study asks what an
+uninterrupted one asks. With ``tuning.replicates: K`` every method has K
+independent Optuna studies (disjoint tuning seeds, independent streams).
 The best hyperparameters go to ``<store>/tuning/<study>.json``.
 """
 
@@ -25,10 +30,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from trainables.tune import delta_m, reference_key
+from analysis.delta_m import delta_m_values, task_weights
 
 from .driver import FINISHED, Outcome
 from .plan import Job, make_job, tuned_methods, write_json
+from .sampling import FixedSampler, candidate
 from .search_space import space, split_params
 from .spec import Spec, base_config
 from .store import Store
@@ -46,17 +52,28 @@ def storage(spec: Spec, store: Store) -> optuna.storages.BaseStorage:
     return JournalStorage(JournalFileBackend(str(store.root / "optuna.log")))
 
 
-def sampler(spec: Spec, index: int, existing: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler; its seed depends on the trials already in the study, so a resumed
-    study does not replay the random draws of its first trials."""
-    seed = (spec.tuning.sampler_seed * 1_000_003 + index * 7919 + existing) % 2**31
-    if spec.tuning.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+def study_name(spec: Spec, dataset: str, arch: str, method: str, replicate: int = 0) -> str:
+    """The Optuna study's name (``/r<k>`` appended with several tuning replicates)."""
+    base = f"{spec.name}/{dataset}/{arch}/{method}"
+    return base if spec.tuning.replicates == 1 else f"{base}/r{replicate}"
 
 
-def study_name(spec: Spec, dataset: str, arch: str, method: str) -> str:
-    return f"{spec.name}/{dataset}/{arch}/{method}"
+def reference_key(row: dict[str, Any]) -> str:
+    """Key of a validation metric in a reference dict: ``task/metric``."""
+    return f"{row['task']}/{row['metric']}"
+
+
+def score(rows: list[dict[str, Any]], reference: dict[str, float], split: str = "val") -> float:
+    """Validation Delta-m % of one epoch's ``rows`` against the EW reference (``task/metric`` -> value), by
+    :func:`analysis.delta_m.delta_m_values`: the number the report computes (NaN if a metric is missing)."""
+    keys = sorted(reference)
+    found = {reference_key(r): r for r in rows if r["split"] == split and reference_key(r) in reference}
+    if not keys or len(found) < len(keys):
+        return math.nan
+    tasks = [found[k]["task"] for k in keys]
+    hib = [bool(found[k]["higher_is_better"]) for k in keys]
+    return float(delta_m_values([found[k]["value"] for k in keys], [reference[k] for k in keys],
+                                task_weights(tasks, hib)))
 
 
 # --- scores from the store ---------------------------------------------------
@@ -75,7 +92,7 @@ def reference_values(store: Store, ids: list[str]) -> dict[str, float]:
         if not per_epoch:
             continue
         for r in per_epoch[max(per_epoch)]:
-            if r["split"] == "val":
+            if r["split"] == "val" and r["metric"] != "loss":
                 sums.setdefault(reference_key(r), []).append(r["value"])
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
@@ -85,7 +102,7 @@ def stored_outcome(store: Store, tid: str, status: str, reference: dict[str, flo
     if status != "completed":
         return Outcome(status)
     per_epoch = epoch_rows(store, tid)
-    scores = [delta_m(per_epoch[e], reference) for e in sorted(per_epoch)]
+    scores = [score(per_epoch[e], reference) for e in sorted(per_epoch)]
     finite = [s for s in scores if math.isfinite(s)]
     return Outcome("completed", len(scores), scores[-1] if scores else math.nan,
                    max(finite) if finite else math.nan, pruned=len(scores) < epochs)
@@ -111,28 +128,47 @@ class TuningSource:
                 for m in spec.methods:
                     if m.name not in tuned:
                         continue
-                    name = study_name(spec, ds.name, arch, m.name)
-                    st = optuna.create_study(study_name=name, storage=self.storage, direction="maximize",
-                                             load_if_exists=True)
-                    st.sampler = sampler(spec, index, len(st.trials))
-                    entry = {"index": index, "study": st, "ds": ds, "arch": arch, "m": m, "space": space(spec, m),
-                             "asked": len(st.trials)}
-                    self.studies.append(entry)
-                    for t in st.trials:  # resume Optuna trials a killed driver left running
-                        if t.state == TrialState.RUNNING:
-                            self._expand(entry, t.number, t.params)
-                    index += 1
+                    for rep in range(spec.tuning.replicates):
+                        name = study_name(spec, ds.name, arch, m.name, rep)
+                        st = optuna.create_study(study_name=name, storage=self.storage, direction="maximize",
+                                                 sampler=FixedSampler(), load_if_exists=True)
+                        trials = st.get_trials(deepcopy=False)
+                        entry = {"index": index, "study": st, "ds": ds, "arch": arch, "m": m, "replicate": rep,
+                                 "space": space(spec, m), "asked": len(trials), "open": set()}
+                        self.studies.append(entry)
+                        for t in trials:  # resume Optuna trials a killed driver left running
+                            if t.state == TrialState.RUNNING:
+                                self._expand(entry, t.number, self._complete_params(entry, t, trials))
+                        index += 1
         self.turn = 0
+
+    def _candidate(self, entry: dict[str, Any], number: int, history: list[Any]) -> dict[str, Any]:
+        tun = self.spec.tuning
+        return candidate(entry["space"], tun.shared, sampler=tun.sampler, sampler_seed=tun.sampler_seed,
+                         startup=tun.startup, study=entry["study"].study_name, dataset=entry["ds"].name,
+                         replicate=entry["replicate"], number=number, history=history[:number])
+
+    def _complete_params(self, entry: dict[str, Any], trial: Any, trials: list[Any]) -> dict[str, Any]:
+        """A running trial's parameters; those a killed driver had not yet recorded are recomputed (they are
+        a function of the trial's number and the finished trials before it) and recorded now."""
+        if set(trial.params) == set(entry["space"]):
+            return dict(trial.params)
+        params = self._candidate(entry, trial.number, trials)
+        for k, dist in entry["space"].items():
+            if k not in trial.params:
+                self.storage.set_trial_param(trial._trial_id, k, dist.to_internal_repr(params[k]), dist)
+        return params
 
     def _jobs(self, entry: dict[str, Any], params: dict[str, Any]) -> list[Job]:
         method_params, shared = split_params(params)
-        m = entry["m"]
+        m, rep = entry["m"], entry["replicate"]
         return [make_job(self.spec, "tune", base_config(self.spec, entry["ds"], entry["arch"], m, m.distributions[0],
-                                                        seed, method_params, shared))
-                for seed in self.spec.tuning.seeds]
+                                                        seed, method_params, shared), replicate=rep)
+                for seed in self.spec.tuning.replicate_seeds(rep)]
 
     def _expand(self, entry: dict[str, Any], number: int, params: dict[str, Any]) -> None:
         key = (entry["index"], number)
+        entry["open"].add(number)
         jobs = self._jobs(entry, params)
         self.outcomes[key] = {j.trial_id: None for j in jobs}
         ref = self.refs[(entry["ds"].name, entry["arch"])]
@@ -147,23 +183,40 @@ class TuningSource:
                     self.queue.append(j)
         self._maybe_tell(entry, number)
 
-    def _ask(self) -> bool:
-        """Ask the next study with budget left (round-robin); False when every budget is spent."""
+    def _ask(self) -> str:
+        """Ask the next study that can ask (round-robin): "asked", "wait" (a model-based trial waits until
+        the trials before it are told), or "done" (every budget is spent)."""
         n = len(self.studies)
+        waiting = False
         for k in range(n):
             entry = self.studies[(self.turn + k) % n]
-            if entry["asked"] < self.spec.tuning.trials:
-                self.turn = (self.turn + k + 1) % n
-                trial = entry["study"].ask(entry["space"])
-                entry["asked"] += 1
-                self._expand(entry, trial.number, trial.params)
-                return True
-        return False
+            number = entry["asked"]
+            if number >= self.spec.tuning.trials:
+                continue
+            if number >= self.spec.tuning.startup and entry["open"]:
+                waiting = True
+                continue
+            self.turn = (self.turn + k + 1) % n
+            st: optuna.Study = entry["study"]
+            history = st.get_trials(deepcopy=False) if number >= self.spec.tuning.startup else []
+            params = self._candidate(entry, number, history)
+            st.sampler.params = params
+            trial = st.ask(entry["space"])
+            if trial.number != number:
+                raise RuntimeError(f"Optuna study {st.study_name} gave trial {trial.number}, expected {number}: "
+                                   "was it changed by another process?")
+            entry["asked"] += 1
+            self._expand(entry, number, dict(trial.params))
+            return "asked"
+        return "wait" if waiting else "done"
 
     def next(self) -> Job | None | str:
         while not self.queue:
-            if not self._ask():
+            state = self._ask()
+            if state == "done":
                 return FINISHED
+            if state == "wait":
+                return None
         return self.queue.popleft()
 
     def done(self, job: Job, outcome: Outcome) -> None:
@@ -181,6 +234,7 @@ class TuningSource:
         if outs is None or any(o is None for o in outs.values()):
             return
         del self.outcomes[key]
+        entry["open"].discard(number)
         st: optuna.Study = entry["study"]
         values = list(outs.values())
         if any(o.status != "completed" for o in values):
@@ -197,24 +251,34 @@ class TuningSource:
 
 
 # --- results --------------------------------------------------------------------
+def _best(st: optuna.Study) -> dict[str, Any]:
+    trials = st.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    entry: dict[str, Any] = {"trials": len(trials), "complete": len(complete),
+                             "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+                             "failed": sum(t.state == TrialState.FAIL for t in trials),
+                             "optuna_study": st.study_name}
+    if complete:
+        best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
+        entry.update(params=dict(best.params), value=best.value, number=best.number)
+    else:
+        entry.update(params={}, value=None, note="no completed trial: defaults are used")
+    return entry
+
+
 def best_params(spec: Spec, store: Store) -> dict[str, Any]:
-    """dataset -> arch -> method -> {params, value, trials}; written to ``<store>/tuning/<study>.json``."""
+    """dataset -> arch -> method -> {params, value, trials, ...} (replicate 0's; with ``tuning.replicates`` > 1
+    also ``replicates``: one such entry per replicate); written to ``<store>/tuning/<study>.json``."""
     stor = storage(spec, store)
     out: dict[str, Any] = {}
     for ds in spec.datasets:
         for arch in spec.archs:
             for name in tuned_methods(spec):
-                st = optuna.load_study(study_name=study_name(spec, ds.name, arch, name), storage=stor)
-                complete = [t for t in st.trials if t.state == TrialState.COMPLETE]
-                entry: dict[str, Any] = {"trials": len(st.trials), "complete": len(complete),
-                                         "pruned": sum(t.state == TrialState.PRUNED for t in st.trials),
-                                         "failed": sum(t.state == TrialState.FAIL for t in st.trials),
-                                         "optuna_study": st.study_name}
-                if complete:
-                    best = max(complete, key=lambda t: t.value)
-                    entry.update(params=dict(best.params), value=best.value, number=best.number)
-                else:
-                    entry.update(params={}, value=None, note="no completed trial: defaults are used")
+                reps = [_best(optuna.load_study(study_name=study_name(spec, ds.name, arch, name, r), storage=stor))
+                        for r in range(spec.tuning.replicates)]
+                entry = dict(reps[0])
+                if spec.tuning.replicates > 1:
+                    entry["replicates"] = reps
                 out.setdefault(ds.name, {}).setdefault(arch, {})[name] = entry
     write_json(tuning_path(store, spec.name), out)
     return out

@@ -149,3 +149,51 @@ def test_trial_cut_by_a_driver_kill_resumes_from_its_last_checkpoint(tmp_path):
     assert len(df) == 10 * ROWS and not df.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
     # a complete study needs no checkpoint any more: its Ray experiment directories are removed
     assert not [d for d in (root / "ray").iterdir() if d.is_dir()]
+
+
+def _tune_done(root: Path) -> int:
+    try:
+        return sum(t["stage"] == "tune" and t["status"] == "completed" for t in Store(root).trials())
+    except Exception:  # noqa: BLE001 - a file being replaced while polling
+        return 0
+
+
+def _snapshot(root: Path, name: str) -> tuple[dict, dict, dict]:
+    """(trial id -> (config, status), trial id -> metric values, Optuna study -> trials) of a finished store."""
+    trials = {t["trial_id"]: (t["config"], t["status"]) for t in Store(root).trials(name)}
+    df = _metrics(root).sort_values(["trial_id", "split", "epoch", "task", "metric"])
+    values = {tid: list(g["value"]) for tid, g in df.groupby("trial_id")}
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    storage = JournalStorage(JournalFileBackend(str(root / "optuna.log")))
+    studies = {}
+    for s in optuna.get_all_study_summaries(storage):
+        st = optuna.load_study(study_name=s.study_name, storage=storage)
+        studies[s.study_name] = [(t.number, t.params, t.state, t.value) for t in st.trials]
+    return trials, values, studies
+
+
+@pytest.mark.slow
+def test_driver_killed_during_tuning_resumes_to_the_uninterrupted_study(tmp_path):
+    def spec_d(store: Path) -> dict:
+        return {
+            "name": "tunekill", "store": str(store),
+            "datasets": [{"name": "multi_digits", "options": OPTS, "epochs": 2}],
+            "methods": ["ew", "uw"],
+            "tuning": {"trials": 4, "seeds": [100], "shared": {"lr": {"low": 1e-4, "high": 1e-2}},
+                       "sampler": {"type": "tpe", "startup": 2}},
+            "final": {"seeds": 2},
+        }
+    res = run_study(parse(spec_d(tmp_path / "whole")), say=lambda m: None)
+    ray.shutdown()
+    assert res.counts["completed"] == 4
+    expected = _snapshot(tmp_path / "whole", "tunekill")
+    assert len(expected[0]) == 1 + 2 * 4 + 2 * 2
+    root = tmp_path / "killed"
+    # killed in the model-based phase: the start-up trials of both methods and one more are in the store
+    _run_then_kill(spec_d(root), tmp_path, lambda: _tune_done(root) >= 6)
+    assert any(t["stage"] == "tune" for t in Store(root).trials()) and not any(
+        t["stage"] == "final" for t in Store(root).trials())
+    res = run_study(parse(spec_d(root)), say=lambda m: None)
+    ray.shutdown()
+    assert res.counts["completed"] == 4
+    assert _snapshot(root, "tunekill") == expected

@@ -1,13 +1,13 @@
 """The Ray Tune trainable: one litmus trial as a plain function of its config.
 
 ``config = {"train": TrainConfig dict, "litmus": {...}}`` where ``litmus``
-holds the trial's id, an optional validation ``reference`` (metric means of
-the EW reference run, for the tuning score) and ``checkpoint_every``.
+holds the trial's id and ``checkpoint_every``.
 
 Each finished epoch is reported with :func:`ray.tune.report` (never
-``ray.train.report``): the epoch's metric rows, mean task weights, a run
-summary and the validation score (Delta-m % against the reference, ``nan``
-without one). A checkpoint (``trainer.state_dict()``: tensors and plain data
+``ray.train.report``): the epoch's metric rows, mean task weights and a run
+summary (scores, i.e. validation Delta-m for tuning, pruning and early stopping,
+are computed by the driver from the rows: study/tuning.py). A checkpoint
+(``trainer.state_dict()``: tensors and plain data
 only, see trainables/state.py; loaded with ``weights_only=True``; a
 Ray-internal file, never part of the results store) goes with every
 ``checkpoint_every``-th epoch, so a retried trial resumes where it stopped.
@@ -21,12 +21,11 @@ This is the only module of ``trainables`` that imports Ray.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import socket
 import tempfile
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 from ray import tune
@@ -37,31 +36,6 @@ from .trainer import Diverged, Trainer
 
 CHECKPOINT_FILE = "trainer.pt"
 EPOCH_FILE = "epoch.json"
-
-
-def reference_key(row: Mapping[str, Any]) -> str:
-    """Key of a validation metric in a reference dict: ``task/metric``."""
-    return f"{row['task']}/{row['metric']}"
-
-
-def delta_m(rows: Iterable[Mapping[str, Any]], reference: Mapping[str, float], split: str = "val") -> float:
-    """Delta-m % of ``rows`` (one epoch, one split) against ``reference`` (``task/metric`` -> value).
-
-    ``100/T * sum_t 1/N_t * sum_i s_ti (M_ti - B_ti) / B_ti`` over the metrics
-    that are not losses and have a non-zero reference; ``nan`` if none.
-    """
-    per_task: dict[str, list[float]] = {}
-    for r in rows:
-        if r["split"] != split or r["metric"] == "loss":
-            continue
-        b = reference.get(reference_key(r))
-        if b is None or b == 0 or not math.isfinite(b):
-            continue
-        sign = 1.0 if r["higher_is_better"] else -1.0
-        per_task.setdefault(r["task"], []).append(sign * (r["value"] - b) / abs(b))
-    if not per_task:
-        return float("nan")
-    return 100.0 * sum(sum(v) / len(v) for v in per_task.values()) / len(per_task)
 
 
 def _cpus() -> int:
@@ -117,15 +91,10 @@ def train_trial(config: dict[str, Any]) -> None:
         except state.CheckpointError as err:
             raise state.CheckpointError(f"{err}; delete it, then rerun with --retry-failed") from None
     resumed_from = trainer.epoch
-    reference = meta.get("reference") or {}
     every = int(meta.get("checkpoint_every", 1) or 0)
-    best = -math.inf
     host = placement()
     try:
         for res in trainer.epochs():
-            score = delta_m(res.rows, reference) if reference else float("nan")
-            if math.isfinite(score):
-                best = max(best, score)
             report = {
                 "litmus_id": meta.get("trial_id"),
                 "epoch": res.epoch,
@@ -134,8 +103,6 @@ def train_trial(config: dict[str, Any]) -> None:
                 "train_losses": res.train_losses,
                 "epoch_seconds": res.seconds,
                 "summary": {**trainer.stats.summary(), **host},
-                "score": score,
-                "best_score": best if math.isfinite(best) else float("nan"),
                 "status": "running",
                 "done_epochs": res.epoch >= trainer.cfg.epochs,
                 "resumed_from": resumed_from,
@@ -151,8 +118,6 @@ def train_trial(config: dict[str, Any]) -> None:
             "rows": [],
             "weights": None,
             "summary": {**trainer.stats.summary(), **host},
-            "score": float("nan"),
-            "best_score": float("nan"),
             "status": "diverged",
             "error": str(err),
             "done_epochs": True,
