@@ -350,6 +350,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
 
     # with a custom searcher Tune keeps only one trial pending by default, which serialises the study
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = os.environ.get("LITMUS_MAX_PENDING_TRIALS", str(progress.slots))
+    # trials report rows, not scores: the ASHA scheduler computes its score from them (study/tuning.py)
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     storage = ray_storage or str(store.root / "ray")
     if "://" not in storage:
         storage = str(Path(storage).resolve())
