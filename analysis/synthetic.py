@@ -123,7 +123,6 @@ def write_store(path: str | Path, metrics: pd.DataFrame, trials: pd.DataFrame | 
     if trials is not None:
         (path / "trials").mkdir(parents=True, exist_ok=True)
         cols = [c for c in TRIALS_SCHEMA.names]
-        trials = trials.assign(**{c: None for c in cols if c not in trials.columns})  # e.g. replicate: null
         pq.write_table(pa.Table.from_pandas(trials[cols], schema=TRIALS_SCHEMA, preserve_index=False),
                        path / "trials" / "trials.parquet")
     return path
