@@ -1,0 +1,138 @@
+"""Plant the fairness bugs of issue 18 one at a time in a scratch copy and check the fast suite catches each.
+
+    python bench/planted_bugs.py                 # every bug, the whole fast suite (-m "not slow", -x)
+    python bench/planted_bugs.py --only tuning_min graddrop_sign
+    python bench/planted_bugs.py --tests tests/test_fairness_tuning.py   # a quicker check with some files
+    python bench/planted_bugs.py --list
+
+Each bug is an exact source edit (the old text must occur exactly once, so a refactor that moves
+the code makes the script fail loudly instead of planting nothing). The working tree is copied to
+``/tmp/litmus-planted/<bug>`` (without .git), the edit applied there, and pytest run in the copy with
+``-m "not slow" -x`` (the fairness tests first, then the rest of ``tests/``). A bug is *caught* when
+pytest fails; the first failing test is printed. Not run in CI: one fast-suite run per bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = Path("/tmp/litmus-planted")
+FIRST = ["tests/test_fairness_tuning.py", "tests/test_fairness_verdicts.py", "tests/test_fairness_store.py",
+         "tests/test_fairness_ray.py", "tests/test_grad_methods.py"]
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    what: str
+    path: str
+    old: str
+    new: str
+
+
+BUGS = [
+    Bug("rlw_not_scaled", "RLW weights not scaled by T", "trainables/weighting/sampling.py",
+        "return sampler(num_tasks, generator, torch.device(device)) * num_tasks",
+        "return sampler(num_tasks, generator, torch.device(device))"),
+    Bug("tuning_min", "tuning keeps the worst Optuna trial (max -> min)", "study/tuning.py",
+        "best = max(complete, key=lambda t: t.value)", "best = min(complete, key=lambda t: t.value)"),
+    Bug("objective_on_test", "the tuning objective read on the test split (trainables/tune.py)",
+        "trainables/tune.py",
+        'def delta_m(rows: Iterable[Mapping[str, Any]], reference: Mapping[str, float], split: str = "val")',
+        'def delta_m(rows: Iterable[Mapping[str, Any]], reference: Mapping[str, float], split: str = "test")'),
+    Bug("trainable_score_on_test", "the trainable's reported score read on the test split", "trainables/tune.py",
+        'score = delta_m(res.rows, reference) if reference else float("nan")',
+        'score = delta_m(res.rows, reference, "test") if reference else float("nan")'),
+    Bug("never_paired", "comparisons on shared seeds never paired", "analysis/stats.py",
+        'out["paired"] = [len(a) >= 2 and a == c for a, c in zip(out["sx"], out["sy"])]',
+        'out["paired"] = [False for a, c in zip(out["sx"], out["sy"])]'),
+    Bug("worse_called_better", "a worse method labelled 'better'", "analysis/verdict.py",
+        'return ("better" if diff > 0 else "worse")', 'return ("better" if diff != 0 else "worse")'),
+    Bug("negligible_not_equivalent", "a significant-but-negligible difference not called 'equivalent'",
+        "analysis/verdict.py", "if different and not equivalent:", "if different:"),
+    Bug("store_duplicates", "the store keeps duplicate metric rows", "study/store.py",
+        "merged[tuple(r[k] for k in KEY)] = r", "merged[(len(merged),) + tuple(r[k] for k in KEY)] = r"),
+    Bug("store_not_atomic", "a non-atomic store write", "study/store.py",
+        "pq.write_table(table, tmp, compression=\"zstd\")\n        os.replace(tmp, path)",
+        "pq.write_table(table, path, compression=\"zstd\")"),
+    Bug("gpu_share_ignored", "the GPU share ignored when packing concurrent trials", "study/driver.py",
+        'trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources.get("gpu", 0)})',
+        'trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": 0})'),
+    Bug("concurrency_ignores_gpu", "concurrency computed from CPUs only", "study/driver.py",
+        'n = min(n, int(resources.get("GPU", 0) // spec.resources["gpu"]))', "n = n"),
+    Bug("final_reruns_completed", "the final stage re-running completed trials", "study/final.py",
+        'if j.trial_id in seen or st == "completed" or (st in DONE and not retry_failed):',
+        "if j.trial_id in seen:"),
+    Bug("graddrop_sign", "GradDrop ignoring the activation's sign", "trainables/weighting/graddrop.py",
+        "signed = j if self.activation is None else j * torch.sign(self.activation.detach()).to(j.dtype)",
+        "signed = j"),
+    Bug("graddrop_activation_unset", "the trainer never gives GradDrop the representation", "trainables/trainer.py",
+        "grad_m.activation = rep.detach()", "grad_m.activation = None"),
+]
+
+
+def plant(bug: Bug, dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "litmus-results",
+                                                              "mutants", ".pytest_cache"))
+    f = dest / bug.path
+    text = f.read_text()
+    if text.count(bug.old) != 1:
+        raise SystemExit(f"{bug.name}: the text to replace occurs {text.count(bug.old)} times in {bug.path} "
+                         "(the code moved: update the bug)")
+    f.write_text(text.replace(bug.old, bug.new))
+
+
+def run(bug: Bug, tests: list[str], timeout: float) -> tuple[bool, str, float]:
+    dest = SCRATCH / bug.name
+    plant(bug, dest)
+    env = dict(os.environ, PYTHONPATH=str(dest))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", *tests]
+    t0 = time.time()
+    try:
+        proc = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, timeout=timeout)
+        out, rc = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired:
+        out, rc = "timeout", -1
+    seconds = time.time() - t0
+    failed = re.findall(r"^FAILED (\S+)", out, flags=re.M) or re.findall(r"^ERROR (\S+)", out, flags=re.M)
+    shutil.rmtree(dest, ignore_errors=True)
+    caught = rc not in (0, 5, -1)
+    return caught, (failed[0] if failed else out.strip().splitlines()[-1] if out.strip() else ""), seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", help="bug names (default: all)")
+    ap.add_argument("--tests", nargs="*", help="test paths (default: the fairness tests first, then tests/)")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    if args.list:
+        for b in BUGS:
+            print(f"{b.name:28s} {b.what}")
+        return 0
+    bugs = [b for b in BUGS if not args.only or b.name in args.only]
+    tests = args.tests or [t for t in FIRST if (ROOT / t).exists()] + ["tests"]
+    survived = 0
+    print(f"{'bug':28s} {'result':9s} {'seconds':>7s}  first failing test")
+    for b in bugs:
+        caught, first, secs = run(b, tests, args.timeout)
+        survived += not caught
+        print(f"{b.name:28s} {'caught' if caught else 'SURVIVED':9s} {secs:7.0f}  {first}", flush=True)
+    print(f"{len(bugs) - survived}/{len(bugs)} planted bugs caught by pytest -m 'not slow' {' '.join(tests)}")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
