@@ -44,6 +44,14 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
         raise
 
 
+def _read_table(path: Path, **kwargs: Any) -> pa.Table:
+    """Read one whole file through a single open handle: the writer may replace the file (atomic rename) at
+    any moment, and ``pq.read_table(path)`` opens the path more than once (footer, then pages), so it can
+    mix two versions and fail with a short page; one handle always reads one version."""
+    with open(path, "rb") as f:
+        return pq.read_table(f, **kwargs)
+
+
 class Store:
     """Writer (and small reader) of a results store rooted at ``root``."""
 
@@ -115,13 +123,13 @@ class Store:
         path = self._path("metrics", trial_id)
         if not path.exists():
             return []
-        return pq.read_table(path, columns=list(KEY) + ["value", "higher_is_better"]).to_pylist()
+        return _read_table(path, columns=list(KEY) + ["value", "higher_is_better"]).to_pylist()
 
     def trial_weights(self, trial_id: str) -> dict[int, dict[str, float]]:
         path = self._path("weights", trial_id)
         out: dict[int, dict[str, float]] = {}
         if path.exists():
-            for r in pq.read_table(path).to_pylist():
+            for r in _read_table(path).to_pylist():
                 out.setdefault(r["epoch"], {})[r["task"]] = r["weight"]
         return out
 
@@ -131,7 +139,7 @@ class Store:
         if not files:
             return []
         try:
-            table = pa.concat_tables([pq.read_table(p, schema=TRIALS_SCHEMA) for p in files])
+            table = pa.concat_tables([_read_table(p, schema=TRIALS_SCHEMA) for p in files])
         except (pa.ArrowInvalid, OSError) as err:
             raise StoreError(f"corrupted trial record under {self.root / 'trials'}: {err}") from None
         rows = table.to_pylist()
