@@ -288,10 +288,54 @@ def test_graddrop_masks_by_sign_purity() -> None:
         kept_positive += float(d[0, 1]) > 0
     # P = (1 + 0/6) / 2 = 0.5 for feature 1: each sign kept half the time
     assert 150 < kept_positive < 250
-    # with the activation's sign, negative activations flip the batch sums
-    m.activation = torch.tensor([[1.0, -1.0]], dtype=F64)
-    d = m.direction(j, torch.ones(3, dtype=F64))
-    assert d[0, 0] == pytest.approx(3.5)
+
+
+def test_graddrop_uses_the_activation_sign() -> None:
+    """Chen et al., Algorithm 1: G_t = sum_batch sign(A) * J_t. Raw batch sums that disagree
+    (-2 vs +3: P = 0.6, random drops) agree once sample 1's negative activation flips its
+    gradients (+4 vs +1: P = 1, nothing dropped): every draw keeps both tasks whole."""
+    j = torch.tensor([[[1.0], [-3.0]], [[2.0], [1.0]]], dtype=F64)  # [T=2, batch=2, 1]
+    losses = torch.ones(2, dtype=F64)
+    m = registry.build("graddrop", 2, generator=torch.Generator().manual_seed(0))
+    raw = [m.direction(j, losses) for _ in range(60)]
+    assert any(not torch.allclose(d, j.sum(0)) for d in raw), "without the activation some draws drop a task"
+    m.activation = torch.tensor([[0.7], [-0.2]], dtype=F64)
+    for _ in range(60):
+        torch.testing.assert_close(m.direction(j, losses), j.sum(0))
+    # and the other way round: gradients that agree in raw sums disagree after the sign flip
+    j2 = torch.tensor([[[1.0], [3.0]], [[2.0], [1.0]]], dtype=F64)  # raw sums +4, +3: nothing dropped
+    m.activation = None
+    for _ in range(20):
+        torch.testing.assert_close(m.direction(j2, losses), j2.sum(0))
+    m.activation = torch.tensor([[1.0], [-1.0]], dtype=F64)  # signed sums -2, +1: P = (1 - 1/3) / 2 = 1/3
+    kept_task1 = 0
+    for _ in range(600):
+        d = m.direction(j2, losses)
+        kept_task1 += bool(torch.allclose(d, j2[1]))  # task 1 (positive) kept alone when P > U
+    assert 150 < kept_task1 < 250  # P(U < 1/3) = 1/3 of 600
+
+
+def test_trainer_gives_graddrop_the_representation() -> None:
+    """The trainer sets GradDrop's activation to the batch's representation before each direction."""
+    from trainables.config import TrainConfig
+    from trainables.trainer import Trainer
+
+    tr = Trainer(TrainConfig(dataset="multi_digits", method="graddrop", space="rep", epochs=1, batch_size=16,
+                             max_steps_per_epoch=2, dataset_options={"n_train": 64, "n_val": 16, "n_test": 16,
+                                                                     "width": 8}))
+    seen = []
+    real = tr.grad_method.direction
+
+    def spy(jac, losses):
+        seen.append((tr.grad_method.activation, jac.shape))
+        return real(jac, losses)
+
+    tr.grad_method.direction = spy
+    list(tr.epochs())
+    assert len(seen) == 2
+    for act, shape in seen:
+        assert act is not None and tuple(act.shape) == tuple(shape[1:])  # [batch, features] of the Jacobian
+        assert not act.requires_grad and bool((act != 1).any())
 
 
 def test_graddrop_uses_the_batch_sum() -> None:
