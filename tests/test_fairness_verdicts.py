@@ -50,33 +50,43 @@ def _noise(sd: float, seed: int) -> np.ndarray:
     return sd * np.random.default_rng(seed).standard_normal(len(SEEDS))
 
 
-def test_better_and_worse_by_four_points() -> None:
-    better = _verdict(_selected(lambda rlw: rlw + 0.02 + _noise(0.002, 1)))  # +0.02 / 0.5 = +4 points
+TESTS = ("t", "perm")
+
+
+@pytest.mark.parametrize("test", TESTS)
+def test_better_and_worse_by_four_points(test: str) -> None:
+    better = _verdict(_selected(lambda rlw: rlw + 0.02 + _noise(0.002, 1)), test=test)  # +0.02 / 0.5 = +4 points
     assert better["verdict"] == "better" and better["paired"]
     assert better["diff_delta_m"] == pytest.approx(4.0, abs=0.3)
-    worse = _verdict(_selected(lambda rlw: rlw - 0.02 + _noise(0.002, 1)))
+    assert better["ci_low"] > 0
+    worse = _verdict(_selected(lambda rlw: rlw - 0.02 + _noise(0.002, 1)), test=test)
     assert worse["verdict"] == "worse" and worse["diff_delta_m"] == pytest.approx(-4.0, abs=0.3)
+    assert worse["ci_high"] < 0
 
 
-def test_lower_is_better_metric_keeps_the_direction() -> None:
+@pytest.mark.parametrize("test", TESTS)
+def test_lower_is_better_metric_keeps_the_direction(test: str) -> None:
     # an error metric: the method's errors are lower by 4%, so it is better
-    v = _verdict(_selected(lambda rlw: rlw - 0.02 + _noise(0.002, 2), hib=False))
+    v = _verdict(_selected(lambda rlw: rlw - 0.02 + _noise(0.002, 2), hib=False), test=test)
     assert v["verdict"] == "better" and v["diff_delta_m"] == pytest.approx(4.0, abs=0.3)
-    v = _verdict(_selected(lambda rlw: rlw + 0.02 + _noise(0.002, 2), hib=False))
+    v = _verdict(_selected(lambda rlw: rlw + 0.02 + _noise(0.002, 2), hib=False), test=test)
     assert v["verdict"] == "worse"
 
 
-def test_significant_but_negligible_difference_is_equivalent() -> None:
-    v = _verdict(_selected(lambda rlw: rlw + 0.001 + _noise(0.0001, 3)))  # +0.2 points, margin 0.5
+@pytest.mark.parametrize("test", TESTS)
+def test_significant_but_negligible_difference_is_equivalent(test: str) -> None:
+    v = _verdict(_selected(lambda rlw: rlw + 0.001 + _noise(0.0001, 3)), test=test)  # +0.2 points, margin 0.5
     assert v["diff_delta_m"] == pytest.approx(0.2, abs=0.05)
-    assert v["p_adj"] < 0.05, "the construction must make the difference significant"
-    assert v["verdict"] == "equivalent" and "negligible" in v["reason"]
+    assert v["p_better_adj"] < 0.05, "the construction must make the difference significant"
+    assert v["verdict"] == "equivalent" and "significant" in v["reason"]
+    assert -0.5 < v["ci_low"] and v["ci_high"] < 0.5
 
 
-def test_noise_only_is_inconclusive() -> None:
-    v = _verdict(_selected(lambda rlw: rlw + _noise(0.02, 4)))  # seed differences of 4 points sd, mean ~0
+@pytest.mark.parametrize("test", TESTS)
+def test_noise_only_is_inconclusive(test: str) -> None:
+    v = _verdict(_selected(lambda rlw: rlw + _noise(0.02, 4)), test=test)  # seed differences of 4 points sd
     assert v["verdict"] == "inconclusive"
-    assert not v["p_adj"] < 0.05 and not v["p_tost_adj"] < 0.05
+    assert v["ci_low"] < 0 < v["ci_high"] and (v["ci_low"] < -0.5 or v["ci_high"] > 0.5)
 
 
 def test_equivalence_needs_enough_precision_not_just_a_small_mean() -> None:
@@ -97,9 +107,9 @@ def test_shared_seeds_are_paired_and_pairing_decides() -> None:
     # Delta-m is an affine map of the value (same scale for both): the t statistics are those of the values
     assert row["p_t"] == pytest.approx(stats.ttest_rel(m, rlw).pvalue, rel=1e-6)
     assert stats.ttest_ind(m, rlw, equal_var=False).pvalue > 0.3  # unpaired, the effect is invisible
-    assert _verdict(sel)["verdict"] == "better"
-    t_verdict = _verdict(sel, test="t")
-    assert t_verdict["verdict"] == "better" and bool(t_verdict["paired"])
+    for test in TESTS:
+        v = _verdict(sel, test=test)
+        assert v["verdict"] == "better" and bool(v["paired"])
 
 
 def test_different_seeds_are_not_paired() -> None:
@@ -115,8 +125,12 @@ def test_different_seeds_are_not_paired() -> None:
     assert v["verdict"] == "inconclusive" and not bool(v["paired"])
 
 
-def test_partly_shared_seeds_are_not_paired() -> None:
+def test_partly_shared_seeds_are_paired_on_the_common_ones() -> None:
     seeds = SEEDS[:-1] + [99]  # 11 shared seeds, one not
     sel = _selected(lambda rlw: rlw + 0.01 + _noise(0.001, 6), method_seeds=seeds)
+    rlw = sel[sel["variant"] == "rlw:normal"].sort_values("seed")["value"].to_numpy()[:-1]
+    m = sel[sel["variant"] == "m"].sort_values("seed")["value"].to_numpy()[:-1]
     cmp = analysis.compare(sel, baseline="rlw", reference="ew")
-    assert not cmp.loc[(cmp["variant"] == "m") & (cmp["task"] == "delta_m"), "paired"].item()
+    row = cmp[(cmp["variant"] == "m") & (cmp["task"] == "delta_m")].iloc[0]
+    assert bool(row["paired"]) and row["n_unmatched"] == 2 and row["n_method"] == 11
+    assert row["p_t"] == pytest.approx(stats.ttest_rel(m, rlw).pvalue, rel=1e-6)
