@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import plots, ranks, robust
+from .convergence import convergence, convergence_warning
 from .counts import cell_counts
 from .delta_m import delta_m, per_seed
 from .errors import AnalysisError
@@ -49,6 +50,7 @@ class Analysis:
     curves: pd.DataFrame | None = None
     datasets: list[str] = field(default_factory=list)
     test: str = "t"
+    convergence: pd.DataFrame | None = None
 
 
 def pick_stage(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -133,6 +135,9 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
         raise AnalysisError(f"baseline {baseline!r} is absent from every dataset")
     dm = delta_m(sel_b, baseline, per=per, n_resamples=n_resamples, seed=seed)
     ps = per_seed(sel_b, baseline, per)
+    conv = convergence(sel, trials) if epoch == "best-val" else None
+    if conv is not None and (warning := convergence_warning(conv)):
+        notes.insert(0, warning)
     if trials is None or not len(trials):
         trials = index  # statuses of the trials that wrote metric rows (a store without trials table)
     tests = compare(sel_b, baseline=baseline, reference=baseline, per=per, correction=correction,
@@ -154,12 +159,18 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
             shapes = list(zip(sub["n_method"], sub["n_baseline"], sub["paired"]))
             notes += [f"vs {a}: {w}" for w in power_warnings(shapes, alpha, int(sub["family_size"].iloc[0]), 9999,
                                                             test=test)]
+    if len(vs) and (vs["replicates"] > 1).any():
+        k = int(vs["replicates"].max())
+        share = float(np.nanmedian(vs["tuning_share"])) if vs["tuning_share"].notna().any() else float("nan")
+        notes.append(f"{k} tuning replicates per method: tuning accounts for a median {share:.0%} of the variance of "
+                     "per-seed Δm differences; the verdicts test the replicate means (df = K - 1), and hb_low/hb_high "
+                     "give the hierarchical bootstrap interval (replicate -> seed)")
     if len(vs) and (vs["replicates"] <= 1).all():
         notes.append("tuning variance is not accounted for: one tuning run per method, so the verdicts hold for "
                      "these tuned hyperparameters only (set tuning.replicates: K > 1 to measure it)")
     return Analysis(baseline, epoch, sel, counts, dm, ps, tests, vs, notes,
                     across_datasets(dm, ps, baseline, alpha, correction, n_resamples, seed, notes), curves,
-                    sorted(map(str, keep)), test)
+                    sorted(map(str, keep)), test, conv)
 
 
 def across_datasets(dm: pd.DataFrame, ps: pd.DataFrame, baseline: str, alpha: float, correction: str,
@@ -260,6 +271,10 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
     if a.notes:
         p.append("## Notes and power warnings\n\n" + "\n".join(f"- {n}" for n in a.notes) + "\n")
     p.append("## Trials per cell\n\n" + _md(a.counts) )
+    if a.convergence is not None:
+        p.append("## Convergence\n\nPer cell, the trials whose best validation epoch is their last (over half: "
+                 "the training budget is too short, and the comparison measures speed of training).\n\n"
+                 + _md(a.convergence))
     p.append("## Verdicts\n\nbetter / worse: one-sided test of the Δm difference, corrected over the family; "
              "equivalent: TOST within the margin. The interval is at the level (ci_level) of the test that "
              "decides the row. Failed and diverged trials are scored as the worst value of their comparison "

@@ -146,3 +146,33 @@ def verdict_rates(seeds: int, effect: float, n_studies: int = 300, diverged_seed
                  trials=trials_for(full, status))
     v = v[v["variant"] == "m"]
     return {k: float((v["verdict"] == k).mean()) for k in ("better", "worse", "equivalent", "inconclusive")}
+
+
+def tuning_coverage(replicates: int, seeds: int, tuning_sd: float, reps: int = 1000, confidence: float = 0.9,
+                    rng_seed: int = 0) -> dict[str, float]:
+    """Coverage of three intervals for the mean paired difference when K tuning replicates each run on S
+    seeds: differences d_ks = mu + a_k + e_ks with a_k ~ N(0, tuning_sd) (the two methods' tuning luck),
+    e ~ N(0, 1). Intervals: the t interval ignoring replicates (all K*S units as independent), the t
+    interval on the K replicate means (the verdict's test), the hierarchical bootstrap. Also the mean
+    estimated tuning share against the true one."""
+    from .inference import clustered_summary, interval, t_summary
+    from .tuning import hierarchical_bootstrap, variance_components
+    rng = np.random.default_rng(rng_seed)
+    cluster = np.repeat(np.arange(replicates), seeds)
+    hit = {"naive t": 0, "replicate-mean t": 0, "hierarchical bootstrap": 0}
+    shares = []
+    for _ in range(reps):
+        d = (rng.normal(0, tuning_sd, replicates)[cluster] + rng.normal(0, 1, replicates * seeds))
+        m, se, df = t_summary(d[None], np.zeros((1, len(d))), True)
+        lo, hi = interval(m, se, df, confidence)
+        hit["naive t"] += lo[0] <= 0 <= hi[0]
+        m, se, df = clustered_summary(d, cluster)
+        lo, hi = interval(np.array([m]), np.array([se]), np.array([df]), confidence)
+        hit["replicate-mean t"] += lo[0] <= 0 <= hi[0]
+        lo, hi = hierarchical_bootstrap(d, cluster, confidence, 500, rng)
+        hit["hierarchical bootstrap"] += lo <= 0 <= hi
+        shares.append(variance_components(d, cluster)[2])
+    out = {k: v / reps for k, v in hit.items()}
+    out["estimated share"] = float(np.nanmean(shares))
+    out["true share"] = tuning_sd ** 2 / (tuning_sd ** 2 + 1)
+    return out

@@ -45,6 +45,8 @@ class Spec:
     arch: str = "hps"
     status: dict[tuple[str, str, int], str] = field(default_factory=dict)  # (dataset, variant, seed) -> status
     rng_seed: int = 0
+    replicates: int = 1      # tuning replicates: each variant's K winners run on every seed
+    tuning_sd: float = 0.0   # sd (Delta-m points) of a replicate's offset (what the tuning found)
 
 
 def _trial_id(*parts: object) -> str:
@@ -54,21 +56,26 @@ def _trial_id(*parts: object) -> str:
 def trials_frame(spec: Spec) -> pd.DataFrame:
     """One row per trial of ``spec`` (contract columns of ``<store>/trials``)."""
     rows = []
+    rng = np.random.default_rng([spec.rng_seed, 1])
     for dataset, effects in spec.effects.items():
         for variant in effects:
             method, _, dist = variant.partition(":")
-            for seed in spec.seeds:
-                rows.append({
-                    "trial_id": _trial_id(spec.study, spec.stage, dataset, spec.arch, variant, seed),
-                    "study": spec.study, "stage": spec.stage, "dataset": dataset, "arch": spec.arch,
-                    "method": method, "distribution": dist or None, "seed": seed,
-                    "family": group_of(variant), "config": "{}",
-                    "status": str(spec.status.get((dataset, variant, seed), Status.COMPLETED)), "error": None,
-                    "epochs": spec.epochs, "wall_time_s": 1.0, "step_time_ms": 1.0,
-                    "peak_memory_mb": 1.0, "device": "cpu", "host": "localhost", "node": None, "gpu_ids": None,
-                    "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:01:00",
-                    "versions": "{}", "replicate": None, "_effect": effects[variant],
-                })
+            offsets = rng.normal(0.0, spec.tuning_sd, spec.replicates) if spec.replicates > 1 else [0.0]
+            for rep, off in enumerate(offsets):
+                extra = (rep,) if spec.replicates > 1 else ()
+                for seed in spec.seeds:
+                    rows.append({
+                        "trial_id": _trial_id(spec.study, spec.stage, dataset, spec.arch, variant, seed, *extra),
+                        "study": spec.study, "stage": spec.stage, "dataset": dataset, "arch": spec.arch,
+                        "method": method, "distribution": dist or None, "seed": seed,
+                        "family": group_of(variant), "config": "{}",
+                        "status": str(spec.status.get((dataset, variant, seed), Status.COMPLETED)), "error": None,
+                        "epochs": spec.epochs, "wall_time_s": 1.0, "step_time_ms": 1.0,
+                        "peak_memory_mb": 1.0, "device": "cpu", "host": "localhost", "node": None, "gpu_ids": None,
+                        "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:01:00",
+                        "versions": "{}", "replicate": rep if spec.replicates > 1 else None,
+                        "_effect": effects[variant] + off,
+                    })
     return pd.DataFrame(rows)
 
 

@@ -35,6 +35,7 @@ from . import inference, permutation
 from .errors import AnalysisError
 from .power import p_floor
 from .stats import DELTA, compare, correct
+from .tuning import tuning_columns
 from .units import unit_counts
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
@@ -119,6 +120,9 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     Bayesian correlated-t posterior probabilities (Benavoli et al. 2017).
     Columns ``completed``, ``failed``, ``diverged`` count the method's trials;
     ``n_imputed_*`` the units scored worst; ``ci_level`` the interval's level.
+    With tuning replicates (``replicates`` > 1) the test runs on replicate means
+    and ``tuning_share`` / ``hb_low, hb_high`` give the share of variance due to
+    tuning and the hierarchical bootstrap interval (:mod:`analysis.tuning`).
     """
     if test not in TESTS:
         raise AnalysisError(f"test must be one of {sorted(TESTS)}, got {test!r}")
@@ -170,6 +174,13 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     d["family_size"] = int(np.isfinite(p_better).sum())
     d["test"] = test
     d["sd_diff"] = se * np.sqrt(np.where(d["paired"], d["n_method"], np.nan))
+    d["tuning_share"], d["hb_low"], d["hb_high"] = np.nan, np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    for i in np.flatnonzero(d["replicates"].to_numpy() > 1):
+        r = d.iloc[i]
+        cols = tuning_columns(r["x"], r["y"], r["clusters"], bool(r["paired"]), float(r["ci_level"]), rng)
+        for k, val in cols.items():
+            d.loc[d.index[i], k] = val
     counts = unit_counts(units)
     d = d.merge(counts[["dataset", "arch", "variant", "completed", "failed", "diverged"]],
                 on=["dataset", "arch", "variant"], how="left")
@@ -181,7 +192,8 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     cols = ["dataset", "arch", "variant", "against", "verdict", "diff", "ci_low", "ci_high", "ci_level",
             "p", "p_adj", "p_better", "p_better_adj", "p_worse", "p_worse_adj", "p_tost", "p_tost_adj",
             "hedges_g", "a12", "n_method", "n_baseline", "paired", "completed", "failed", "diverged",
-            "n_imputed_method", "n_imputed_baseline", "n_unmatched", "replicates", "sd_diff", "min_p",
+            "n_imputed_method", "n_imputed_baseline", "n_unmatched", "replicates", "tuning_share", "hb_low",
+            "hb_high", "sd_diff", "min_p",
             "margin", "family_size", "test", "reference", "reason"]
     cols += [c for c in d.columns if c.startswith("bayes_")]
     out = d[cols].rename(columns={"diff": "diff_delta_m"}).reset_index(drop=True)
