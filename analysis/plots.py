@@ -73,6 +73,24 @@ def validation_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> l
     return save(fig, path)
 
 
+def budget_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> list[Path]:
+    """Expected best validation Delta-m after k tuning trials per variant with its bootstrap band
+    (Dodge et al. 2019; :func:`analysis.budget.budget_curves`)."""
+    d = curves[curves["dataset"] == dataset]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    colours = plt.get_cmap("tab20").colors
+    for i, ((arch, variant), g) in enumerate(d.groupby(["arch", "variant"], observed=True)):
+        colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]
+        label = str(variant) if d["arch"].nunique() == 1 else f"{variant} ({arch})"
+        ax.plot(g["k"], g["expected"], label=label, lw=1.2, color=colour, linestyle=("-", "--", ":")[i // 20 % 3])
+        ax.fill_between(g["k"], g["low"], g["high"], alpha=0.12, color=colour)
+    ax.set_xlabel("tuning trials k")
+    ax.set_ylabel("expected best validation Δm (%)")
+    ax.set_title(f"{dataset}: tuning budget curves")
+    ax.legend(fontsize=7, ncol=2)
+    return save(fig, path)
+
+
 def cd_can_separate(k: int, n: int, cd: float, wilcoxon_floor: float, family: int, alpha: float) -> bool:
     """Whether a critical-difference diagram can show any difference: the Nemenyi CD is
     shorter than the widest possible rank gap (k - 1), or a Holm-corrected exact Wilcoxon

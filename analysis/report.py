@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import plots, ranks, robust
+from .budget import budget_curves, order_changes, tuning_scores
 from .convergence import convergence, convergence_warning
 from .counts import cell_counts
 from .delta_m import delta_m, per_seed
@@ -51,6 +52,7 @@ class Analysis:
     datasets: list[str] = field(default_factory=list)
     test: str = "t"
     convergence: pd.DataFrame | None = None
+    budget: pd.DataFrame | None = None
 
 
 def pick_stage(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -302,12 +304,42 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
         p.append("\nIQM of per-seed Δm (stratified bootstrap CI):\n\n" + _md(x["iqm"]))
         for b, t in x.get("improvement", {}).items():
             p.append(f"\nProbability of improvement over {b}:\n\n" + _md(t))
+    if a.budget is not None:
+        p.append("## Tuning budget curves\n\nExpected best validation Δm (against the baseline's last-epoch validation "
+                 "means) after k tuning trials, with a 90% bootstrap band (Dodge et al., EMNLP 2019); "
+                 "budget_curves.csv has every k.\n\n" + _md(_budget_table(a.budget)))
     p.append(f"## Power\n\nSeeds per method for 80% power of the verdicts' test ({a.test}, one-sided, paired, at "
              "α / family) to detect a Δm difference of the margin, 1 and 2 points, from the observed spread of "
              "per-seed differences:\n\n" + _md(_power_table(a, margin, alpha, correction)))
     if figures:
         p.append("## Figures\n\n" + "\n".join(f"![{k}]({v[0]})" for k, v in figures.items()) + "\n")
     return "\n".join(p)
+
+
+def tuning_budget(store: str | Path, study: str | None, trials: pd.DataFrame, baseline: str = "ew",
+                  per: str = "task", seed: int = 0) -> pd.DataFrame | None:
+    """Budget curves of the study's tuning stage (:mod:`analysis.budget`), or None without one."""
+    if trials is None or not len(trials) or not (trials["stage"].astype(str) == "tune").any():
+        return None
+    frame = load(store, study=study, stage="tune")
+    frame = frame[frame["split"].astype(str) == "val"]
+    if frame.empty:
+        return None
+    scores = tuning_scores(frame, trials, baseline, per)
+    return budget_curves(scores, seed=seed) if len(scores) else None
+
+
+def _budget_table(b: pd.DataFrame) -> pd.DataFrame:
+    """Expected best validation Δm at a few budgets, one row per dataset x arch x variant."""
+    n = int(b["k"].max())
+    ks = sorted({1, 2, 5, 10, 20, 50, n} & set(range(1, n + 1)))
+    rows = []
+    for (dataset, arch, variant), g in b.groupby(["dataset", "arch", "variant"], sort=True):
+        g = g.set_index("k")
+        rows.append({"dataset": dataset, "arch": arch, "variant": variant, "trials": int(g["n_trials"].iloc[0]),
+                     **{f"k={k}": (f"{g.loc[k, 'expected']:+.2f} [{g.loc[k, 'low']:+.2f}, {g.loc[k, 'high']:+.2f}]"
+                                   if k in g.index else "–") for k in ks}})
+    return pd.DataFrame(rows)
 
 
 def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study: str | None = None,
@@ -319,10 +351,14 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
     a = analyse_store(store, study=study, trials=trials, baseline=baseline, epoch=epoch, margin=margin,
                       alpha=alpha, correction=correction, per=per, n_resamples=n_resamples, test=test,
                       curves=figures, bayes=bayes)
+    a.budget = tuning_budget(store, study, trials, baseline, per, seed=0)
+    if a.budget is not None:
+        a.notes += order_changes(a.budget)
     out = Path(out)
     (out / "latex").mkdir(parents=True, exist_ok=True)
     for name, df in {"delta_m": a.dm, "tests": a.tests.drop(columns=["x", "y", "clusters"], errors="ignore"), "verdicts": a.verdicts,
-                     "counts": a.counts, "selected": a.selected}.items():
+                     "counts": a.counts, "selected": a.selected,
+                     **({"budget_curves": a.budget} if a.budget is not None else {})}.items():
         df.to_csv(out / f"{name}.csv", index=False)
     for dataset in a.datasets:
         (out / "latex" / f"{dataset}.tex").write_text(dataset_tables(a, dataset, "latex", alpha))
@@ -334,6 +370,9 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
             if a.per_seed["variant"].str.contains(":").any():
                 figs[f"{dataset} distributions"] = [str(p.relative_to(out)) for p in
                                                     plots.distributions(a.per_seed, dataset, fdir / f"{dataset}_distributions")]
+            if a.budget is not None and (a.budget["dataset"] == dataset).any():
+                figs[f"{dataset} tuning budget"] = [str(p.relative_to(out)) for p in
+                                                    plots.budget_curves(a.budget, dataset, fdir / f"{dataset}_budget")]
             if a.curves is not None:
                 figs[f"{dataset} validation"] = [str(p.relative_to(out)) for p in
                                                  plots.validation_curves(a.curves, dataset, fdir / f"{dataset}_validation")]
