@@ -45,6 +45,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", choices=["t", "perm"], default="t",
                    help="test behind the verdicts: t-test on per-seed Δm (paired on shared seeds; default) or "
                         "exact sign-flip / permutation")
+    p.add_argument("--bayes", action="store_true",
+                   help="add Bayesian P(better) / P(equivalent) / P(worse) per verdict row (correlated t, ROPE = margin)")
     p.add_argument("--per", choices=["task", "metric"], default="task",
                    help="Δm averaging: per task (paper) or over all metrics (Nash-MTL)")
 
@@ -55,7 +57,7 @@ def run_report(args: argparse.Namespace) -> int:
     from .report import write_report
     path = write_report(args.store, args.out, baseline=args.baseline, study=args.study, epoch=args.epoch,
                         figures=not args.no_figures, margin=args.margin, alpha=args.alpha,
-                        correction=args.correction, per=args.per, test=args.test)
+                        correction=args.correction, per=args.per, test=args.test, bayes=args.bayes)
     print(path)
     return 0
 
@@ -68,7 +70,7 @@ def run_table(args: argparse.Namespace) -> int:
     frame = load(args.store, study=args.study, dataset=args.dataset)
     a = analyse(frame, load_trials(args.store, study=args.study, dataset=args.dataset), baseline=args.baseline,
                 epoch=args.epoch, margin=args.margin, alpha=args.alpha, correction=args.correction, per=args.per,
-                n_resamples=500, test=args.test)
+                n_resamples=500, test=args.test, bayes=args.bayes)
     print(dataset_tables(a, args.dataset, args.format, args.alpha), end="")
     return 0
 

@@ -148,3 +148,22 @@ def test_a_diverged_seed_never_makes_better_more_likely():
 def test_verdict_pipeline_size_under_no_effect():
     r = sim.verdict_rates(5, 0.0, n_studies=200, rng_seed=8)
     assert r["better"] <= 0.05 + 0.04 and r["worse"] <= 0.05 + 0.04  # 200 studies: binomial sd 1.5%
+
+
+def test_bayesian_correlated_t_posterior():
+    """Benavoli et al. 2017, rho = 0: with a zero-width ROPE, P(worse) under the non-informative prior equals
+    the one-sided p-value of the paired t-test for "better" (scipy); the three probabilities sum to 1 and
+    P(equivalent) grows with the margin."""
+    from analysis.bayes import posterior
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(0.5, 1, 6), rng.normal(0, 1, 6)
+    m, se, df = inference.t_summary(x[None], y[None], True)
+    p0 = posterior(m, se, df, margin=1e-12).iloc[0]
+    assert p0["bayes_p_worse"] == pytest.approx(stats.ttest_rel(x, y, alternative="greater").pvalue)
+    wide = posterior(m, se, df, margin=1.0).iloc[0]
+    assert wide[["bayes_p_better", "bayes_p_equivalent", "bayes_p_worse"]].sum() == pytest.approx(1.0)
+    assert wide["bayes_p_equivalent"] > p0["bayes_p_equivalent"]
+    f = sim.selected_frame(3, 5, {"ew": 0.0, "rlw": 0.0, "big": 5.0}, rng_seed=3, sd=0.5)
+    v = analysis.verdicts(f, against="rlw", reference="ew", bayes=True)
+    big = v[v["variant"] == "big"]
+    assert (big["bayes_p_better"] > 0.9).all() and {"bayes_p_equivalent", "bayes_p_worse"} <= set(v.columns)
