@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import plots, ranks, robust
+from . import plots, ranks, robust, sequential
 from .budget import budget_curves, order_changes, tuning_scores
 from .convergence import convergence, convergence_warning
 from .counts import cell_counts
@@ -380,7 +380,12 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
             figs["critical difference"] = [str(p.relative_to(out)) for p in plots.cd_diagram(
                 a.across["ranks"], a.across["cd"], a.across["cliques"], fdir / "critical_difference")]
     title = f"litmus report: {study or ', '.join(names(a.selected['study']))}"
-    (out / "index.md").write_text(render_index(a, title, margin, alpha, correction, figs))
+    text = render_index(a, title, margin, alpha, correction, figs)
+    for name in names(a.selected["study"]):  # a sequential final stage: its recorded round-by-round decisions
+        seq = sequential.render(sequential.load_decisions(store, name))
+        if seq:
+            text += f"\n## Sequential verdicts ({name})\n\n{seq}\n"
+    (out / "index.md").write_text(text)
     return out / "index.md"
 
 

@@ -40,7 +40,12 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from scipy import optimize, stats
 
 SPENDING = ("obf", "pocock")
@@ -303,3 +308,75 @@ def fixed_seeds_for_power(effect: float, sd: float, alpha: float, power: float) 
     pw = np.where(np.isnan(pw), 1.0, pw)
     hit = pw >= power
     return int(ns[np.argmax(hit)]) if hit.any() else 10**9
+
+
+# --- the decisions table of a sequential study (<store>/decisions/<study>.parquet) --------------
+DECISIONS = "decisions"
+DECISION_SCHEMA = pa.schema([
+    ("study", pa.string()), ("round", pa.int64()), ("seeds", pa.int64()), ("dataset", pa.string()),
+    ("arch", pa.string()), ("variant", pa.string()), ("against", pa.string()), ("state", pa.string()),
+    ("boundary", pa.string()), ("diff_delta_m", pa.float64()), ("n_failed", pa.int64()),
+    ("start", pa.int64()), ("step", pa.int64()), ("max", pa.int64()), ("alpha", pa.float64()),
+    ("family", pa.int64()), ("spending", pa.string()), ("margin", pa.float64()),
+])
+
+
+def decisions_path(root: str | Path, study: str) -> Path:
+    return Path(root) / DECISIONS / f"{study}.parquet"
+
+
+def load_decisions(root: str | Path, study: str) -> pd.DataFrame:
+    """The decisions recorded round by round by the study driver (empty frame if none)."""
+    path = decisions_path(root, study)
+    if not path.exists():
+        return DECISION_SCHEMA.empty_table().to_pandas()
+    return pq.read_table(path, schema=DECISION_SCHEMA).to_pandas()
+
+
+def verdict_table(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Per comparison, its last recorded state: verdict, seeds used, round of decision, boundary crossed."""
+    if decisions.empty:
+        return decisions
+    latest = decisions.sort_values("round").groupby(["dataset", "arch", "variant", "against"], sort=False).tail(1)
+    out = latest.assign(verdict=latest["state"].map(
+        lambda s: "inconclusive (capped)" if s in (State.CAPPED.value, State.CONTINUE.value) else s))
+    return out[["dataset", "arch", "variant", "against", "verdict", "diff_delta_m", "seeds", "round", "boundary",
+                "n_failed"]].reset_index(drop=True)
+
+
+def seeds_saved(decisions: pd.DataFrame, effect: float = 1.0, n_studies: int = 400) -> dict[str, float]:
+    """Seeds spent per cell against a fixed design with the same power at ``effect`` (sd units of the
+    per-seed differences): the sequential design's power by simulation, the fixed design's seeds by a
+    one-sample t power calculation at the same one-sided level."""
+    first = decisions.iloc[0]
+    des = Design(int(first["start"]), int(first["step"]), int(first["max"]), float(first["alpha"]),
+                 int(first["family"]), str(first["spending"]))
+    states, _ = simulate(des, np.full(25, effect), 1.0, float(first["margin"]), n_studies, seed=1)
+    power = float(np.mean(states == State.BETTER.value))
+    n_fixed = fixed_seeds_for_power(effect, 1.0, des.alpha / (2 * des.family), power)
+    cells: dict[tuple[str, str, str], int] = {}
+    for r in verdict_table(decisions).itertuples():
+        for v in (r.variant, r.against):
+            cells[(r.dataset, r.arch, v)] = max(cells.get((r.dataset, r.arch, v), 0), int(r.seeds))
+    spent_ = float(sum(cells.values()))
+    return {"cells": len(cells), "spent": spent_, "power": power, "n_fixed": n_fixed,
+            "fixed": float(n_fixed * len(cells)), "saved": 1.0 - spent_ / (n_fixed * len(cells))}
+
+
+def render(decisions: pd.DataFrame) -> str:
+    """Markdown: the sequential verdict table and the seeds it spent against the fixed design."""
+    if decisions.empty:
+        return ""
+    v = verdict_table(decisions)
+    lines = ["| dataset | arch | variant | against | verdict | Δm diff | seeds | round | boundary crossed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in v.itertuples():
+        failed = f" ({r.n_failed} failed/diverged)" if r.n_failed else ""
+        lines.append(f"| {r.dataset} | {r.arch} | {r.variant} | {r.against} | {r.verdict}{failed} | "
+                     f"{r.diff_delta_m:+.2f} | {r.seeds} | {r.round} | {r.boundary or '-'} |")
+    s = seeds_saved(decisions)
+    lines.append("")
+    lines.append(f"Seeds spent: {s['spent']:.0f} trials over {s['cells']} cells; a fixed design with the same power "
+                 f"({s['power']:.2f} at a 1-sd effect) needs {s['n_fixed']} seeds per cell = {s['fixed']:.0f} "
+                 f"trials ({s['saved']:.0%} saved).")
+    return "\n".join(lines)

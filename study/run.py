@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import driver
+from . import driver, rounds
 from .driver import FINISHED, Outcome
 from .progress import Progress
 from .final import ListSource, pending
@@ -81,8 +81,13 @@ class StudySource:
             self.current = TuningSource(self.spec, self.store, refs, statuses, self.retry_failed)
         else:
             best = best_params(self.spec, self.store) if self.refs else {}
-            self.final = final_jobs(self.spec, best)
-            save_plan(self.spec, self.store.root, self.refs, self.final)
+            planned = final_jobs(self.spec, best)
+            save_plan(self.spec, self.store.root, self.refs, planned)
+            if self.spec.sequential:  # seeds in rounds, where verdicts are open (study/rounds.py)
+                self.current = rounds.RoundSource(self.spec, self.store, planned, self.progress, self.retry_failed)
+                self.final = self.current.jobs
+                return
+            self.final = planned
             todo = pending(self.final, statuses, self.retry_failed)
             self.progress.reset("final", len(self.final), len(self.final) - len(todo))
             self.current = ListSource(todo)

@@ -44,6 +44,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     c = result.counts
     print(summary(result.store.root, spec.name, spec.baseline))
+    if spec.sequential:
+        from analysis.sequential import load_decisions, render
+        print("\nSequential verdicts (decided round by round; docs/statistics.md):\n")
+        print(render(load_decisions(result.store.root, spec.name)))
     print(f"\nfinal stage: {c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, "
           f"{c['missing']} missing ({result.seconds:.0f}s)")
     print(f"store: {result.store.root}")
@@ -122,6 +126,9 @@ def status_table(store_root: Path, study: str | None = None) -> str:
             counts.setdefault(key, Counter())[rec["status"]] += 1
         lines.append(f"study {name} ({store.root})")
         lines.append(f"  {'stage':<10} {'dataset/arch/method':<40} {'done':>5} {'run':>5} {'fail':>5} {'div':>5} {'miss':>5}")
+        if plan["spec"].get("sequential"):  # seeds in rounds: only what open verdicts need is planned
+            from .rounds import planned_final
+            plan["planned"]["final"] = planned_final(store.root, plan["spec"], name)
         keys = [(st, k) for st, d in plan["planned"].items() for k in d]
         keys += sorted(k for k in counts if k not in set(keys))
         for stage, key in keys:
@@ -130,6 +137,9 @@ def status_table(store_root: Path, study: str | None = None) -> str:
             present = sum(c.values())
             lines.append(f"  {stage:<10} {key:<40} {c['completed']:>5} {c['running']:>5} {c['failed']:>5} "
                          f"{c['diverged']:>5} {max(0, planned - present):>5}")
+        if plan["spec"].get("sequential"):
+            from .rounds import status_lines
+            lines += status_lines(store.root, plan["spec"], name)
     return "\n".join(lines)
 
 

@@ -108,6 +108,7 @@ class Spec:
     checkpoint_every: int = 1
     baseline: str = "ew"
     source: str = ""
+    sequential: dict[str, Any] | None = None  # final.seeds: {start, step, max, until} (study/rounds.py)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -167,6 +168,22 @@ def _seeds(value: Any, path: str) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise _fail(path, f"has repeated seeds: {seeds}")
     return seeds
+
+
+def _sequential(value: dict[str, Any], final: dict[str, Any], path: str) -> dict[str, Any]:
+    """``final.seeds: {start, step, max, until: decided[, spending]}`` plus ``final.margin`` / ``final.alpha``
+    (types here; the design itself is checked against its family size by study/rounds.py)."""
+    _keys(value, f"{path}.seeds", ("start", "step", "max", "until", "spending"))
+    for key in ("start", "step", "max", "until"):
+        if key not in value:
+            raise _fail(f"{path}.seeds.{key}", "missing (a sequential design needs start, step, max and until)")
+    for key in ("start", "step", "max"):
+        if isinstance(value[key], bool) or not isinstance(value[key], int):
+            raise _fail(f"{path}.seeds.{key}", f"expected an integer, got {value[key]!r}")
+    return {"start": value["start"], "step": value["step"], "max": value["max"], "until": value["until"],
+            "spending": value.get("spending", "pocock"),
+            "margin": _number(final.get("margin", 0.5), f"{path}.margin", positive=True),
+            "alpha": _number(final.get("alpha", 0.05), f"{path}.alpha", positive=True)}
 
 
 def _names(value: Any, path: str) -> list[Any]:
@@ -348,8 +365,11 @@ def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
         raise _fail("baseline", f"{baseline!r} must be one of the study's methods ({', '.join(m.name for m in methods)})")
     tuning = _tuning(d.get("tuning"), "tuning", methods)
     final = _mapping(d.get("final"), "final")
-    _keys(final, "final", ("seeds", "epoch"))
-    final_seeds = _seeds(final.get("seeds", 3), "final.seeds")
+    _keys(final, "final", ("seeds", "epoch", "margin", "alpha"))
+    seeds_value = final.get("seeds", 3)
+    sequential = _sequential(seeds_value, final, "final") if isinstance(seeds_value, dict) and \
+        any(k in seeds_value for k in ("until", "step", "max")) else None
+    final_seeds = list(range(sequential["max"])) if sequential else _seeds(seeds_value, "final.seeds")
     epoch = final.get("epoch", "best-val")
     if epoch not in EPOCH_SELECTION:
         raise _fail("final.epoch", f"must be one of {', '.join(EPOCH_SELECTION)}, got {epoch!r}")
@@ -366,7 +386,14 @@ def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
         final_seeds=final_seeds, epoch=epoch, resources=_resources(d.get("resources"), "resources"),
         concurrency=concurrency, retries=_int(d.get("retries", 2), "retries"),
         checkpoint_every=_int(d.get("checkpoint_every", 1), "checkpoint_every"), baseline=baseline, source=source,
+        sequential=sequential,
     )
+    if sequential:
+        from .rounds import DesignError, design
+        try:
+            sequential["looks"] = design(spec).looks
+        except DesignError as err:
+            raise SpecError(str(err)) from None
     check_configs(spec)
     return spec
 
