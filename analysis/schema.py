@@ -95,6 +95,18 @@ SCHEMAS: dict[str, pa.Schema] = {"metrics": METRICS_SCHEMA, "trials": TRIALS_SCH
 #: the store's tables, each a folder of per-trial files under the store root
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
+#: decisions of a sequential final stage, one row per comparison and round (analysis/sequential.py;
+#: written by study/rounds.py as ``<store>/decisions/<study>.parquet``, atomically after each round)
+DECISIONS_DIR = "decisions"
+DECISION_SCHEMA = pa.schema([
+    ("study", pa.string()), ("round", pa.int64()), ("seeds", pa.int64()), ("dataset", pa.string()),
+    ("arch", pa.string()), ("variant", pa.string()), ("against", pa.string()), ("state", pa.string()),
+    ("boundary", pa.string()), ("diff_delta_m", pa.float64()), ("n_failed", pa.int64()),
+    # the design, repeated on every row so that a reader can rebuild it without the spec
+    ("start", pa.int64()), ("step", pa.int64()), ("max", pa.int64()), ("alpha", pa.float64()),
+    ("family", pa.int64()), ("spending", pa.string()), ("margin", pa.float64()),
+])
+
 # --- layout -----------------------------------------------------------------------------------------------
 #: compacted files and their manifest live under ``<store>/compacted/``; the manifest names every live file
 COMPACTED_DIR = "compacted"

@@ -44,9 +44,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import optimize, stats
+
+from .schema import DECISION_SCHEMA, DECISIONS_DIR
 
 SPENDING = ("obf", "pocock")
 _GRID = 1201  # grid points of the continuation density per look
@@ -208,7 +209,7 @@ def min_start(alpha: float, family: int, test: str = "t") -> int:
     return max(2, math.ceil(math.log2(1.0 / level)))
 
 
-def check_design(start: object, step: object, max_: object, until: object, alpha: float = 0.05,
+def check_sequential_design(start: object, step: object, max_: object, until: object, alpha: float = 0.05,
                  family: int = 1, test: str = "t", path: str = "final.seeds", spending: str = "pocock") -> Design:
     """Validate a spec's ``final.seeds: {start, step, max, until}``; errors name the field and the fix."""
     for name, value in (("start", start), ("step", step), ("max", max_)):
@@ -311,18 +312,8 @@ def fixed_seeds_for_power(effect: float, sd: float, alpha: float, power: float) 
 
 
 # --- the decisions table of a sequential study (<store>/decisions/<study>.parquet) --------------
-DECISIONS = "decisions"
-DECISION_SCHEMA = pa.schema([
-    ("study", pa.string()), ("round", pa.int64()), ("seeds", pa.int64()), ("dataset", pa.string()),
-    ("arch", pa.string()), ("variant", pa.string()), ("against", pa.string()), ("state", pa.string()),
-    ("boundary", pa.string()), ("diff_delta_m", pa.float64()), ("n_failed", pa.int64()),
-    ("start", pa.int64()), ("step", pa.int64()), ("max", pa.int64()), ("alpha", pa.float64()),
-    ("family", pa.int64()), ("spending", pa.string()), ("margin", pa.float64()),
-])
-
-
 def decisions_path(root: str | Path, study: str) -> Path:
-    return Path(root) / DECISIONS / f"{study}.parquet"
+    return Path(root) / DECISIONS_DIR / f"{study}.parquet"
 
 
 def load_decisions(root: str | Path, study: str) -> pd.DataFrame:

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq  # noqa: F401
 
-from analysis.sequential import (DECISION_SCHEMA, Design, DesignError, State, check_design, decide,
+from analysis.sequential import (DECISION_SCHEMA, Design, DesignError, State, check_sequential_design, decide,
                                  decisions_path, load_decisions)
 
 from .driver import FINISHED, Outcome
@@ -71,7 +71,7 @@ def comparisons(spec: Spec) -> list[Comparison]:
 def design(spec: Spec) -> Design:
     """The spec's sequential design with its family size (raises DesignError naming the field)."""
     s = spec.sequential
-    return check_design(s["start"], s["step"], s["max"], s["until"], alpha=s["alpha"],
+    return check_sequential_design(s["start"], s["step"], s["max"], s["until"], alpha=s["alpha"],
                         family=len(comparisons(spec)), spending=s["spending"])
 
 

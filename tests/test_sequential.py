@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.sequential import (Design, DesignError, State, boundaries, check_design, decide,
+from analysis.sequential import (Design, DesignError, State, boundaries, check_sequential_design, decide,
                                  fixed_seeds_for_power, simulate, t_thresholds)
 
 ALPHA, FAMILY, MARGIN = 0.05, 10, 0.5
@@ -92,18 +92,18 @@ def test_decide_one_comparison_names_the_boundary():
 
 
 def test_design_errors_name_the_field_and_the_smallest_workable_value():
-    assert check_design(5, 5, 30, "decided", family=FAMILY).looks == [5, 10, 15, 20, 25, 30]
-    assert check_design(5, 4, 15, "decided").looks == [5, 9, 13, 15]
+    assert check_sequential_design(5, 5, 30, "decided", family=FAMILY).looks == [5, 10, 15, 20, 25, 30]
+    assert check_sequential_design(5, 4, 15, "decided").looks == [5, 9, 13, 15]
     with pytest.raises(DesignError, match=r"final\.seeds\.max: must be >= start \(5\), got 3; .* 5"):
-        check_design(5, 5, 3, "decided")
+        check_sequential_design(5, 5, 3, "decided")
     with pytest.raises(DesignError, match=r"final\.seeds\.step: must be >= 1 .* 1"):
-        check_design(5, 0, 30, "decided")
+        check_sequential_design(5, 0, 30, "decided")
     with pytest.raises(DesignError, match=r"final\.seeds\.until: .*'always'"):
-        check_design(5, 5, 30, "always")
+        check_sequential_design(5, 5, 30, "always")
     with pytest.raises(DesignError, match=r"final\.seeds\.start: expected an integer"):
-        check_design("5", 5, 30, "decided")
+        check_sequential_design("5", 5, 30, "decided")
     # an exact sign-flip test on n pairs cannot go below 1/2^n one-sided: with 10 comparisons at
     # alpha 0.05 it needs 1/2^n < 0.0025, so n >= 9
     with pytest.raises(DesignError, match=r"final\.seeds\.start: .* smallest workable start is 9"):
-        check_design(5, 5, 30, "decided", family=FAMILY, test="perm")
-    assert check_design(9, 5, 30, "decided", family=FAMILY, test="perm").start == 9
+        check_sequential_design(5, 5, 30, "decided", family=FAMILY, test="perm")
+    assert check_sequential_design(9, 5, 30, "decided", family=FAMILY, test="perm").start == 9
