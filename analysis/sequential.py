@@ -13,8 +13,9 @@ alpha-spending function planned before any data (Lan & DeMets, Biometrika
 * O'Brien-Fleming type (O'Brien & Fleming, Biometrics 1979):
   ``alpha(t) = 2 (1 - Phi(z_{1 - alpha/2} / sqrt(t)))``, which spends almost
   nothing early. With litmus's designs (t statistics on 4 degrees of freedom at
-  the first look, Bonferroni over 10+ comparisons) it never stops at ``start``:
-  a first look at t = 1/4 needs t > 100 (docs/statistics.md has the numbers).
+  the first look, Bonferroni over 10+ comparisons) it spends under 1e-6 at the
+  first look and never decides at ``start``, even a 5-sd effect
+  (docs/statistics.md has the numbers).
 
 The critical values per look of a standardised statistic with independent
 increments (known variance) follow by recursive numerical integration over
@@ -189,7 +190,8 @@ def _t_thresholds(looks: tuple[int, ...], level: float, kind: str, paths: int, s
         t = mean / np.sqrt(np.maximum(q - n * mean**2, 1e-300) / (n - 1) / n)
         k = int(round(share * paths))
         live = np.sort(t[alive])[::-1]
-        c = float(live[k]) if k < len(live) else -np.inf  # exactly k live paths lie above c
+        # exactly k live paths lie above c; a spend below one path in ``paths`` is not resolved: spend nothing
+        c = np.inf if k == 0 else (float(live[k]) if k < len(live) else -np.inf)
         out.append(c)
         alive &= ~(t > c)
     return tuple(out)
