@@ -35,7 +35,7 @@ def _completed(root: Path) -> int:
         return 0
 
 
-def _run_then_kill(spec_d: dict, tmp_path: Path, ready) -> None:
+def _run_then_kill(spec_d: dict, tmp_path: Path, ready, timeout: float = 180) -> None:
     """Run ``litmus run`` on ``spec_d`` in a subprocess and SIGKILL it (driver and its embedded Ray, one
     session) as soon as ``ready()`` holds; fail if the study finished first."""
     path = tmp_path / f"{spec_d['name']}.yaml"
@@ -44,7 +44,7 @@ def _run_then_kill(spec_d: dict, tmp_path: Path, ready) -> None:
     proc = subprocess.Popen([litmus, "run", str(path)], cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + timeout
         while not ready() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
         assert proc.poll() is None, "the study finished before it could be killed"
