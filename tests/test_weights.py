@@ -204,3 +204,26 @@ def test_run_checks_data_and_weights_before_ray(office: Path, tmp_path: Path, mo
     said.clear()
     check_reachable(spec, say=said.append)
     assert said == []
+
+
+def test_missing_encoder_is_one_clear_error_and_model_paths_expand(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "pawsx"
+    root.mkdir()
+    for split in ("train", "dev", "test"):
+        (root / f"{split}-en.tsv").write_text("id\tsentence1\tsentence2\tlabel\n1\ta b\tb a\t1\n2\ta c\tc d\t0\n")
+    monkeypatch.setenv("MODELS", str(tmp_path / "models"))
+    bench = datasets.build("pawsx", root=str(root), model="$MODELS/absent-bert", languages=["en"])
+    (w,) = bench.pretrained_weights()
+    assert w.where() == str(tmp_path / "models" / "absent-bert") and not w.present()
+    ways = r"run `litmus weights fetch SPEC` on a machine with internet .*HF_HOME=DIR.*local directory"
+    with pytest.raises(ValueError, match=r"cannot load the encoder '.*models/absent-bert' .*; " + ways):
+        bench.encoder_blocks()
+    with pytest.raises(ValueError, match=r"cannot load the config of '.*models/absent-bert' .*; " + ways):
+        bench.hidden_size()
+    with pytest.raises(ValueError, match=r"cannot load the tokenizer of '.*models/absent-bert' .*; " + ways):
+        bench.load()
+    make_tiny_model(tmp_path / "models" / "tiny-bert", ["a b c d"])
+    bench = datasets.build("pawsx", root=str(root), model="$MODELS/tiny-bert", languages=["en"], max_length=8)
+    assert bench.pretrained_weights()[0].present() and bench.hidden_size() == 32
+    assert bench.load().test["en"].targets["en"].tolist() == [1, 0]

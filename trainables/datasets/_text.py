@@ -10,6 +10,7 @@ mask, token type ids) so the trainer can batch them like any tensor.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -152,17 +153,26 @@ class TextBenchmark(Benchmark):
         """A cheap look at a file before training (its first line); subclasses refuse files known to be unusable."""
 
     @property
+    def encoder_name(self) -> str:
+        """The ``model`` option with ``~`` and environment variables expanded (``$LITMUS_DATA/mbert``), as ``root``."""
+        return os.path.expanduser(os.path.expandvars(str(self.opts["model"])))
+
+    @property
     def root(self) -> Path:
         return data_root(self.opts["root"])
 
     def pretrained_weights(self) -> list[Weights]:
-        return [HFWeights(self.name, f"Hugging Face encoder {self.opts['model']!r} (model and tokenizer)",
-                          model=self.opts["model"])]
+        name = self.encoder_name
+        return [HFWeights(self.name, f"Hugging Face encoder {name!r} (model and tokenizer)", model=name)]
 
     def hidden_size(self) -> int:
         from transformers import AutoConfig
 
-        return int(AutoConfig.from_pretrained(self.opts["model"]).hidden_size)
+        try:
+            return int(AutoConfig.from_pretrained(self.encoder_name).hidden_size)
+        except Exception as err:  # noqa: BLE001 - re-raised with the name and the ways to supply it
+            raise ValueError(f"cannot load the config of {self.encoder_name!r} (a Hugging Face name or a local "
+                             f"directory): {_first_line(err)}; {SUPPLY_HF}") from err
 
     def encoder_blocks(self) -> list[nn.Module]:
-        return [HFEncoder(self.opts["model"])]
+        return [HFEncoder(self.encoder_name)]

@@ -148,7 +148,7 @@ class PAWSX(TextBenchmark):
             raise ValueError(unlabeled_message(path))
 
     def load(self) -> Splits:
-        tok = tokenizer(self.opts["model"])
+        tok = tokenizer(self.encoder_name)
         out: dict[str, dict[str, TensorSplit]] = {s: {} for s in self.splits_files}
         for lang in self.tasks:
             for split, prefix in self.splits_files.items():
