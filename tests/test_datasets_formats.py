@@ -5,6 +5,7 @@ expected words, labels and sentences written out by hand."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -266,3 +267,29 @@ def test_make_splits_runs_as_a_module_without_warnings(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stderr == "" and r.stdout.splitlines() == ["amazon: train 3, val 1, test 1", "dslr: train 3, val 1, test 1"]
+
+
+# --- CityScapes -------------------------------------------------------------------------------------------
+def test_cityscapes_reads_mtans_label_7_folder(tmp_path: Path) -> None:
+    """MTAN's CityScapes archive has label_2/, label_7/, label_19/ (LibMTL's has label/): the 7-class one is read."""
+    import numpy as np
+
+    from test_datasets_dense import write_dense
+
+    root = write_dense(tmp_path / "cityscapes", ("segmentation", "depth"), 7)
+    for split in ("train", "val"):
+        (root / split / "label").rename(root / split / "label_7")
+        for other, k in (("label_2", 2), ("label_19", 19)):
+            (root / split / other).mkdir()
+            for f in (root / split / "label_7").iterdir():
+                np.save(root / split / other / f.name, np.full((16, 24), k - 1, np.float32))
+    bench = datasets.build("cityscapes", root=str(root), backbone="resnet18", head_channels=8)
+    s = bench.load()
+    _, y = s.test[2]
+    expected = torch.from_numpy(np.load(root / "val" / "label_7" / "2.npy").astype(np.int64))
+    assert torch.equal(y["segmentation"], expected) and int(y["segmentation"].max()) <= 6
+    for split in ("train", "val"):
+        shutil.rmtree(root / split / "label_7")
+    with pytest.raises(ValueError, match=r"missing folder .*train/label \(expected train/label/<i>\.npy files or "
+                                         r"train/label_7/ as in MTAN's archive\)"):
+        datasets.build("cityscapes", root=str(root))

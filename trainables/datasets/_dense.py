@@ -45,8 +45,10 @@ def _channels(arr_shape: tuple[int, ...], hw: tuple[int, int], channels: int) ->
 class DenseFolder(Dataset):
     """One split: reads ``{task}/{i}.npy`` per item; optional scale-crop and flip augmentation."""
 
-    def __init__(self, root: Path, ids: list[str], tasks: tuple[str, ...], augment: bool) -> None:
+    def __init__(self, root: Path, ids: list[str], tasks: tuple[str, ...], augment: bool,
+                 folders: dict[str, str] | None = None) -> None:
         self.root, self.ids, self.tasks, self.augment = root, ids, tasks, augment
+        self.folders = dict(TASK_FOLDER, **(folders or {}))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,7 +58,7 @@ class DenseFolder(Dataset):
         image = torch.from_numpy(np.load(self.root / "image" / f"{i}.npy").astype(np.float32)).permute(2, 0, 1)
         targets: dict[str, Tensor] = {}
         for t in self.tasks:
-            arr = np.load(self.root / TASK_FOLDER[t] / f"{i}.npy")
+            arr = np.load(self.root / self.folders[t] / f"{i}.npy")
             if t == "segmentation":
                 targets[t] = torch.from_numpy(arr.astype(np.int64))
             elif t == "depth":
@@ -142,11 +144,13 @@ class DenseBenchmark(Benchmark):
         root = data_root(o["root"])
         if not root.is_dir():
             raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
+        self.folders = self._task_folders(root)
         for split in FOLDERS:
-            for folder in ("image",) + tuple(TASK_FOLDER[t] for t in self.tasks):
+            for folder in ("image",) + tuple(self.folders[t] for t in self.tasks):
                 d = root / split / folder
                 if not d.is_dir():
-                    raise ValueError(f"{self.name}: missing folder {d} (expected {split}/{folder}/<i>.npy files)")
+                    alt = f" or {split}/label_{self.num_classes}/ as in MTAN's archive" if folder == "label" else ""
+                    raise ValueError(f"{self.name}: missing folder {d} (expected {split}/{folder}/<i>.npy files{alt})")
             if not _indices(root / split / "image"):
                 raise ValueError(f"{self.name}: no .npy files in {root / split / 'image'}")
         check_pretrained(o["pretrained"], o["weights"], self.name, self.given)
@@ -159,6 +163,12 @@ class DenseBenchmark(Benchmark):
     @property
     def root(self) -> Path:
         return data_root(self.opts["root"])
+
+    def _task_folders(self, root: Path) -> dict[str, str]:
+        """Each task's folder; segmentation is ``label/`` (LibMTL's archives) or ``label_{classes}/`` (MTAN's
+        CityScapes archive holds ``label_2``, ``label_7``, ``label_19``), whichever ``train/`` has."""
+        seg = [f for f in ("label", f"label_{self.num_classes}") if (root / "train" / f).is_dir()]
+        return dict(TASK_FOLDER, segmentation=seg[0] if seg else "label")
 
     def _validate_split(self, split: str, hw: tuple[int, int] | None = None) -> tuple[list[str], tuple[int, int]]:
         """Every file present, shapes consistent (with ``hw`` if given), labels in range; returns ids and image size."""
@@ -177,9 +187,9 @@ class DenseBenchmark(Benchmark):
             elif img.shape[:2] != hw:
                 raise ValueError(f"{self.name}: {f} is {img.shape[0]}x{img.shape[1]}, other images are {hw[0]}x{hw[1]}")
             for t in self.tasks:
-                g = base / TASK_FOLDER[t] / f"{i}.npy"
+                g = base / self.folders[t] / f"{i}.npy"
                 if not g.is_file():
-                    raise ValueError(f"{self.name}: missing file {g} (every image needs its {TASK_FOLDER[t]})")
+                    raise ValueError(f"{self.name}: missing file {g} (every image needs its {self.folders[t]})")
                 arr = np.load(g, mmap_mode="r")
                 ch = {"segmentation": 0, "depth": 1, "normal": 3}[t]
                 if not _channels(arr.shape, hw, ch):
@@ -210,9 +220,9 @@ class DenseBenchmark(Benchmark):
         fit_ids = sorted(perm[n_val:], key=lambda s: (len(s), s))
         tr = self.root / "train"
         return Splits(
-            train=DenseFolder(tr, fit_ids, self.tasks, bool(self.opts["augment"])),
-            val=DenseFolder(tr, val_ids, self.tasks, False) if val_ids else None,
-            test=DenseFolder(self.root / "val", test_ids, self.tasks, False),
+            train=DenseFolder(tr, fit_ids, self.tasks, bool(self.opts["augment"]), self.folders),
+            val=DenseFolder(tr, val_ids, self.tasks, False, self.folders) if val_ids else None,
+            test=DenseFolder(self.root / "val", test_ids, self.tasks, False, self.folders),
         )
 
     # --- model ------------------------------------------------------------
