@@ -94,11 +94,24 @@ def seeds_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0
     if not (np.isfinite(effect) and np.isfinite(sd)) or effect == 0 or sd <= 0:
         return float("nan")
     level = alpha if correction == "none" else alpha / max(family_size, 1)
-    ns = np.arange(2, MAX_SEEDS + 1)
-    reached = _t_power(ns, abs(effect) / sd, level, paired, sided) >= power
-    if test == "perm":
-        reached &= np.array([p_floor("perm", n, n, paired, sided) < level for n in ns])
-    return float(ns[np.argmax(reached)]) if reached.any() else float("inf")
+    d = abs(effect) / sd
+
+    def ok(n: int) -> bool:
+        if test == "perm" and p_floor("perm", n, n, paired, sided) >= level:
+            return False
+        return bool(_t_power(np.array([n]), d, level, paired, sided)[0] >= power)
+
+    # power grows with n (and the exact floor falls): bisect between 2 and MAX_SEEDS
+    if not ok(MAX_SEEDS):
+        return float("inf")
+    lo, hi = 1, MAX_SEEDS  # ok(hi) holds, lo is below the smallest n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if mid >= 2 and ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
 
 
 def seeds_possible(test: str, alpha: float, family_size: int, paired: bool = True, sided: str = "one",

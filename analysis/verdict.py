@@ -178,7 +178,7 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     rng = np.random.default_rng(seed)
     for i in np.flatnonzero(d["replicates"].to_numpy() > 1):
         r = d.iloc[i]
-        cols = tuning_columns(r["x"], r["y"], r["clusters"], bool(r["paired"]), float(r["ci_level"]), rng)
+        cols = tuning_columns(r["x"], r["y"], r["clusters"], bool(r["paired"]), float(r["ci_level"]), rng, 1000)
         for k, val in cols.items():
             d.loc[d.index[i], k] = val
     counts = unit_counts(units)
