@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from trainables import weighting
-from trainables.config import TrainConfig, takes_distribution
+from trainables.config import TrainConfig
 from trainables.trainer import Trainer, _batches
 
 BENCH_OPTIONS = {
@@ -63,7 +63,7 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
     splits = None
     for name, space in variants(methods):
         cfg = TrainConfig(dataset=dataset, method=name, space=space, dataset_options=BENCH_OPTIONS[dataset], seed=0,
-                          distribution="normal" if takes_distribution(name) else None)
+                          distribution="normal" if weighting.takes_distribution(name) else None)
         tr = Trainer(cfg, splits=splits)
         splits = tr.splits
         trainers[(name, space)] = tr

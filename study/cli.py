@@ -65,7 +65,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from trainables import weighting
-    from trainables.config import takes_distribution
 
     for kind, title in (("loss", "Loss weighting"), ("grad", "Gradient methods (combine as LOSS+GRAD)")):
         print(f"{title}:")
@@ -73,7 +72,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
             cls = weighting.get(name)
             hp = ", ".join(f"{p.name}={p.default!r}" for p in cls.hparams) or "-"
             extra = f" spaces={'/'.join(cls.spaces)}" if kind == "grad" else ""
-            rnd = " [random: distributions " + ", ".join(weighting.DISTRIBUTIONS) + "]" if takes_distribution(name) else ""
+            rnd = " [random: distributions " + ", ".join(weighting.DISTRIBUTIONS) + "]" if weighting.takes_distribution(name) else ""
             print(f"  {name:<12} {hp}{extra}{rnd}")
             if args.verbose and cls.paper:
                 print(f"  {'':<12} {cls.paper}")

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from trainables import datasets, weighting
-from trainables.config import TrainConfig, is_random, resolve, takes_distribution
+from trainables.config import TrainConfig, resolve
 from trainables.weighting.base import check_hparams
 
 #: TrainConfig fields a spec may set per dataset (``train:``) or study-wide (``train:`` at the top)
@@ -229,8 +229,8 @@ def _method(value: Any, path: str) -> MethodSpec:
         raise _fail(f"{path}.name", str(err)) from None
     dists: list[str | None]
     if "distributions" in d:
-        if not is_random(name):
-            rnd = ", ".join(n for n in weighting.names() if takes_distribution(n))
+        if not weighting.takes_distribution(name):
+            rnd = ", ".join(n for n in weighting.names() if weighting.takes_distribution(n))
             raise _fail(f"{path}.distributions", f"method {name!r} is not random; only random methods ({rnd}) take distributions")
         raw = d["distributions"]
         raw = [raw] if isinstance(raw, str) else _names(raw, f"{path}.distributions")
@@ -241,7 +241,7 @@ def _method(value: Any, path: str) -> MethodSpec:
             raise _fail(f"{path}.distributions", f"repeated distributions: {raw}")
         dists = list(raw)
     else:
-        dists = ["normal"] if is_random(name) else [None]
+        dists = ["normal"] if weighting.takes_distribution(name) else [None]
     params = _mapping(d.get("params"), f"{path}.params")
     if "distribution" in params:
         raise _fail(f"{path}.params.distribution", "set distributions with the method's 'distributions' list")

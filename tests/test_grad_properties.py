@@ -40,7 +40,7 @@ def test_declarations(name: str) -> None:
     assert cls.default_space in cls.spaces
     names = [p.name for p in cls.hparams]
     assert len(names) == len(set(names))
-    if cls.random:
+    if cls.draws_random:
         assert "seed" in names
     for p in cls.hparams:
         assert p.validate(p.default, name) == p.default
@@ -166,7 +166,7 @@ def test_mgda_identical_factor_per_normalization() -> None:
         torch.testing.assert_close(d, factor * g)
 
 
-RANDOM = [n for n in GRAD if registry.get(n).random]
+RANDOM = [n for n in GRAD if registry.get(n).draws_random]
 
 
 def test_random_methods_are_the_expected_ones() -> None:

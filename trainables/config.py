@@ -67,17 +67,6 @@ def _positive(name: str, value: Any, kind: type = float, allow_zero: bool = Fals
                          f"{'integer' if kind is int else 'number'}, got {value!r}")
 
 
-def takes_distribution(name: str) -> bool:
-    """Whether a registered method samples from a named distribution (``rlw``, ``rgw``)."""
-    return any(p.name == "distribution" for p in weighting.get(name).hparams)
-
-
-def is_random(method: str) -> bool:
-    """Whether a spec method name (``rlw``, ``rlw+cagrad``) has a random-weighting part with a distribution."""
-    loss, grad = weighting.split_name(method)
-    return takes_distribution(loss) or (grad is not None and takes_distribution(grad))
-
-
 def single_task(method: str) -> bool:
     """Whether a spec method name asks for one independent model per task (``stl``)."""
     return bool(getattr(weighting.get(weighting.split_name(method)[0]), "single_task", False))
@@ -142,9 +131,10 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
 
     # the method: names, family, hyperparameters, distribution, space
-    if cfg.distribution is not None and not is_random(cfg.method):
-        raise ValueError(f"distribution {cfg.distribution!r} given for method {cfg.method!r}, which is not random "
-                         f"(random methods: {', '.join(n for n in weighting.names() if takes_distribution(n))})")
+    if cfg.distribution is not None and not weighting.takes_distribution(cfg.method):
+        raise ValueError(f"distribution {cfg.distribution!r} given for method {cfg.method!r}, which takes none "
+                         f"(random weighting methods: "
+                         f"{', '.join(n for n in weighting.names() if weighting.takes_distribution(n))})")
     if cfg.distribution is not None:
         weighting.sampling.check_distribution(cfg.distribution)
     pipeline = weighting.build_pipeline(cfg.method, len(bench.tasks), method_hparams(cfg))

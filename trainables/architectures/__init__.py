@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from ..registry import import_submodules
 from .base import MTLModel, build, get, names, register
 
-for _m in pkgutil.iter_modules(__path__):
-    if _m.name != "base" and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
+import_submodules(__name__, __path__, skip=("base",))
 
 __all__ = ["MTLModel", "build", "get", "names", "register"]

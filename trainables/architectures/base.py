@@ -41,7 +41,7 @@ class MTLModel(nn.Module):
         raise ValueError(f"architecture '{self.name}' has no single shared representation (rep mode needs hps)")
 
 
-_REGISTRY: Registry[type[MTLModel]] = Registry("architecture")
+_REGISTRY: Registry[type[MTLModel]] = Registry("architecture", MTLModel)
 register = _REGISTRY.register
 names = _REGISTRY.names
 get = _REGISTRY.get

@@ -5,16 +5,12 @@ does not warn that they are already in ``sys.modules``."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from ..registry import import_submodules
 from .base import Benchmark, Defaults, Option, Splits, TensorSplit, build, get, names, register, required_weights
 
 COMMANDS = ("make_splits", "convert_qm9")
 
-for _m in pkgutil.iter_modules(__path__):
-    if _m.name not in ("base", *COMMANDS) and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
+import_submodules(__name__, __path__, skip=("base", *COMMANDS))
 
 __all__ = ["Benchmark", "Defaults", "Option", "Splits", "TensorSplit", "build", "get", "names", "register",
            "required_weights"]

@@ -153,7 +153,7 @@ class Benchmark:
         return out
 
 
-_REGISTRY: Registry[type[Benchmark]] = Registry("dataset")
+_REGISTRY: Registry[type[Benchmark]] = Registry("dataset", Benchmark)
 register = _REGISTRY.register
 names = _REGISTRY.names
 get = _REGISTRY.get

@@ -6,17 +6,13 @@ decorators run; ``build``/``build_pipeline`` resolve spec names.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from ..registry import import_submodules
 from .base import GradientMethod, HParam, LossWeighting, Method
-from .registry import Pipeline, build, build_pipeline, get, names, register, split_name
+from .registry import (Pipeline, build, build_pipeline, family, get, names, origin, register, split_name,
+                       takes_distribution)
 from .sampling import DISTRIBUTIONS, sample
 
-_INFRA = {"base", "registry", "sampling"}
-for _m in pkgutil.iter_modules(__path__):
-    if _m.name not in _INFRA and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
+import_submodules(__name__, __path__, skip=("base", "registry", "sampling"))
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -27,9 +23,12 @@ __all__ = [
     "Pipeline",
     "build",
     "build_pipeline",
+    "family",
     "get",
     "names",
+    "origin",
     "register",
     "sample",
     "split_name",
+    "takes_distribution",
 ]

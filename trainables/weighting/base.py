@@ -82,8 +82,9 @@ class Method(nn.Module):
     kind: ClassVar[Literal["loss", "grad"]] = "loss"
     paper: ClassVar[str] = ""
     hparams: ClassVar[tuple[HParam, ...]] = ()
-    #: whether the method draws random numbers (takes a seeded generator)
-    random: ClassVar[bool] = False
+    #: whether the method draws random numbers (PCGrad's order, RLW's weights): it takes a seeded generator.
+    #: Random *weighting* (a weight distribution) is ``weighting.takes_distribution``, a different thing.
+    draws_random: ClassVar[bool] = False
 
     def __init__(self, num_tasks: int, generator: torch.Generator | None = None) -> None:
         super().__init__()

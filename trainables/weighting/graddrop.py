@@ -27,7 +27,7 @@ from .registry import register
 class GradDrop(GradientMethod):
     name = "graddrop"
     paper = "Chen et al., NeurIPS 2020, Algorithm 1"
-    random = True
+    draws_random = True
     spaces = ("rep",)
     default_space = "rep"
     hparams = (

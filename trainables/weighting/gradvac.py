@@ -29,7 +29,7 @@ from .registry import register
 class GradVac(WeightedGradientMethod):
     name = "gradvac"
     paper = "Wang et al., ICLR 2021, Algorithm 1"
-    random = True
+    draws_random = True
     spaces = ("param", "rep")
     default_space = "param"
     hparams = (

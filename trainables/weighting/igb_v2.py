@@ -41,7 +41,7 @@ from .sampling import sample
 class IGBv2(LossWeighting):
     name = "igb_v2"
     paper = "Dai et al., UAI 2023 (IGBv2, Soft Actor-Critic)"
-    random = True
+    draws_random = True
     hparams = (
         HParam("sac_lr", 3e-4, low=1e-4, high=1e-3, log=True, help="learning rate of the actor, critics and temperature"),
         HParam("buffer_size", 10000, kind="int", low=100, high=100000, tunable=False, help="replay buffer capacity"),

@@ -28,7 +28,7 @@ from .registry import register
 class PCGrad(WeightedGradientMethod):
     name = "pcgrad"
     paper = "Yu et al., NeurIPS 2020, Algorithm 1"
-    random = True
+    draws_random = True
     spaces = ("param", "rep")
     default_space = "param"
     hparams = (HParam("seed", 0, kind="int", tunable=False, help="seed of the projection orders when no generator is given"),)

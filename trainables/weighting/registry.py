@@ -12,39 +12,75 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..registry import Registry
 from .base import GradientMethod, LossWeighting, Method, check_hparams
 
-_REGISTRY: dict[str, type[Method]] = {}
 #: spec names that stand for a combination (IMTL = IMTL-L + IMTL-G, Liu et al., ICLR 2021)
 ALIASES: dict[str, str] = {"imtl": "imtl_l+imtl_g"}
 
+
+def _alias_hint(name: str) -> str:
+    return f" ('{name}' is the combination {ALIASES[name]})" if name in ALIASES else ""
+
+
+_METHODS: Registry[type[Method]] = Registry("method", (LossWeighting, GradientMethod), hint=_alias_hint)
 M = TypeVar("M", bound=type[Method])
 
 
 def register(cls: M) -> M:
     """Class decorator: add a method to the registry under ``cls.name``."""
-    if not cls.name:
-        raise TypeError(f"{cls.__qualname__} has no registry name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise TypeError(f"method name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _METHODS.register(cls)
 
 
 def names(kind: str | None = None) -> list[str]:
-    """Registered method names, optionally of one family ("loss" or "grad")."""
-    return sorted(n for n, c in _REGISTRY.items() if kind is None or c.kind == kind)
+    """Registered method names, optionally of one kind ("loss" or "grad")."""
+    return _METHODS.names(None if kind is None else (lambda c: c.kind == kind))
 
 
 def get(name: str) -> type[Method]:
-    if name not in _REGISTRY:
-        alias = f" ('{name}' is the combination {ALIASES[name]})" if name in ALIASES else ""
-        raise ValueError(f"unknown method {name!r}{alias}; valid: {', '.join(names())}")
-    return _REGISTRY[name]
+    return _METHODS.get(name)
+
+
+def origin(name: str) -> str:
+    """Where a registered method comes from (litmus or a plugin module)."""
+    return _METHODS.origin(name)
+
+
+def takes_distribution(method: str) -> bool:
+    """Whether a spec method name (``rlw``, ``rgw``, ``rlw+cagrad``) samples its weights from a named
+    distribution (random weighting, Lin et al.): one of its parts has a ``distribution`` hyperparameter.
+
+    Not the same as :attr:`Method.draws_random`, which says a method draws random numbers at all
+    (PCGrad's shuffled projection order does, and takes no distribution).
+    """
+    return any(_part_takes_distribution(p) for p in split_name(method) if p is not None)
+
+
+def _part_takes_distribution(name: str) -> bool:
+    return any(p.name == "distribution" for p in get(name).hparams)
+
+
+FAMILY_NAMES = {"loss": "loss", "grad": "gradient"}
+
+
+def family(method: str) -> str:
+    """The family of a spec method name, as the trials table records it and the analysis groups it.
+
+    One word per part (``loss`` or ``gradient``, from each class's kind), prefixed ``random`` when the part
+    samples from a distribution, joined by ``+`` for a combination: ``uw`` -> ``loss``, ``cagrad`` ->
+    ``gradient``, ``rlw`` -> ``random loss``, ``rgw`` -> ``random gradient``, ``rlw+cagrad`` ->
+    ``random loss+gradient``. A gradient method alone is written as itself (its implicit EW is left out).
+    """
+    split_name(method)  # validates every part
+    words = []
+    for p in ALIASES.get(method, method).split("+"):
+        word = FAMILY_NAMES[get(p).kind]
+        words.append(f"random {word}" if _part_takes_distribution(p) else word)
+    return "+".join(words)
 
 
 def _generator(cls: type[Method], hp: dict[str, Any], generator: torch.Generator | None) -> torch.Generator | None:
-    if not cls.random:
+    if not cls.draws_random:
         return None
     if generator is not None:
         return generator
@@ -62,7 +98,7 @@ def build(name: str, num_tasks: int, generator: torch.Generator | None = None, *
     cls = get(name)
     hp = check_hparams(cls, hparams)
     gen = _generator(cls, hp, generator)
-    if cls.random:
+    if cls.draws_random:
         return cls(num_tasks, generator=gen, **hp)
     return cls(num_tasks, **hp)
 

@@ -25,7 +25,7 @@ from .sampling import DISTRIBUTIONS, check_distribution, sample
 class RGW(WeightedGradientMethod):
     name = "rgw"
     paper = "Lin et al., TMLR 2022, Algorithm 2"
-    random = True
+    draws_random = True
     spaces = ("rep", "param")
     default_space = "rep"
     hparams = (

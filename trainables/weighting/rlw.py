@@ -20,7 +20,7 @@ from .sampling import DISTRIBUTIONS, check_distribution, sample
 class RLW(LossWeighting):
     name = "rlw"
     paper = "Lin et al., TMLR 2022, Algorithm 1"
-    random = True
+    draws_random = True
     hparams = (
         HParam("distribution", "normal", kind="categorical", choices=tuple(DISTRIBUTIONS), tunable=False),
         HParam("seed", 0, kind="int", tunable=False, help="seed of the weight generator when none is given"),
