@@ -39,11 +39,20 @@ def _kv(items: list[str] | None, what: str) -> dict[str, Any]:
     return out
 
 
+def activate_plugins(args: argparse.Namespace) -> None:
+    """Installed entry-point plugins and the ``--plugin`` modules/files, before any name is looked up."""
+    from trainables import plugins
+
+    plugins.activate(getattr(args, "plugin", None) or [])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from trainables.config import TrainConfig, resolve
 
     from .single import eprint, format_metrics, run_single
     from .store import Store
+
+    activate_plugins(args)
 
     cfg = TrainConfig(
         dataset=args.dataset, method=args.method, arch=args.arch, distribution=args.distribution,
@@ -66,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     from trainables import weighting
 
+    activate_plugins(args)
     for kind, title in (("loss", "Loss weighting"), ("grad", "Gradient methods (combine as LOSS+GRAD)")):
         print(f"{title}:")
         for name in weighting.names(kind):
@@ -73,7 +83,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
             hp = ", ".join(f"{p.name}={p.default!r}" for p in cls.hparams) or "-"
             extra = f" spaces={'/'.join(cls.spaces)}" if kind == "grad" else ""
             rnd = " [random: distributions " + ", ".join(weighting.DISTRIBUTIONS) + "]" if weighting.takes_distribution(name) else ""
-            print(f"  {name:<12} {hp}{extra}{rnd}")
+            origin = weighting.origin(name)
+            plugin = "" if origin.startswith("litmus") else f" [{origin}]"
+            print(f"  {name:<12} {hp}{extra}{rnd}{plugin}")
             if args.verbose and cls.paper:
                 print(f"  {'':<12} {cls.paper}")
     print("Aliases:")
@@ -85,16 +97,25 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_datasets(args: argparse.Namespace) -> int:
     from trainables import architectures, datasets
 
+    activate_plugins(args)
     for name in datasets.names():
         cls = datasets.get(name)
         tag = "bundled" if cls.bundled else "needs root="
-        print(f"{name:<18} [{tag}] tasks: {', '.join(cls.tasks)}")
+        origin = datasets.origin(name)
+        plugin = "" if origin.startswith("litmus") else f" [{origin}]"
+        print(f"{name:<18} [{tag}] tasks: {', '.join(cls.tasks)}{plugin}")
         if args.verbose:
             print(f"{'':<18} {cls.description}")
             for o in cls.options:
                 print(f"{'':<20} option {o.name}={o.default!r}  {o.help}")
     print(f"\narchitectures: {', '.join(architectures.names())}")
     return 0
+
+
+def add_plugin_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", metavar="MODULE|PATH",
+                   help="plugin module or .py file/package directory registering methods, datasets or "
+                        "architectures (repeatable; installed litmus.* entry points load by themselves)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,16 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch (smoke runs)")
     t.add_argument("--store", default="litmus-results", help="results store directory")
     t.add_argument("--study", default="adhoc", help="study name recorded with the rows")
+    add_plugin_argument(t)
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("methods", help="list registered methods and their hyperparameters")
     m.add_argument("-v", "--verbose", action="store_true")
+    add_plugin_argument(m)
     m.set_defaults(func=cmd_methods)
     d = sub.add_parser("datasets", help="list registered datasets, tasks and options")
     d.add_argument("-v", "--verbose", action="store_true")
+    add_plugin_argument(d)
     d.set_defaults(func=cmd_datasets)
 
-    for module in ("study.run_cli", "analysis.cli", "study.fixed_cli", "study.weights_cli"):
+    for module in ("study.run_cli", "analysis.cli", "study.fixed_cli", "study.weights_cli", "study.check_cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

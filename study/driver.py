@@ -85,6 +85,9 @@ def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None)
     """
     import ray
 
+    from .workers import runtime_env
+
+    env = runtime_env(spec)  # plugin files and local packages travel with the job
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         pass
@@ -92,13 +95,13 @@ def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None)
         _check_reachable(address)
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                     runtime_env=None)
+                     runtime_env=env)
         except (ConnectionError, RuntimeError, TimeoutError) as err:
             raise ClusterError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
                  _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False,
-                 configure_logging=True)
+                 configure_logging=True, runtime_env=env)
     res = ray.cluster_resources()
     if spec.resources.get("gpu", 0) > 0 and res.get("GPU", 0) <= 0:
         raise ClusterError(f"resources.gpu: the spec asks for {spec.resources['gpu']} GPU per trial, "
@@ -158,7 +161,7 @@ def latest_checkpoint(root: Path | None, trial_id: str, max_epoch: int, study: s
 
 
 def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None = None,
-              store: Store | None = None, study: str = ""):
+              store: Store | None = None, study: str = "", plugins: list[str] | None = None):
     from ray.tune.search import Searcher
 
     class SourceSearcher(Searcher):
@@ -178,7 +181,7 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
             return {"train": job.config,
                     "litmus": {"trial_id": job.trial_id, "stage": job.stage, "label": job.label,
                                "replicate": job.replicate, "checkpoint_every": checkpoint_every,
-                               "resume_from": str(resume) if resume else None}}
+                               "resume_from": str(resume) if resume else None, "plugins": list(plugins or [])}}
 
         def save(self, checkpoint_path: str) -> None:  # the store, not Tune's state, is what resumes a study
             pass
@@ -348,6 +351,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
 
     from trainables.tune import train_trial
 
+    from .workers import worker_modules
+
     # with a custom searcher Tune keeps only one trial pending by default, which serialises the study
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = os.environ.get("LITMUS_MAX_PENDING_TRIALS", str(progress.slots))
     # trials report rows, not scores: the ASHA scheduler computes its score from them (study/tuning.py)
@@ -361,7 +366,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=_searcher(source, spec.checkpoint_every, None if "://" in storage else Path(storage), store,
-                                 spec.name),
+                                 spec.name, worker_modules(spec)),
             num_samples=-1,
             max_concurrent_trials=progress.slots, reuse_actors=True, scheduler=_scheduler(spec),
             trial_dirname_creator=lambda t: t.config["litmus"]["trial_id"],

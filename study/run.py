@@ -25,6 +25,7 @@ from .plan import Job, final_jobs, reference_jobs, save_plan, tuned_methods
 from .spec import Spec
 from .store import Store
 from .tuning import TuningSource, best_params, reference_values
+from .workers import check_nodes
 
 
 @dataclass
@@ -131,6 +132,7 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
     save_plan(spec, store.root, reference_jobs(spec), None)
     resources = driver.connect(spec, address, num_cpus)
     try:
+        check_nodes(spec)  # every node imports the plugins before the first trial
         slots = driver.concurrency(spec, resources)
         say(f"litmus run: study {spec.name!r} -> {store.root} ({slots} concurrent trials on "
             f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)")

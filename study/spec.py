@@ -109,6 +109,8 @@ class Spec:
     baseline: str = "ew"
     source: str = ""
     sequential: dict[str, Any] | None = None  # final.seeds: {start, step, max, until} (study/rounds.py)
+    #: plugin modules and files (absolute paths), imported before anything is looked up (docs/plugins.md)
+    plugins: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -333,12 +335,30 @@ def _resources(value: Any, path: str) -> dict[str, float]:
     return {"cpu": cpu, "gpu": gpu}
 
 
+def _plugins(value: Any, base: Path | None) -> list[str]:
+    """Import the spec's plugins (paths relative to the spec's directory) before any name is checked."""
+    from trainables import plugins
+
+    raw = [] if value is None else ([value] if isinstance(value, str) else value)
+    if not isinstance(raw, list):
+        raise _fail("plugins", f"must be a list of module names or paths, got {value!r}")
+    plugins.load_entry_points()
+    out = []
+    for i, ref in enumerate(raw):
+        try:
+            out.append(plugins.load([ref], base)[0].ref)
+        except ValueError as err:
+            raise _fail(f"plugins[{i}]", str(err)) from None
+    return out
+
+
 # --- entry points --------------------------------------------------------
 def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
     """Validate a spec mapping (as safe-loaded from YAML) into a :class:`Spec`."""
     d = _mapping(data, "")
     _keys(d, "", ("name", "store", "datasets", "architectures", "methods", "tuning", "final",
-                  "resources", "concurrency", "retries", "checkpoint_every", "baseline"))
+                  "resources", "concurrency", "retries", "checkpoint_every", "baseline", "plugins"))
+    plugins = _plugins(d.get("plugins"), Path(source).parent if Path(source).is_file() else base)
     name = d.get("name")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise _fail("name", f"must be a non-empty name of letters, digits, '-', '_' or '.', got {name!r}")
@@ -386,7 +406,7 @@ def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
         final_seeds=final_seeds, epoch=epoch, resources=_resources(d.get("resources"), "resources"),
         concurrency=concurrency, retries=_int(d.get("retries", 2), "retries"),
         checkpoint_every=_int(d.get("checkpoint_every", 1), "checkpoint_every"), baseline=baseline, source=source,
-        sequential=sequential,
+        sequential=sequential, plugins=plugins,
     )
     if sequential:
         from .rounds import DesignError, design

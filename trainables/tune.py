@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from . import state
+from . import plugins, state
 from .config import TrainConfig
 from .trainer import Diverged, Trainer
 
@@ -72,6 +72,7 @@ def _report_with_checkpoint(report: dict[str, Any], trainer: Trainer) -> None:
 def train_trial(config: dict[str, Any]) -> None:
     """Train one trial, reporting every epoch to Ray Tune."""
     meta = config.get("litmus", {})
+    plugins.import_modules(meta.get("plugins") or [])  # shipped with the job (runtime env) or installed
     cfg = TrainConfig.from_dict(dict(config["train"]))
     if cfg.num_threads is None:
         cfg.num_threads = _cpus()

@@ -1,4 +1,4 @@
-"""Versions recorded with every trial: litmus, torch, ray, git sha."""
+"""Versions recorded with every trial: litmus, torch, ray, git sha, and the source hash of each plugin."""
 
 from __future__ import annotations
 
@@ -29,8 +29,19 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def versions() -> dict[str, str | dict[str, str] | None]:
+    """Library versions, the git sha, and ``plugins``: ``module -> sha256`` of the plugin code loaded here."""
+    from .plugins import source_hashes
+
+    out: dict[str, str | dict[str, str] | None] = dict(_library_versions())
+    hashes = source_hashes()
+    if hashes:
+        out["plugins"] = hashes
+    return out
+
+
 @functools.lru_cache(maxsize=1)
-def versions() -> dict[str, str | None]:
+def _library_versions() -> dict[str, str | None]:
     return {
         "litmus": _version("litmus"),
         "torch": _version("torch"),

@@ -45,6 +45,7 @@ _REGISTRY: Registry[type[MTLModel]] = Registry("architecture", MTLModel)
 register = _REGISTRY.register
 names = _REGISTRY.names
 get = _REGISTRY.get
+origin = _REGISTRY.origin
 
 
 def build(name: str, benchmark: Benchmark, **options: Any) -> MTLModel:

@@ -157,6 +157,7 @@ _REGISTRY: Registry[type[Benchmark]] = Registry("dataset", Benchmark)
 register = _REGISTRY.register
 names = _REGISTRY.names
 get = _REGISTRY.get
+origin = _REGISTRY.origin
 
 
 def build(name: str, **options: Any) -> Benchmark:

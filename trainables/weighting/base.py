@@ -112,6 +112,9 @@ class LossWeighting(Method):
     """Task losses ``[T]`` -> effective loss weights ``[T]``."""
 
     kind = "loss"
+    #: the mean weight per task at unit losses (the scale convention: EW's is 1, so simplex methods are
+    #: multiplied by T); a method whose paper fixes another scale says so here (UW's 1/(2 sigma^2) starts at 1/2)
+    unit_weight: ClassVar[float] = 1.0
     #: True if the method needs the losses on the same batch after the update (FAMO)
     needs_after_step: ClassVar[bool] = False
 

@@ -19,6 +19,7 @@ from .registry import register
 class UW(LossWeighting):
     name = "uw"
     paper = "Kendall et al., CVPR 2018"
+    unit_weight = 0.5  # 1 / (2 exp(s)) at s = 0
     hparams = (HParam("lr", 0.025, low=1e-4, high=0.1, log=True, help="learning rate of the log-variances"),)
 
     def __init__(self, num_tasks: int, lr: float = 0.025) -> None:
