@@ -69,4 +69,4 @@ def check_nodes(spec: Spec) -> None:
         host, errors = ray.get(ref, timeout=300)
         if errors:
             raise PluginNodeError(f"plugin module {errors[0]} on node {node.get('NodeManagerAddress')} ({host}); "
-                                  f"install it there or name it as a file/local package in the spec's plugins")
+                                  f"install it (and what it imports) there, or name it in the spec's plugins as a file or local package")

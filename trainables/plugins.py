@@ -166,6 +166,8 @@ def load(refs: Iterable[str], base: Path | None = None) -> list[Plugin]:
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise PluginError(f"plugin {raw}: import failed: {type(err).__name__}: {first}") from err
         if fresh and _registered() == before:
+            if is_path(ref):
+                sys.modules.pop(name, None)
             raise PluginError(f"plugin {raw}: registers no method, dataset or architecture "
                               f"(decorate its classes with trainables.weighting.register, datasets.register "
                               f"or architectures.register)")
