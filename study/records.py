@@ -8,7 +8,6 @@ from typing import Any
 
 from analysis.schema import Family, Status
 from trainables import weighting
-from trainables.config import takes_distribution
 
 
 def now() -> str:
@@ -30,15 +29,8 @@ def group(study: str, stage: str, trial_id: str, config: dict[str, Any]) -> dict
 
 
 def family(method: str) -> Family:
-    """The family of a spec method name, from the method registry: a LOSS+GRAD combination or a gradient
-    method is ``gradient``, RLW / RGW alone ``random``, any other loss weighting ``loss``."""
-    loss, grad = weighting.split_name(method)
-    if grad is not None and (loss != "ew" or "+" in weighting.registry.ALIASES.get(method, method)):
-        return Family.GRADIENT
-    alone = grad if grad is not None else loss
-    if takes_distribution(alone):
-        return Family.RANDOM
-    return Family.GRADIENT if grad is not None else Family.LOSS
+    """The family of a spec method name, from the method registry (``weighting.family``)."""
+    return Family(weighting.family(method))
 
 
 def trial_record(

@@ -60,23 +60,20 @@ def _part_takes_distribution(name: str) -> bool:
     return any(p.name == "distribution" for p in get(name).hparams)
 
 
-FAMILY_NAMES = {"loss": "loss", "grad": "gradient"}
-
-
 def family(method: str) -> str:
-    """The family of a spec method name, as the trials table records it and the analysis groups it.
+    """The family of a spec method name (Lin et al., TMLR 2022, Table 1), as the trials table records it.
 
-    One word per part (``loss`` or ``gradient``, from each class's kind), prefixed ``random`` when the part
-    samples from a distribution, joined by ``+`` for a combination: ``uw`` -> ``loss``, ``cagrad`` ->
-    ``gradient``, ``rlw`` -> ``random loss``, ``rgw`` -> ``random gradient``, ``rlw+cagrad`` ->
-    ``random loss+gradient``. A gradient method alone is written as itself (its implicit EW is left out).
+    ``gradient`` for a gradient method or any ``LOSS+GRAD`` combination, ``random`` for a random
+    weighting alone (a part that samples from a distribution: RLW, RGW), else ``loss``; from each
+    class's kind, so a plugin method is grouped right with no list to update.
     """
-    split_name(method)  # validates every part
-    words = []
-    for p in ALIASES.get(method, method).split("+"):
-        word = FAMILY_NAMES[get(p).kind]
-        words.append(f"random {word}" if _part_takes_distribution(p) else word)
-    return "+".join(words)
+    loss, grad = split_name(method)
+    if "+" in ALIASES.get(method, method):
+        return "gradient"
+    alone = grad if grad is not None else loss
+    if _part_takes_distribution(alone):
+        return "random"
+    return "gradient" if grad is not None else "loss"
 
 
 def _generator(cls: type[Method], hp: dict[str, Any], generator: torch.Generator | None) -> torch.Generator | None:
