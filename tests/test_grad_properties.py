@@ -103,7 +103,7 @@ def test_shape_dtype_and_last_weights(name: str, dtype: torch.dtype) -> None:
             assert m.last_weights.shape == (3,) and m.last_weights.dtype == dtype
 
 
-DETERMINISTIC = [n for n in GRAD if not registry.get(n).random]
+DETERMINISTIC = [n for n in GRAD if not registry.get(n).draws_random]
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)
