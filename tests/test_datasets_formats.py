@@ -136,6 +136,10 @@ def test_udpos_refuses_unlabelled_and_malformed_files(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.conllu", "1\tx\tx\tNOUN\t_\t_\t0\troot\t_\t_\n2-4\txy\t_\t_\t_\t_\t_\t_\t_\t_\n\n")
     with pytest.raises(ValueError, match=r"bad\.conllu, line 2: multi-word token 2-4 covers words"):
         udpos.read_conllu(bad)
+    renamed = write(tmp_path / "dev-en.conllu", XTREME_TSV)  # XTREME's file under the CoNLL-U name
+    with pytest.raises(ValueError, match=r"dev-en\.conllu, line 1: expected 10 tab-separated CoNLL-U fields, got 2 "
+                                         r"\(a word<TAB>tag line: XTREME's processed form is read from dev-en\.tsv\)"):
+        udpos.read_conllu(renamed)
     (root / "test-en.tsv").unlink()
     with pytest.raises(ValueError, match=r"missing file .*test-en\.conllu \(or XTREME's test-en\.tsv"):
         datasets.build("udpos", root=str(root), model=str(model), languages=["en"])

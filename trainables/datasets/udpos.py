@@ -108,7 +108,9 @@ def read_conllu(path: Path, lang: str = "default") -> list[Sentence]:
         elif not line.startswith("#"):
             cols = line.split("\t")
             if len(cols) != 10:
-                raise ValueError(f"{path}, line {n}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}")
+                hint = (f" (a word<TAB>tag line: XTREME's processed form is read from {path.stem}.tsv)"
+                        if len(cols) in (1, 2) else "")
+                raise ValueError(f"{path}, line {n}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}{hint}")
             block.append((n, cols))
     close()
     if not sents:
