@@ -51,3 +51,6 @@ def test_report_has_budget_curves_from_the_tuning_stage(tmp_path):
     assert "## Tuning budget curves" in text and "k=8" in text
     assert (tmp_path / "rep" / "figures" / "d_budget.png").exists()
     assert (tmp_path / "rep" / "budget_curves.csv").exists()
+    # the verdicts' units are the final stage's trials only (tuning trials share datasets and methods)
+    v = pd.read_csv(tmp_path / "rep" / "verdicts.csv")
+    assert set(v["n_method"]) == {3} and set(v["n_unmatched"]) == {0} and v["paired"].all()
