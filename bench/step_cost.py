@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from trainables import weighting
+from trainables.batching import batches
 from trainables.config import TrainConfig
-from trainables.trainer import Trainer, _batches
+from trainables.trainer import Trainer
 
 BENCH_OPTIONS = {
     "multi_digits": {"n_train": 2048, "n_val": 8, "n_test": 8},
@@ -69,7 +70,7 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         trainers[(name, space)] = tr
         if tr.grad_method is not None:
             timers[(name, space)] = Timed(tr.grad_method)
-    batches = list(_batches(splits.train, trainers[("ew", None)].cfg.batch_size, torch.Generator().manual_seed(0),
+    batches = list(batches(splits.train, trainers[("ew", None)].cfg.batch_size, torch.Generator().manual_seed(0),
                             torch.device("cpu")))
     times: dict[tuple[str, str | None], list[float]] = {k: [] for k in trainers}
     solver: dict[tuple[str, str | None], float] = {k: 0.0 for k in trainers}

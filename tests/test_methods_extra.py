@@ -123,7 +123,9 @@ def test_fixed_weight_extraction_equals_hand_computed_ema(tmp_path, capsys) -> N
 
 # --- STL ------------------------------------------------------------------------------------
 from trainables.config import TrainConfig, resolve  # noqa: E402
-from trainables.trainer import _DATA_STREAM, Trainer, _batches  # noqa: E402
+from trainables.batching import DATA_STREAM, batches  # noqa: E402
+from trainables.paths import predict  # noqa: E402
+from trainables.trainer import Trainer  # noqa: E402
 
 SMALL = {"n_train": 256, "n_val": 64, "n_test": 64}
 SCENES = {"n_train": 32, "n_val": 8, "n_test": 8}
@@ -143,7 +145,7 @@ def test_stl_builds_separate_models_with_no_shared_parameter() -> None:
     ids = {t: {id(p) for p in model.task_parameters(t)} for t in tr.tasks}
     assert not ids["left"] & ids["right"]
     assert ids["left"] | ids["right"] == {id(p) for p in model.parameters()}
-    x, y = next(_batches(tr.splits.train, 16, None, torch.device("cpu")))
+    x, y = next(batches(tr.splits.train, 16, None, torch.device("cpu")))
     loss = tr.bench.loss("left", model(x)["left"], y["left"])
     grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
     for p, g in zip(model.parameters(), grads):
@@ -171,17 +173,17 @@ def test_stl_metrics_equal_single_task_runs_with_the_same_seed() -> None:
         enc = torch.nn.Sequential(*bench.encoder_blocks())
         head = bench.head(task)
         opt = torch.optim.Adam(list(enc.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(seed + _DATA_STREAM)
+        gen = torch.Generator().manual_seed(seed + DATA_STREAM)
         for _ in range(cfg.epochs):
             enc.train(), head.train()
-            for x, y in _batches(tr.splits.train, cfg.batch_size, gen, torch.device("cpu")):
+            for x, y in batches(tr.splits.train, cfg.batch_size, gen, torch.device("cpu")):
                 opt.zero_grad()
                 bench.loss(task, head(bench.head_input(enc(x), x)), y[task]).backward()
                 opt.step()
         enc.eval(), head.eval()
         acc = bench.accumulators()[task]
         with torch.no_grad():
-            for x, y in _batches(tr.splits.test, cfg.eval_batch_size, None, torch.device("cpu")):
+            for x, y in batches(tr.splits.test, cfg.eval_batch_size, None, torch.device("cpu")):
                 out = head(bench.head_input(enc(x), x))
                 acc.update(out, y[task])
                 loss = float(bench.loss(task, out, y[task]))
@@ -242,11 +244,11 @@ def test_rotograd_rotations_stay_orthogonal_and_heads_see_the_rotated_representa
     eye = torch.eye(rot.shape[-1])
     assert torch.allclose(rot @ rot.transpose(-1, -2), eye.expand_as(rot), atol=1e-4)
     assert float((rot - eye).abs().max()) > 1e-3  # the rotations were learned
-    x, _ = next(_batches(tr.splits.test, 16, None, torch.device("cpu")))
+    x, _ = next(batches(tr.splits.test, 16, None, torch.device("cpu")))
     tr.model.eval()
     with torch.no_grad():
         z = tr.model.encode(x)
-        out = tr._predict(x)
+        out = predict(tr.parts, x)
         for i, t in enumerate(tr.tasks):
             assert torch.allclose(out[t], tr.model.heads[t](z @ rot[i].T), atol=1e-5)
         assert not torch.allclose(out["left"], tr.model(x)["left"], atol=1e-5)
@@ -281,16 +283,16 @@ def test_rotograd_rotations_align_task_gradients_with_the_update() -> None:
 def test_bilevel_meta_split_is_held_out_training_data(name: str) -> None:
     tr = Trainer(small(method=name, max_steps_per_epoch=2))
     full = tr.bench.load()
-    meta, kept = set(tr.meta_indices.tolist()), set(tr.train_indices.tolist())
+    meta, kept = set(tr.meta.indices.tolist()), set(tr.meta.train_indices.tolist())
     assert not meta & kept and meta | kept == set(range(len(full.train)))
     assert len(meta) == round(0.1 * len(full.train))
-    assert torch.equal(tr.meta_split.inputs, full.train.inputs[tr.meta_indices])
-    assert torch.equal(tr.splits.train.inputs, full.train.inputs[tr.train_indices])
+    assert torch.equal(tr.meta.split.inputs, full.train.inputs[tr.meta.indices])
+    assert torch.equal(tr.splits.train.inputs, full.train.inputs[tr.meta.train_indices])
     assert tr.splits.val is not None and torch.equal(tr.splits.val.inputs, full.val.inputs)
     assert torch.equal(tr.splits.test.inputs, full.test.inputs)
     # no meta example is a validation or test example
     flat = lambda s: {tuple(r.flatten().tolist()) for r in s.inputs}  # noqa: E731
-    assert not flat(tr.meta_split) & (flat(full.val) | flat(full.test))
+    assert not flat(tr.meta.split) & (flat(full.val) | flat(full.test))
     list(tr.epochs())
     assert tr.loss_method.meta_steps == 2
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from trainables.config import TrainConfig, resolve
+from trainables.batching import batches
 from trainables.trainer import Diverged, Trainer
 
 SMALL = {"n_train": 256, "n_val": 64, "n_test": 64}
@@ -69,9 +70,7 @@ def test_encoder_always_gets_a_nonzero_gradient(method: str, space: str | None) 
 
 
 def _first_batch(tr: Trainer):
-    from trainables.trainer import _batches
-
-    return _batches(tr.splits.train, tr.cfg.batch_size, torch.Generator().manual_seed(0), tr.device)
+    return batches(tr.splits.train, tr.cfg.batch_size, torch.Generator().manual_seed(0), tr.device)
 
 
 def test_rgw_rep_mode_equals_chain_rule_and_heads_get_unweighted_gradients() -> None:
@@ -103,7 +102,7 @@ def test_param_space_jacobian_matches_per_task_backward() -> None:
     x, y = next(iter(_first_batch(tr)))
     out = tr.model(x)
     losses = torch.stack([tr.bench.loss(t, out[t], y[t]) for t in tr.tasks])
-    batched = torch.cat([j.reshape(2, -1) for j in tr._jacobian(losses, tr.shared)], 1)
+    batched = torch.cat([j.reshape(2, -1) for j in tr.jacobian(losses, tr.shared)], 1)
     rows = []
     for i in range(2):
         gs = torch.autograd.grad(losses[i], tr.shared, retain_graph=True)

@@ -69,7 +69,7 @@ def _positive(name: str, value: Any, kind: type = float, allow_zero: bool = Fals
 
 def single_task(method: str) -> bool:
     """Whether a spec method name asks for one independent model per task (``stl``)."""
-    return bool(getattr(weighting.get(weighting.split_name(method)[0]), "single_task", False))
+    return weighting.get(weighting.split_name(method)[0]).single_task
 
 
 def model_arch(cfg: TrainConfig) -> str:
@@ -139,34 +139,25 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
         weighting.sampling.check_distribution(cfg.distribution)
     pipeline = weighting.build_pipeline(cfg.method, len(bench.tasks), method_hparams(cfg))
     grad = pipeline.grad
-    if getattr(pipeline.loss, "needs_meta", False) and bench.multi_input:
-        raise ValueError(f"{pipeline.loss.name!r} needs a meta split of one training set; the multi-input dataset "
-                         f"{cfg.dataset!r} has one per task (not supported)")
-    if single_task(cfg.method) or cfg.arch == "stl":
+    if grad is None and cfg.space is not None:
+        raise ValueError(f"method {cfg.method!r} is a loss weighting: it has no gradient space, "
+                         f"remove 'space' (gradient methods: {', '.join(weighting.names('grad'))})")
+    space = None if grad is None else cfg.space or grad.default_space
+    if space is not None and space not in SPACES:
+        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+    try:
+        pipeline.loss.check(arch_cls, None, bench.multi_input)
+        if grad is not None:
+            grad.check(arch_cls, space, bench.multi_input)
+    except ValueError as e:
+        raise ValueError(f"{e} (dataset {cfg.dataset!r}, arch {cfg.arch!r})") from None
+    if pipeline.loss.single_task or cfg.arch == "stl":
         # one independent model per task (architectures/stl.py): nothing shared, nothing coupled
-        if single_task(cfg.method) and cfg.arch not in ("hps", "stl"):
-            raise ValueError(f"method {cfg.method!r} trains one hps-style model per task; use arch hps or stl, "
-                             f"not {cfg.arch!r}")
         if grad is not None:
             raise ValueError(f"{cfg.method!r} with one model per task: no parameter is shared, so there is nothing "
                              f"for the gradient method {grad.name!r} to balance")
         if cfg.grad_clip is not None:
             raise ValueError("grad_clip clips the global norm of all task models together, which couples single-task "
                              "models; remove it for stl")
-    if grad is None:
-        if cfg.space is not None:
-            raise ValueError(f"method {cfg.method!r} is a loss weighting: it has no gradient space, "
-                             f"remove 'space' (gradient methods: {', '.join(weighting.names('grad'))})")
-    else:
-        space = cfg.space or grad.default_space
-        if space not in SPACES:
-            raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
-        if space not in grad.spaces:
-            raise ValueError(f"method {grad.name!r} cannot work in {space!r} space; it supports: {', '.join(grad.spaces)}")
-        if space == "rep" and not arch_cls.supports_rep:
-            raise ValueError(f"{grad.name!r} in rep space needs a single shared representation; architecture "
-                             f"{cfg.arch!r} has none (use hps, or space: param)")
-        if space == "rep" and bench.multi_input:
-            raise ValueError(f"rep space is not supported on the multi-input dataset {cfg.dataset!r}; use space: param")
-        cfg.space = space
+    cfg.space = space
     return cfg, bench

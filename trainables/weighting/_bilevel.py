@@ -10,14 +10,12 @@ the TRAINING split carved by the trainer (``meta_fraction``), never from validat
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from .base import HParam, LossWeighting
-
-LossFn = Callable[[dict[str, Tensor], object], Tensor]
+from .base import HParam, LossFn, LossWeighting
 
 BILEVEL_HPARAMS = (
     HParam("outer_lr", 1e-3, low=1e-4, high=1e-2, log=True, help="learning rate of the task weights (upper level)"),

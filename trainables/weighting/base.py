@@ -15,19 +15,35 @@ Two families (DESIGN.md):
   losses -> one update direction ``[P]``.
 
 Each method declares its hyperparameters as :class:`HParam` with the paper's
-default and an Optuna search range.
+default and an Optuna search range. Every optional capability the trainer uses is
+declared here with a no-op default (as Optuna's ``BaseSampler`` declares its hooks),
+so neither the trainer nor the config probes methods with ``getattr``:
+
+* all methods: :meth:`Method.check` (which architectures, spaces and datasets the
+  method supports), :attr:`Method.single_task`, :attr:`Method.lr` (learning rate of
+  :meth:`Method.optimizer_params`), :meth:`Method.set_base_lr`, :meth:`Method.end_epoch`;
+* loss weightings: :attr:`LossWeighting.needs_meta` / :attr:`LossWeighting.meta_fraction` /
+  :meth:`LossWeighting.meta_step` (bi-level methods), :attr:`LossWeighting.needs_after_step` /
+  :meth:`LossWeighting.after_step` (FAMO), :meth:`LossWeighting.regularizer`;
+* gradient methods: :attr:`GradientMethod.transforms_rep` / :meth:`GradientMethod.transform_rep`
+  (RotoGrad), :meth:`GradientMethod.observe_rep` (GradDrop's activation sign).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..architectures.base import MTLModel
+
 Kind = Literal["float", "int", "categorical", "bool"]
+#: ``loss_fn(params, batch) -> [T] losses`` of the model called with ``params`` (bi-level methods)
+LossFn = Callable[[dict[str, Tensor], object], Tensor]
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,10 @@ class Method(nn.Module):
     #: whether the method draws random numbers (PCGrad's order, RLW's weights): it takes a seeded generator.
     #: Random *weighting* (a weight distribution) is ``weighting.takes_distribution``, a different thing.
     draws_random: ClassVar[bool] = False
+    #: True if the method trains one independent model per task (STL): the config builds arch ``stl``
+    single_task: ClassVar[bool] = False
+    #: learning rate of :meth:`optimizer_params` in the trainer's optimiser (None: the model's)
+    lr: float | None = None
 
     def __init__(self, num_tasks: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -92,6 +112,17 @@ class Method(nn.Module):
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
         self.num_tasks = num_tasks
         self.generator = generator
+
+    @classmethod
+    def check(cls, arch: type["MTLModel"], space: str | None, multi_input: bool = False) -> None:
+        """Raise ``ValueError`` (one line) if the method cannot train architecture ``arch`` in ``space``
+        (None for loss weightings) on a dataset with one training set per task (``multi_input``)."""
+        if cls.single_task and arch.name not in ("hps", "stl"):
+            raise ValueError(f"method {cls.name!r} trains one hps-style model per task; use arch hps or stl, "
+                             f"not {arch.name!r}")
+
+    def set_base_lr(self, lr: float) -> None:
+        """Hook: the model's learning rate, for methods with their own optimiser at a ratio of it (RotoGrad)."""
 
     def end_epoch(self, epoch: int, mean_losses: Tensor) -> None:
         """Hook called by the trainer after each epoch with the mean training losses."""
@@ -117,6 +148,20 @@ class LossWeighting(Method):
     unit_weight: ClassVar[float] = 1.0
     #: True if the method needs the losses on the same batch after the update (FAMO)
     needs_after_step: ClassVar[bool] = False
+    #: True if the method updates its weights from a held-out meta split (:meth:`meta_step`)
+    needs_meta: ClassVar[bool] = False
+    #: fraction of the training split the trainer holds out as meta data when ``needs_meta``
+    meta_fraction: float = 0.0
+
+    @classmethod
+    def check(cls, arch: type["MTLModel"], space: str | None, multi_input: bool = False) -> None:
+        super().check(arch, space, multi_input)
+        if cls.needs_meta and multi_input:
+            raise ValueError(f"{cls.name!r} needs a meta split of one training set; a multi-input dataset has one "
+                             "per task (not supported)")
+
+    def meta_step(self, loss_fn: LossFn, params: dict[str, Tensor], train_batch: object, meta_batch: object) -> None:
+        """Hook (``needs_meta``): update the weights from a lookahead of the model on a meta batch."""
 
     def weights(self, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
         """Effective weights for (detached) ``losses``; may require grad w.r.t. the method's own parameters."""
@@ -139,8 +184,32 @@ class GradientMethod(Method):
     #: default space when the spec does not say
     default_space: ClassVar[str] = "param"
 
+    #: True if task heads see :meth:`transform_rep` of the shared representation (RotoGrad)
+    transforms_rep: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, arch: type["MTLModel"], space: str | None, multi_input: bool = False) -> None:
+        super().check(arch, space, multi_input)
+        if space not in cls.spaces:
+            raise ValueError(f"method {cls.name!r} cannot work in {space!r} space; it supports: {', '.join(cls.spaces)}")
+        if space == "rep" and not arch.supports_rep:
+            raise ValueError(f"{cls.name!r} in rep space needs a single shared representation; architecture "
+                             f"{arch.name!r} has none (use hps, or space: param)")
+        if space == "rep" and multi_input:
+            raise ValueError("rep space is not supported on a multi-input dataset (one input per task); "
+                             "use space: param")
+        if cls.transforms_rep and not arch.supports_rep:
+            raise ValueError(f"{cls.name!r} transforms the shared representation; architecture {arch.name!r} has none")
+
     def direction(self, jacobian: Tensor, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def transform_rep(self, rep: Tensor, task_index: int) -> Tensor:
+        """Task ``task_index``'s view of the shared representation (used only when ``transforms_rep``)."""
+        return rep
+
+    def observe_rep(self, rep: Tensor) -> None:
+        """Hook (rep space): the detached shared representation of the step, before :meth:`direction`."""
 
     #: the weights used for the last direction (for logging), if the method has them
     last_weights: Tensor | None = None

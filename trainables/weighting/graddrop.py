@@ -6,8 +6,8 @@ method's seeded generator), mask ``M_t = [P > U][G_t > 0] + [P < U][G_t < 0]`` b
 batch, direction ``sum_t (leak + (1 - leak) M_t) * J_t``.
 
 ``sign(A)`` needs the representation's values, which the ``direction`` contract does not pass:
-the trainer may set ``method.activation`` (the detached representation) before the call; when it
-is None the sign is taken as +1 (exact for post-ReLU representations except at exact zeros).
+the trainer passes it through the :meth:`GradDrop.observe_rep` hook (it sets ``method.activation``,
+the detached representation) before the call; when it is None the sign is taken as +1 (exact for post-ReLU representations except at exact zeros).
 torchjd's ``GradDrop`` is not used: it has no batch sum, no ``sign(A)``, and draws ``U`` from the
 global RNG. Scale: a masked sum, like EW; ``T`` identical gradients are all kept (``T * g``).
 No per-task weights exist (the masks are per element): ``last_weights`` stays None.
@@ -42,6 +42,10 @@ class GradDrop(GradientMethod):
         self.leak, self.seed = leak, seed
         self.activation: Tensor | None = None
         self._device_generators: dict[torch.device, torch.Generator] = {}
+
+    def observe_rep(self, rep: Tensor) -> None:
+        """Keep the step's (detached) representation: its sign is ``sign(A)`` in Algorithm 1."""
+        self.activation = rep.detach()
 
     def _generator_for(self, device: torch.device) -> torch.Generator:
         assert self.generator is not None

@@ -35,6 +35,7 @@ class RotoGrad(GradientMethod):
     paper = "Javaloy & Valera, ICLR 2022"
     spaces = ("rep",)
     default_space = "rep"
+    transforms_rep = True
     hparams = (
         HParam("lr_ratio", 1.0, low=0.1, high=5.0, log=True, help="rotation learning rate / model learning rate"),
     )

@@ -1,0 +1,34 @@
+"""The trial's optimiser (the model plus the methods' own parameters) and learning-rate scheduler."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .weighting import Method
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module, methods: Sequence[Method]) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD over the model, plus one group (no weight decay) per method with its own parameters
+    at the method's ``lr`` (the model's when it has none)."""
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    for m in methods:
+        ps = m.optimizer_params()
+        if ps:
+            groups.append({"params": ps, "lr": float(m.lr if m.lr is not None else cfg.lr), "weight_decay": 0.0})
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return None

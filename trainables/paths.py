@@ -1,0 +1,234 @@
+"""The forward and backward passes of one training step, one small class per path.
+
+A spec method ``LOSS[+GRAD]`` (Lin et al., Algorithms 1-2) takes one of four paths:
+
+* :class:`LossOnly` (no gradient method): ``sum_t w_t L_t`` (+ the loss weighting's own
+  objective) is back-propagated through the whole model; task heads get the weighted gradients,
+  as RLW's Algorithm 1 does.
+* :class:`RepSpace` (``space: rep``): the rows ``d(w_t L_t)/d rep`` of the Jacobian w.r.t. the
+  shared representation, one pass per task *through its own head only*; the method's direction
+  is back-propagated through the encoder.
+* :class:`ParamSpace` (``space: param``): the Jacobian w.r.t. the shared parameters. With a
+  single shared representation (``hps``) it is chained through it
+  (``J_param = J_rep d rep/d theta``) so that each head is traversed once, not T times;
+  otherwise it is taken directly from the stacked weighted losses. The direction is written
+  into the shared parameters' ``.grad``.
+* :class:`MultiInput`: ``ParamSpace`` on a dataset with one input batch per task.
+
+With a gradient method each task head gets its own loss-weighted (not gradient-weighted)
+gradient, as in Algorithm 2. The paths separate getting the Jacobian from aggregating it
+(the method's ``direction``), as torchjd separates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import torch
+from torch import Tensor, nn
+
+from .batching import Batch
+from .datasets.base import Benchmark
+from .jacobian import Jacobian
+from .weighting import GradientMethod
+
+
+@dataclass
+class Parts:
+    """What the paths work on."""
+
+    model: nn.Module
+    bench: Benchmark
+    tasks: tuple[str, ...]
+    #: shared parameters (what a gradient method balances), task heads' parameters, methods' own parameters
+    shared: list[nn.Parameter]
+    task_params: list[nn.Parameter]
+    method_params: list[nn.Parameter]
+    grad: GradientMethod | None
+    jacobian: Jacobian
+
+
+@dataclass
+class Forward:
+    """One forward pass: outputs, stacked losses ``[T]`` and, through the representation, its parts."""
+
+    out: dict[str, Tensor]
+    losses: Tensor
+    #: the encoder's output (with its graph) and the detached leaf the heads saw
+    rep: Tensor | None = None
+    rep_leaf: Tensor | None = None
+    #: the task losses as separate tensors (a pass from one must not run through every head)
+    task_losses: list[Tensor] | None = None
+
+
+def predict(p: Parts, x: Tensor, rep: Tensor | None = None) -> dict[str, Tensor]:
+    """The model's outputs; a gradient method that ``transforms_rep`` (RotoGrad) maps the shared
+    representation per task before that task's head."""
+    if p.grad is None or not p.grad.transforms_rep:
+        return p.model.decode(rep, x) if rep is not None else p.model(x)
+    rep = p.model.encode(x) if rep is None else rep
+    return {t: p.model.decode(p.grad.transform_rep(rep, i), x, (t,))[t] for i, t in enumerate(p.tasks)}
+
+
+def task_losses(p: Parts, out: dict[str, Tensor], y: dict[str, Tensor]) -> list[Tensor]:
+    return [p.bench.loss(t, out[t], y[t]) for t in p.tasks]
+
+
+def plain_forward(p: Parts, batch: Batch, multi_input: bool) -> Forward:
+    """Outputs and stacked losses, without keeping the representation apart."""
+    if multi_input:
+        outs, losses = {}, []
+        for t in p.tasks:
+            x, y = batch[t]
+            outs[t] = p.model(x, (t,))[t]
+            losses.append(p.bench.loss(t, outs[t], y[t]))
+        return Forward(outs, torch.stack(losses))
+    x, y = batch
+    out = predict(p, x)
+    return Forward(out, torch.stack(task_losses(p, out, y)))
+
+
+def rep_forward(p: Parts, batch: Batch) -> Forward:
+    """Through the shared representation: the heads see a detached leaf of it."""
+    x, y = batch
+    rep = p.model.encode(x)
+    leaf = rep.detach().requires_grad_(True)
+    out = predict(p, x, leaf)
+    losses = [loss.float() for loss in task_losses(p, out, y)]
+    return Forward(out, torch.stack(losses), rep, leaf, losses)
+
+
+def _rep_rows_and_head_grads(p: Parts, weighted: list[Tensor], rep: Tensor) -> Tensor:
+    """Rows ``d(w_t L_t)/d rep`` and the heads' gradients, one backward pass per task *through its
+    own head only* (the representation is a leaf here, and the task losses are separate tensors):
+    each head is traversed once, as in EW's backward, instead of T times by a batched pass."""
+    rows: list[Tensor] = []
+    head_grads: list[Tensor | None] = [None] * len(p.task_params)
+    last = len(p.tasks) - 1
+    for i in range(len(p.tasks)):
+        gs = torch.autograd.grad(weighted[i], [rep] + p.task_params, retain_graph=i < last, allow_unused=True)
+        rows.append(gs[0] if gs[0] is not None else torch.zeros_like(rep))
+        for j, g in enumerate(gs[1:]):
+            if g is not None:
+                head_grads[j] = g if head_grads[j] is None else head_grads[j] + g
+    for param, g in zip(p.task_params, head_grads):
+        if g is not None:
+            param.grad = g if param.grad is None else param.grad + g
+    return torch.stack(rows)
+
+
+class LossOnly:
+    """No gradient method: back-propagate the weighted sum through the whole model."""
+
+    name = "loss"
+
+    def __init__(self, parts: Parts, multi_input: bool) -> None:
+        self.p, self.multi_input = parts, multi_input
+
+    def forward(self, batch: Batch) -> Forward:
+        return plain_forward(self.p, batch, self.multi_input)
+
+    def backward(self, fwd: Forward, weighted: Tensor, extra: Tensor | None) -> None:
+        total = weighted.sum() if extra is None else weighted.sum() + extra
+        total.backward()
+
+
+class GradientPath:
+    """A path with a gradient method: ``jacobian`` (heads' and method's gradients as a side effect),
+    then ``apply`` of the method's direction to the shared part."""
+
+    name = ""
+
+    def __init__(self, parts: Parts) -> None:
+        self.p = parts
+
+    def forward(self, batch: Batch) -> Forward:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def jacobian(self, fwd: Forward, w: Tensor, weighted: Tensor, extra: Tensor | None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def apply(self, fwd: Forward, direction: Tensor) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _rep_rows(self, fwd: Forward, w: Tensor, extra: Tensor | None) -> Tensor:
+        assert fwd.task_losses is not None and fwd.rep_leaf is not None
+        jac = _rep_rows_and_head_grads(self.p, [w[i].detach() * l for i, l in enumerate(fwd.task_losses)], fwd.rep_leaf)
+        if extra is not None:
+            torch.autograd.backward(extra, inputs=self.p.method_params)
+        return jac
+
+
+class RepSpace(GradientPath):
+    """Jacobian w.r.t. the shared representation; the direction goes back through the encoder."""
+
+    name = "rep"
+
+    def forward(self, batch: Batch) -> Forward:
+        return rep_forward(self.p, batch)
+
+    def jacobian(self, fwd: Forward, w: Tensor, weighted: Tensor, extra: Tensor | None) -> Tensor:
+        jac = self._rep_rows(fwd, w, extra)
+        assert fwd.rep is not None
+        self.p.grad.observe_rep(fwd.rep.detach())  # type: ignore[union-attr]
+        return jac
+
+    def apply(self, fwd: Forward, direction: Tensor) -> None:
+        assert fwd.rep is not None
+        fwd.rep.backward(direction.to(fwd.rep.dtype))
+
+
+class ParamSpace(GradientPath):
+    """Jacobian w.r.t. the shared parameters, chained through the representation when there is one."""
+
+    name = "param"
+
+    def __init__(self, parts: Parts, through_rep: bool) -> None:
+        super().__init__(parts)
+        self.through_rep = through_rep
+
+    def forward(self, batch: Batch) -> Forward:
+        return rep_forward(self.p, batch) if self.through_rep else plain_forward(self.p, batch, False)
+
+    def jacobian(self, fwd: Forward, w: Tensor, weighted: Tensor, extra: Tensor | None) -> Tensor:
+        t = len(self.p.tasks)
+        if self.through_rep:
+            rows = self._rep_rows(fwd, w, extra)
+            assert fwd.rep is not None
+            return torch.cat([j.reshape(t, -1) for j in self.p.jacobian(fwd.rep, self.p.shared, rows=rows.to(fwd.rep.dtype))],
+                             dim=1)
+        jac = torch.cat([j.reshape(t, -1) for j in self.p.jacobian(weighted, self.p.shared)], dim=1)
+        head_obj = weighted.sum() if extra is None else weighted.sum() + extra
+        inputs = self.p.task_params + self.p.method_params
+        if inputs:
+            torch.autograd.backward(head_obj, inputs=inputs)
+        return jac
+
+    def apply(self, fwd: Forward, direction: Tensor) -> None:
+        offset = 0
+        for param in self.p.shared:
+            n = param.numel()
+            param.grad = direction[offset : offset + n].view_as(param).to(param.dtype).clone()
+            offset += n
+
+
+class MultiInput(ParamSpace):
+    """Parameter space on a dataset with one input batch per task (no single shared representation)."""
+
+    name = "multi_input"
+
+    def __init__(self, parts: Parts) -> None:
+        super().__init__(parts, through_rep=False)
+
+    def forward(self, batch: Batch) -> Forward:
+        return plain_forward(self.p, batch, True)
+
+
+def select(parts: Parts, space: str | None, multi_input: bool) -> LossOnly | GradientPath:
+    """The path for a method (``parts.grad``), a gradient space and a dataset."""
+    if parts.grad is None:
+        return LossOnly(parts, multi_input)
+    if multi_input:
+        return MultiInput(parts)
+    if space == "rep":
+        return RepSpace(parts)
+    return ParamSpace(parts, through_rep=bool(parts.model.supports_rep))
