@@ -172,3 +172,19 @@ def test_param_space_step_equals_the_direct_per_task_jacobian(dataset: str) -> N
                                                                           ref.task_parameters(t), retain_graph=True)])]
         got_head = torch.cat([p.grad.reshape(-1) for p in tr.model.task_parameters(t)])
         assert torch.allclose(got_head, g_head, atol=1e-6, rtol=1e-4)
+
+
+def test_methods_declare_the_architectures_spaces_and_datasets_they_support() -> None:
+    from trainables import architectures, weighting
+
+    hps, mtan = architectures.get("hps"), architectures.get("mtan")
+    weighting.get("cagrad").check(hps, "rep")
+    weighting.get("cagrad").check(mtan, "param", multi_input=True)
+    for name, arch, space, multi, msg in [("rotograd", mtan, "rep", False, "single shared representation"),
+                                          ("mgda", hps, "rep", False, "cannot work in 'rep'"),
+                                          ("cagrad", hps, "rep", True, "multi-input"),
+                                          ("auto_lambda", hps, None, True, "meta split"),
+                                          ("stl", mtan, None, False, "arch hps or stl")]:
+        with pytest.raises(ValueError, match=msg):
+            weighting.get(name).check(arch, space, multi_input=multi)
+    weighting.get("ew").check(mtan, None, multi_input=True)  # the base class's defaults: no capability needed
