@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from trainables.config import TrainConfig
-from trainables.trainer import Trainer, _batches
+from trainables.batching import batches
+from trainables.trainer import Trainer
 
 ARCHS = ("cross_stitch", "nddr", "mtan", "mmoe")
 N = 32
@@ -69,7 +70,7 @@ def test_one_step_moves_the_parameters_by_the_hand_written_gradient(arch: str, m
         g = torch.Generator()
         g.set_state(state)
         w = 2 * torch.softmax(torch.randn(2, generator=g), dim=0)
-    (x, y), = list(_batches(tr.splits.train, N, None, torch.device("cpu")))
+    (x, y), = list(batches(tr.splits.train, N, None, torch.device("cpu")))
     model0.train()
     out = model0(x)
     losses = [tr.bench.loss(t, out[t], y[t]) for t in tr.tasks]
