@@ -173,7 +173,8 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     d["margin"] = margin
     d["family_size"] = int(np.isfinite(p_better).sum())
     d["test"] = test
-    d["sd_diff"] = se * np.sqrt(np.where(d["paired"], d["n_method"], np.nan))
+    d["sd_diff"] = [float(np.std(np.subtract(x, y), ddof=1)) if p and len(x) > 1 else np.nan
+                    for x, y, p in zip(d["x"], d["y"], d["paired"])]
     d["tuning_share"], d["hb_low"], d["hb_high"] = np.nan, np.nan, np.nan
     rng = np.random.default_rng(seed)
     for i in np.flatnonzero(d["replicates"].to_numpy() > 1):
