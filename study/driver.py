@@ -181,7 +181,8 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
             return {"train": job.config,
                     "litmus": {"trial_id": job.trial_id, "stage": job.stage, "label": job.label,
                                "replicate": job.replicate, "checkpoint_every": checkpoint_every,
-                               "resume_from": str(resume) if resume else None, "plugins": list(plugins or [])}}
+                               "resume_from": str(resume) if resume else None, "plugins": list(plugins or []),
+                               "patience": job.patience}}
 
         def save(self, checkpoint_path: str) -> None:  # the store, not Tune's state, is what resumes a study
             pass
@@ -229,7 +230,7 @@ def _error_text(trial: Any) -> str:
     return "trial failed (Ray gave no error text)"
 
 
-def _store_writer(spec: Spec, store: Store, progress: Progress):
+def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[str, int]):
     from ray import tune
 
     class StoreWriter(tune.Callback):
@@ -297,7 +298,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress):
             last = trial.last_result or {}
             if last.get("status") == "diverged":
                 self._finish(trial, "diverged", last.get("error"))
-            elif not last.get("done_epochs", False):
+            elif not last.get("done_epochs", False) and self._ids(trial)[0] not in stopped:
                 self._finish(trial, "completed", f"pruned: stopped early by the scheduler after epoch {last.get('epoch')}")
             else:
                 self._finish(trial, "completed", None)
@@ -344,6 +345,21 @@ def _scheduler(spec: Spec):
                          reduction_factor=int(sched.get("reduction_factor", 2)))
 
 
+def _early_stopper(store: Store):
+    """Stops trials by their dataset's ``epochs.patience`` rule on validation Delta-m (study/convergence.py)."""
+    from .convergence import early_stopper
+    from .tuning import score, stored_scores
+
+    def reference(config: dict[str, Any]) -> dict[str, float]:
+        ref = reference_of(config)
+        if not ref:
+            raise RuntimeError(f"no EW reference for {config['dataset']} ({config['arch']}): cannot stop early")
+        return ref
+
+    return early_stopper(lambda rows, config: score(rows, reference(config)),
+                         lambda tid, config, epoch: stored_scores(store, tid, reference(config), epoch))
+
+
 def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
              ray_storage: str | None = None) -> None:
     """Run every job the source yields as Ray Tune trials; the store holds the results."""
@@ -362,6 +378,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
         storage = str(Path(storage).resolve())
     name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources.get("gpu", 0)})
+    stopper = _early_stopper(store)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -376,8 +393,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
             name=name, storage_path=storage, verbose=0, log_to_file=False,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # one to fall back on: see latest_checkpoint
-            callbacks=[_store_writer(spec, store, progress)],
-            progress_reporter=None,
+            callbacks=[_store_writer(spec, store, progress, stopper.stopped)],
+            progress_reporter=None, stop=stopper,
         ),
     )
     for quiet in ("ray.tune", "ray.train", "ray.tune.analysis.experiment_analysis"):

@@ -35,6 +35,7 @@ class Job:
     config: dict[str, Any]
     label: str = ""
     replicate: int | None = None  # the tuning replicate (tuning and final trials of tuned methods)
+    patience: int | None = None  # early stopping on validation Delta-m (study/convergence.py)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -46,8 +47,13 @@ def make_job(spec: Spec, stage: Stage, cfg: TrainConfig, label: str = "", replic
     hyperparameters, and each runs its own final trials)."""
     config = resolve(cfg)[0].to_dict()
     stage = Stage(stage)
-    extra = {"replicate": replicate} if replicate is not None and spec.tuning.replicates > 1 else {}
-    return Job(stage, trial_id(spec.name, str(stage), config, **extra), config, label or str(stage), replicate)
+    extra: dict[str, Any] = {"replicate": replicate} if replicate is not None and spec.tuning.replicates > 1 else {}
+    ds = next(d for d in spec.datasets if d.name == cfg.dataset)
+    patience = ds.patience if label != "reference" else None  # the reference defines the score: it runs N epochs
+    if patience is not None:
+        extra["patience"] = patience
+    return Job(stage, trial_id(spec.name, str(stage), config, **extra), config, label or str(stage), replicate,
+               patience)
 
 
 def tuned_methods(spec: Spec) -> list[str]:
@@ -57,9 +63,14 @@ def tuned_methods(spec: Spec) -> list[str]:
     return [m.name for m in spec.methods if m.name in spec.tuning.methods and space(spec, m)]
 
 
+def needs_reference(spec: Spec) -> bool:
+    """The EW reference runs when a method is tuned or a dataset stops early (both score against it)."""
+    return bool(tuned_methods(spec)) or any(ds.patience for ds in spec.datasets)
+
+
 def reference_jobs(spec: Spec) -> list[Job]:
     """EW at default hyperparameters on the tuning seeds, per dataset x arch (runs before tuning)."""
-    if not tuned_methods(spec):
+    if not needs_reference(spec):
         return []
     ew = next((m for m in spec.methods if m.name == REFERENCE), None)
     from .spec import MethodSpec
@@ -95,7 +106,7 @@ def planned_counts(spec: Spec) -> dict[str, dict[str, int]]:
     tuned = tuned_methods(spec)
     for ds in spec.datasets:
         for arch in spec.archs:
-            if tuned:
+            if needs_reference(spec):
                 out["reference"][f"{ds.name}/{arch}/{REFERENCE}"] = len(spec.tuning.seeds)
             for m in spec.methods:
                 key = f"{ds.name}/{arch}/{m.name}"

@@ -40,8 +40,9 @@ class SpecError(ValueError):
 class DatasetSpec:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
-    epochs: int | None = None
+    epochs: int | None = None  # the maximum number of epochs (None: the dataset's default)
     train: dict[str, Any] = field(default_factory=dict)
+    patience: int | None = None  # early stopping on validation Delta-m (study/convergence.py)
 
 
 @dataclass
@@ -213,10 +214,22 @@ def _dataset(value: Any, path: str) -> DatasetSpec:
     except ValueError as err:
         bad = next((k for k in options if k in str(err)), None)
         raise _fail(f"{path}.options" + (f".{bad}" if bad else ""), str(err)) from None
-    epochs = None if d.get("epochs") is None else _int(d["epochs"], f"{path}.epochs", 1)
+    epochs, patience = _epochs(d.get("epochs"), f"{path}.epochs")
     train = _mapping(d.get("train"), f"{path}.train")
     _keys(train, f"{path}.train", TRAIN_FIELDS)
-    return DatasetSpec(name, dict(options), epochs, dict(train))
+    return DatasetSpec(name, dict(options), epochs, dict(train), patience)
+
+
+def _epochs(value: Any, path: str) -> tuple[int | None, int | None]:
+    """``epochs: N`` or ``epochs: {max: N, patience: P}`` -> (max, patience)."""
+    if value is None:
+        return None, None
+    if not isinstance(value, dict):
+        return _int(value, path, 1), None
+    _keys(value, path, ("max", "patience"))
+    top = None if value.get("max") is None else _int(value["max"], f"{path}.max", 1)
+    patience = None if value.get("patience") is None else _int(value["patience"], f"{path}.patience", 1)
+    return top, patience
 
 
 def _method(value: Any, path: str) -> MethodSpec:
@@ -393,7 +406,8 @@ def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
     epoch = final.get("epoch", "best-val")
     if epoch not in EPOCH_SELECTION:
         raise _fail("final.epoch", f"must be one of {', '.join(EPOCH_SELECTION)}, got {epoch!r}")
-    overlap = sorted(set(final_seeds) & set(tuning.all_seeds)) if tuning.enabled else []
+    scored = tuning.enabled or any(ds.patience for ds in dss)  # the EW reference runs on the tuning seeds
+    overlap = sorted(set(final_seeds) & set(tuning.all_seeds)) if scored else []
     if overlap:
         where = "tuning.seeds" if tuning.replicates == 1 else "tuning.replicates"
         raise _fail(where, f"the tuning seeds {tuning.all_seeds} overlap the final seeds {overlap}; "

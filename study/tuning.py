@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 
 from analysis.delta_m import delta_m_values, task_weights
 
+from .convergence import should_stop
 from .driver import FINISHED, Outcome
 from .plan import Job, make_job, tuned_methods, write_json
 from .sampling import FixedSampler, candidate
@@ -97,15 +98,22 @@ def reference_values(store: Store, ids: list[str]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
-def stored_outcome(store: Store, tid: str, status: str, reference: dict[str, float], epochs: int) -> Outcome:
-    """The outcome of a trial already finished in the store (for resuming)."""
+def stored_outcome(store: Store, tid: str, status: str, reference: dict[str, float], epochs: int,
+                   patience: int | None = None) -> Outcome:
+    """The outcome of a trial finished in the store (pruned: cut short by the scheduler, not by early stopping)."""
     if status != "completed":
         return Outcome(status)
     per_epoch = epoch_rows(store, tid)
     scores = [score(per_epoch[e], reference) for e in sorted(per_epoch)]
     finite = [s for s in scores if math.isfinite(s)]
     return Outcome("completed", len(scores), scores[-1] if scores else math.nan,
-                   max(finite) if finite else math.nan, pruned=len(scores) < epochs)
+                   max(finite) if finite else math.nan, pruned=len(scores) < epochs and not should_stop(scores, patience))
+
+
+def stored_scores(store: Store, tid: str, reference: dict[str, float], before: int) -> list[float]:
+    """Validation Delta-m of the trial's stored epochs ``1 .. before-1``."""
+    per_epoch = epoch_rows(store, tid)
+    return [score(per_epoch.get(e, []), reference) for e in range(1, before)]
 
 
 # --- the job source -----------------------------------------------------------
@@ -175,7 +183,8 @@ class TuningSource:
         for j in jobs:
             status = self.statuses.get(j.trial_id)
             if status == "completed" or (status in ("failed", "diverged") and not self.retry_failed):
-                self.outcomes[key][j.trial_id] = stored_outcome(self.store, j.trial_id, status, ref, j.config["epochs"])
+                self.outcomes[key][j.trial_id] = stored_outcome(self.store, j.trial_id, status, ref, j.config["epochs"],
+                                                                j.patience)
             else:
                 first = j.trial_id not in self.waiting
                 self.waiting.setdefault(j.trial_id, []).append((entry, number))
@@ -223,7 +232,7 @@ class TuningSource:
         if outcome.status == "completed":
             # scores from every stored epoch: a trial resumed from a checkpoint reported only its later epochs
             ref = self.refs[(job.config["dataset"], job.config["arch"])]
-            outcome = stored_outcome(self.store, job.trial_id, "completed", ref, job.config["epochs"])
+            outcome = stored_outcome(self.store, job.trial_id, "completed", ref, job.config["epochs"], job.patience)
         for entry, number in self.waiting.pop(job.trial_id, []):
             self.outcomes[(entry["index"], number)][job.trial_id] = outcome
             self._maybe_tell(entry, number)

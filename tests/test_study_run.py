@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pyarrow.dataset as pads
 import pytest
@@ -95,3 +96,45 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path)
     assert trials["scenes"]["status"] == "failed" and "CUDA" in trials["scenes"]["error"]
     df = metrics(spec.store)
     assert len(df) == 2 * ROWS_PER_EPOCH["multi_digits"] and set(df.dataset) == {"multi_digits"}
+
+
+@pytest.mark.slow
+def test_early_stopping_on_validation_delta_m_stops_every_method_by_one_rule(tmp_path):
+    spec = parse({
+        "name": "patience", "store": str(tmp_path / "store"),
+        "datasets": [{"name": "multi_digits", "options": SMALL, "epochs": {"max": 10, "patience": 2}}],
+        "methods": ["ew", "uw"],
+        "tuning": {"trials": 2, "seeds": [100], "shared": {"lr": {"low": 1e-3, "high": 3e-2}}},
+        "final": {"seeds": 2},
+    })
+    res = run_study(spec, say=lambda m: None)
+    assert res.counts == {"completed": 4, "failed": 0, "diverged": 0, "missing": 0}
+    trials = {t["trial_id"]: t for t in Store(spec.store).trials("patience")}
+    df = metrics(spec.store)
+    val = df[(df.split == "val") & (df.metric != "loss")]
+    ref_ids = json.loads((spec.store / "studies" / "patience.json").read_text())["reference_ids"]
+    # the EW reference runs all 10 epochs; its last epoch defines B
+    ref_rows = val[val.trial_id.isin(ref_ids) & (val.epoch == 10)]
+    assert len(ref_ids) >= 1 and len(ref_rows) == 2
+    b = ref_rows.groupby("task")["value"].mean()
+    stopped = 0
+    for tid, t in trials.items():
+        if tid in ref_ids:
+            continue
+        v = val[val.trial_id == tid].pivot_table(index="epoch", columns="task", values="value")
+        scores = (100 / 2 * ((v - b) / b).sum(axis=1)).tolist()  # Delta-m by hand, accuracies only
+        assert len(scores) == t["epochs"]
+        best = int(np.argmax(scores)) + 1
+        firsts = [e for e in range(1, len(scores) + 1) if e - (int(np.argmax(scores[:e])) + 1) >= 2]
+        if t["epochs"] < 10:
+            stopped += 1
+            assert t["status"] == "completed" and t["error"] is None
+            assert firsts == [t["epochs"]] and best == t["epochs"] - 2
+        else:
+            assert firsts in ([], [10])
+    assert stopped >= 1
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    storage = JournalStorage(JournalFileBackend(str(spec.store / "optuna.log")))
+    for m in ("ew", "uw"):  # an early-stopped tuning trial is complete, not pruned
+        st = optuna.load_study(study_name=f"patience/multi_digits/hps/{m}", storage=storage)
+        assert [t.state for t in st.trials] == [optuna.trial.TrialState.COMPLETE] * 2

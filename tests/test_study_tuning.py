@@ -243,3 +243,37 @@ def test_each_replicate_winner_runs_on_the_final_seeds(tmp_path):
     assert len(jobs) == 3 * 2 * 2 and len({j.trial_id for j in jobs}) == 12  # same winners, distinct trials
     assert sorted((j.replicate, j.config["seed"]) for j in jobs if j.key[2] == "uw") == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert all(j.config["lr"] == 1e-3 for j in jobs)
+
+
+def test_the_early_stopping_rule():
+    from study.convergence import best_epoch, should_stop
+    assert best_epoch([1.0, 3.0, 3.0, 2.0]) == 2 and best_epoch([math.nan, math.nan]) == 0
+    assert not should_stop([1.0, 2.0, 3.0], 2)
+    assert not should_stop([1.0, 3.0, 2.0], 2) and should_stop([1.0, 3.0, 2.0, 2.5], 2)
+    assert should_stop([1.0, 3.0, 3.0, 2.0], 2)  # a tie is no improvement
+    assert should_stop([math.nan, math.nan], 2) and not should_stop([1.0, 0.0, 0.0], None)
+
+
+@pytest.mark.parametrize("epochs,message", [
+    ({"max": 10, "patience": "3"}, r"datasets\[0\].epochs.patience: must be an integer >= 1, got '3'"),
+    ({"max": 10, "patience": 0}, r"datasets\[0\].epochs.patience: must be an integer >= 1, got 0"),
+    ({"max": 2.5, "patience": 1}, r"datasets\[0\].epochs.max: must be an integer >= 1, got 2.5"),
+    ({"max": 10, "wait": 1}, r"datasets\[0\].epochs.wait: unknown field; allowed: max, patience"),
+    ("10", r"datasets\[0\].epochs: must be an integer >= 1, got '10'"),
+])
+def test_bad_epochs_fail_with_their_path(epochs, message):
+    with pytest.raises(SpecError, match=f"^{message}"):
+        parse({"name": "x", "datasets": [{"name": "multi_digits", "options": OPTS, "epochs": epochs}],
+               "methods": ["ew"]})
+
+
+def test_patience_is_part_of_the_trial_and_the_reference_runs_for_it(tmp_path):
+    from study.plan import final_jobs, reference_jobs
+    d = {"name": "x", "datasets": [{"name": "multi_digits", "options": OPTS, "epochs": {"max": 9, "patience": 2}}],
+         "methods": ["ew"], "tuning": {"methods": "none"}, "final": {"seeds": 1}}
+    spec = parse(d)
+    refs, finals = reference_jobs(spec), final_jobs(spec, {})
+    assert len(refs) == 1 and refs[0].patience is None and refs[0].config["epochs"] == 9
+    assert finals[0].patience == 2 and finals[0].config["epochs"] == 9
+    d["datasets"][0]["epochs"] = 9
+    assert final_jobs(parse(d), {})[0].trial_id != finals[0].trial_id and reference_jobs(parse(d)) == []
