@@ -36,6 +36,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = spec_mod.load(path)
     if args.store:
         spec.store = Path(args.store).expanduser().resolve()
+    warning = design_warning(spec)
+    if warning:
+        eprint(f"litmus: warning: {warning}")
     try:
         result = run_study(spec, address=args.address, retry_failed=args.retry_failed, say=eprint,
                            num_cpus=args.cpus, ray_storage=args.ray_storage, live=True)
@@ -52,6 +55,19 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{c['missing']} missing ({result.seconds:.0f}s)")
     print(f"store: {result.store.root}")
     return 0 if c["failed"] == c["missing"] == 0 else 1
+
+
+def design_warning(spec: Any) -> str | None:
+    """One line if no verdict of the study could be significant (analysis.check_design with the verdicts'
+    defaults: one-sided t on the final seeds, or on the K replicate means; Holm over every variant of every
+    dataset x arch against random weighting)."""
+    from analysis import check_design
+
+    variants = sum(len(m.distributions) for m in spec.methods)
+    family = max(1, len(spec.datasets) * len(spec.archs) * (variants - 1))
+    chk = check_design(seeds=len(spec.final_seeds), test="t", family_size=family,
+                       replicates=spec.tuning.replicates if spec.tuning.enabled else 1)
+    return None if chk.possible else f"final.seeds: {chk.message}"
 
 
 def summary(store_root: Path, study: str, baseline: str) -> str:

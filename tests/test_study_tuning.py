@@ -277,3 +277,12 @@ def test_patience_is_part_of_the_trial_and_the_reference_runs_for_it(tmp_path):
     assert finals[0].patience == 2 and finals[0].config["epochs"] == 9
     d["datasets"][0]["epochs"] = 9
     assert final_jobs(parse(d), {})[0].trial_id != finals[0].trial_id and reference_jobs(parse(d)) == []
+
+
+def test_a_design_that_cannot_decide_is_warned_about_before_the_run():
+    from study.run_cli import design_warning
+    d = {"name": "x", "datasets": [{"name": "multi_digits", "options": OPTS}], "methods": ["ew", "rlw"],
+         "final": {"seeds": 1}}
+    assert design_warning(parse(d)).startswith("final.seeds: no outcome can be significant")
+    d["final"]["seeds"] = 4
+    assert design_warning(parse(d)) is None
