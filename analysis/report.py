@@ -281,7 +281,9 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
              "equivalent: TOST within the margin. The interval is at the level (ci_level) of the test that "
              "decides the row. Failed and diverged trials are scored as the worst value of their comparison "
              "(n_imputed).\n\n"
-             + _md(a.verdicts[VERDICT_COLUMNS + [c for c in a.verdicts.columns if c.startswith("bayes_")]]
+             + _md(a.verdicts[VERDICT_COLUMNS + (["tuning_share", "hb_low", "hb_high"]
+                                                 if (a.verdicts["replicates"] > 1).any() else [])
+                              + [c for c in a.verdicts.columns if c.startswith("bayes_")]]
                    if len(a.verdicts) else None))
     p.append("## Δm with bootstrap CIs\n\n" + _md(a.dm[["dataset", "arch", "variant", "delta_m", "ci_low", "ci_high",
                                                          "sd", "n_seeds", "n_incomplete"]]))
