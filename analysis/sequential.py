@@ -332,7 +332,7 @@ def verdict_table(decisions: pd.DataFrame) -> pd.DataFrame:
         return decisions
     latest = decisions.sort_values("round").groupby(["dataset", "arch", "variant", "against"], sort=False).tail(1)
     out = latest.assign(verdict=latest["state"].map(
-        lambda s: "inconclusive (capped)" if s in (State.CAPPED.value, State.CONTINUE.value) else s))
+        lambda s: {State.CAPPED.value: "inconclusive (capped)", State.CONTINUE.value: "open (next round)"}.get(s, s)))
     return out[["dataset", "arch", "variant", "against", "verdict", "diff_delta_m", "seeds", "round", "boundary",
                 "n_failed"]].reset_index(drop=True)
 
