@@ -353,7 +353,8 @@ def seeds_saved(decisions: pd.DataFrame, effect: float = 1.0, n_studies: int = 4
             cells[(r.dataset, r.arch, v)] = max(cells.get((r.dataset, r.arch, v), 0), int(r.seeds))
     spent_ = float(sum(cells.values()))
     return {"cells": len(cells), "spent": spent_, "power": power, "n_fixed": n_fixed,
-            "fixed": float(n_fixed * len(cells)), "saved": 1.0 - spent_ / (n_fixed * len(cells))}
+            "fixed": float(n_fixed * len(cells)), "saved": 1.0 - spent_ / (n_fixed * len(cells)),
+            "max": float(des.max * len(cells)), "saved_vs_max": 1.0 - spent_ / (des.max * len(cells))}
 
 
 def render(decisions: pd.DataFrame) -> str:
@@ -369,7 +370,7 @@ def render(decisions: pd.DataFrame) -> str:
                      f"{r.diff_delta_m:+.2f} | {r.seeds} | {r.round} | {r.boundary or '-'} |")
     s = seeds_saved(decisions)
     lines.append("")
-    lines.append(f"Seeds spent: {s['spent']:.0f} trials over {s['cells']} cells; a fixed design with the same power "
-                 f"({s['power']:.2f} at a 1-sd effect) needs {s['n_fixed']} seeds per cell = {s['fixed']:.0f} "
-                 f"trials ({s['saved']:.0%} saved).")
+    lines.append(f"Seeds spent: {s['spent']:.0f} trials over {s['cells']} cells, against {s['max']:.0f} for `max` seeds "
+                 f"in every cell ({s['saved_vs_max']:.0%} saved) and {s['fixed']:.0f} for a fixed design with the same "
+                 f"power ({s['power']:.2f} at a 1-sd effect: {s['n_fixed']} seeds per cell; {s['saved']:.0%} saved).")
     return "\n".join(lines)
