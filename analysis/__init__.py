@@ -17,7 +17,7 @@ See docs/statistics.md. Public API::
 from .counts import cell_counts
 from .delta_m import delta_m, metric_weights, per_seed
 from .errors import AnalysisError
-from .naming import GRADIENT_METHODS, RANDOM_METHODS, group_of, resolve_baseline, variant_name
+from .naming import RANDOM_METHODS, families, group_of, resolve_baseline, variant_name
 from .power import DesignCheck, check_design, min_p_independent, min_p_paired, seeds_needed
 from .ranks import average_ranks, critical_difference, friedman, pairwise_wilcoxon, score_matrix
 from .report import Analysis, analyse, dataset_tables, summary_table, write_report
@@ -34,5 +34,5 @@ __all__ = [
     "probability_of_improvement", "improvement_ci", "min_p_independent", "min_p_paired", "seeds_needed",
     "check_design", "DesignCheck",
     "analyse", "write_report", "summary_table", "dataset_tables", "group_of", "variant_name",
-    "resolve_baseline", "GRADIENT_METHODS", "RANDOM_METHODS",
+    "resolve_baseline", "families", "RANDOM_METHODS",
 ]

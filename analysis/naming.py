@@ -1,25 +1,27 @@
 """Method names: variants, groups (loss / gradient / random) and baseline resolution.
 
 The grouping follows the random-weighting paper (Lin et al., Table 1): loss
-balancing, gradient balancing, and random weighting (RLW, RGW). The list of
-gradient methods lives here and nowhere else.
+balancing, gradient balancing, and random weighting (RLW, RGW). A method's
+family comes from the method registry, written into the trials table's
+``family`` column by study (analysis/schema.py ``Family``): :func:`families`
+reads it, so a new or plugin method is grouped right with no list to update
+here. Without a trials table, only the name's structure is used (``A+B`` is a
+combination, a ``:distribution`` suffix a random weighting, anything else a
+loss weighting).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
 
+#: the random weightings of the paper, for the side a distribution suffix belongs to in Table-3 style tables
+#: (RLW weights losses, RGW gradients); their *family* comes from the trials table like any method's
 RANDOM_METHODS: frozenset[str] = frozenset({"rlw", "rgw"})
-GRADIENT_METHODS: frozenset[str] = frozenset({
-    "mgda", "mgda_ub", "gradnorm", "pcgrad", "graddrop", "imtl_g", "imtl",
-    "gradvac", "cagrad", "nash_mtl", "aligned_mtl", "upgrad", "fairgrad",
-    "db_mtl", "rotograd", "edm", "cdtt",
-})
 GROUP_ORDER: tuple[str, ...] = ("baseline", "loss", "gradient", "random")
 GROUP_LABELS: dict[str, str] = {
     "baseline": "Baseline", "loss": "Loss Bal.", "gradient": "Gradient Bal.", "random": "Random",
@@ -47,19 +49,26 @@ def method_of(variant: str) -> str:
     return variant.split(":", 1)[0]
 
 
-def group_of(variant: str) -> str:
-    """``random`` (rlw, rgw, any distribution), ``gradient`` (a gradient method or any ``A+B``), else ``loss``."""
-    method = method_of(variant)
-    if "+" in method:
-        return "gradient"
-    if method in RANDOM_METHODS:
-        return "random"
-    if method in GRADIENT_METHODS:
-        return "gradient"
-    return "loss"
+def families(trials: pd.DataFrame | None) -> dict[str, str]:
+    """``variant -> family`` as the trials table records it (from the method registry); empty without one."""
+    if trials is None or not len(trials) or "family" not in trials.columns:
+        return {}
+    t = trials[trials["family"].notna()]
+    variants = t["variant"] if "variant" in t.columns else variant_column(t["method"], t["distribution"])
+    return dict(zip(variants.astype(str), t["family"].astype(str)))
 
 
-def split_combination(variant: str) -> tuple[str, str]:
+def group_of(variant: str, family: Mapping[str, str] | None = None) -> str:
+    """The variant's family from ``family`` (:func:`families` of the trials table); without it, from the name's
+    structure: ``gradient`` for any ``A+B``, ``random`` with a distribution suffix, else ``loss``."""
+    if family and variant in family:
+        return family[variant]
+    if "+" in method_of(variant):
+        return "gradient"
+    return "random" if ":" in variant else "loss"
+
+
+def split_combination(variant: str, family: Mapping[str, str] | None = None) -> tuple[str, str]:
     """(loss part, gradient part) of a method for Table-3 style tables.
 
     ``rlw+cagrad`` -> (``rlw``, ``cagrad``); a gradient method alone -> (``ew``, it);
@@ -73,7 +82,7 @@ def split_combination(variant: str) -> tuple[str, str]:
         if loss in RANDOM_METHODS:
             return loss + suffix, grad
         return loss, grad + suffix
-    if method in GRADIENT_METHODS or method == "rgw":
+    if method == "rgw" or (not dist and group_of(variant, family) == "gradient"):
         return "ew", method + suffix
     return method + suffix, "vanilla"
 

@@ -20,7 +20,7 @@ from .convergence import convergence, convergence_warning
 from .counts import cell_counts
 from .delta_m import delta_m, per_seed
 from .errors import AnalysisError
-from .naming import has_baseline, resolve_baseline
+from .naming import families, has_baseline, resolve_baseline
 from .power import power_warnings, seeds_needed
 from .select import select, store_selection, store_studies, validation_scores
 from .stats import DELTA, compare
@@ -53,6 +53,8 @@ class Analysis:
     test: str = "t"
     convergence: pd.DataFrame | None = None
     budget: pd.DataFrame | None = None
+    #: variant -> family (loss, gradient, random) from the trials table (the method registry's)
+    families: dict[str, str] = field(default_factory=dict)
 
 
 def pick_stage(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -128,6 +130,7 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
                       n_resamples: int, seed: int, test: str, bayes: bool = False) -> Analysis:
     """Everything after the selection: counts, Delta-m, tests, verdicts, ranks (one value per trial x metric)."""
     counts = cell_counts(index, trials, sel)
+    family = families(trials)
     keep = [d for d, g in sel.groupby("dataset", observed=True) if has_baseline(baseline, g["variant"].astype(str).unique())]
     lacking = sorted(set(sel["dataset"].astype(str)) - set(map(str, keep)))
     if lacking:
@@ -172,7 +175,7 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
                      "these tuned hyperparameters only (set tuning.replicates: K > 1 to measure it)")
     return Analysis(baseline, epoch, sel, counts, dm, ps, tests, vs, notes,
                     across_datasets(dm, ps, baseline, alpha, correction, n_resamples, seed, notes), curves,
-                    sorted(map(str, keep)), test, conv)
+                    sorted(map(str, keep)), test, conv, families=family)
 
 
 def across_datasets(dm: pd.DataFrame, ps: pd.DataFrame, baseline: str, alpha: float, correction: str,
@@ -232,7 +235,7 @@ def dataset_tables(a: Analysis, dataset: str, fmt: str = "markdown", alpha: floa
         raise AnalysisError(f"dataset {dataset!r} has no Delta-m rows (absent, or the baseline is missing)")
     for arch in archs:
         data = table_data(a.selected, dataset, a.dm.loc[a.dm["dataset"] == dataset, "baseline"].iloc[0], a.dm,
-                          a.tests, a.counts, arch=arch, alpha=alpha)
+                          a.tests, a.counts, arch=arch, alpha=alpha, family=a.families)
         if fmt == "csv":
             out.append(data.assign(dataset=dataset, arch=arch).to_csv(index=False))
             continue
@@ -241,9 +244,10 @@ def dataset_tables(a: Analysis, dataset: str, fmt: str = "markdown", alpha: floa
     if fmt != "csv":
         variants = a.dm.loc[a.dm["dataset"] == dataset, "variant"]
         if variants.str.contains(r"\+").any():
-            out.append(combination_table(a.dm, dataset, fmt, a.tests, alpha, f"{dataset}: Δm of loss x gradient combinations"))
+            out.append(combination_table(a.dm, dataset, fmt, a.tests, alpha, f"{dataset}: Δm of loss x gradient combinations",
+                                         a.families))
         if len(archs) > 1:
-            out.append(architecture_table(a.dm, dataset, fmt, a.tests, alpha, f"{dataset}: Δm by architecture"))
+            out.append(architecture_table(a.dm, dataset, fmt, a.tests, alpha, f"{dataset}: Δm by architecture", a.families))
     return "\n".join(out)
 
 

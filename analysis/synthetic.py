@@ -47,6 +47,8 @@ class Spec:
     rng_seed: int = 0
     replicates: int = 1      # tuning replicates: each variant's K winners run on every seed
     tuning_sd: float = 0.0   # sd (Delta-m points) of a replicate's offset (what the tuning found)
+    #: method -> family as study records it from the method registry (default: from the name's structure)
+    families: dict[str, str] = field(default_factory=dict)
 
 
 def _trial_id(*parts: object) -> str:
@@ -68,7 +70,7 @@ def trials_frame(spec: Spec) -> pd.DataFrame:
                         "trial_id": _trial_id(spec.study, spec.stage, dataset, spec.arch, variant, seed, *extra),
                         "study": spec.study, "stage": spec.stage, "dataset": dataset, "arch": spec.arch,
                         "method": method, "distribution": dist or None, "seed": seed,
-                        "family": group_of(variant), "config": "{}",
+                        "family": spec.families.get(method) or group_of(variant), "config": "{}",
                         "status": str(spec.status.get((dataset, variant, seed), Status.COMPLETED)), "error": None,
                         "epochs": spec.epochs, "wall_time_s": 1.0, "step_time_ms": 1.0,
                         "peak_memory_mb": 1.0, "device": "cpu", "host": "localhost", "node": None, "gpu_ids": None,

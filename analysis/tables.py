@@ -10,6 +10,8 @@ on failed/diverged trials and missing seeds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -37,15 +39,16 @@ def num(x: float) -> str:
     return f"{x:.1f}" if a >= 100 else f"{x:.2f}" if a >= 1 else f"{x:.4f}"
 
 
-def _order(variants: list[str], baseline: str) -> list[tuple[str, str]]:
-    groups = {v: ("baseline" if v == baseline else group_of(v)) for v in variants}
+def _order(variants: list[str], baseline: str, family: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    groups = {v: ("baseline" if v == baseline else group_of(v, family)) for v in variants}
     return sorted(((groups[v], v) for v in variants), key=lambda gv: (GROUP_ORDER.index(gv[0]), gv[1]))
 
 
 def table_data(selected: pd.DataFrame, dataset: str, baseline: str, dm: pd.DataFrame,
                cmp: pd.DataFrame | None = None, counts: pd.DataFrame | None = None,
-               arch: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
-    """Long numbers behind a Table-1 style table: one row per variant x column (task/metric or delta_m)."""
+               arch: str | None = None, alpha: float = 0.05, family: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Long numbers behind a Table-1 style table: one row per variant x column (task/metric or delta_m);
+    ``family``: variant -> family from the trials table (``naming.families``)."""
     s = selected[selected["dataset"].astype(str) == dataset]
     if arch is not None:
         s = s[s["arch"].astype(str) == arch]
@@ -58,7 +61,7 @@ def table_data(selected: pd.DataFrame, dataset: str, baseline: str, dm: pd.DataF
     drow = pd.DataFrame({"variant": d["variant"], "task": DELTA, "metric": DELTA, "higher_is_better": True,
                          "mean": d["delta_m"], "std": d["sd"], "count": d["n_seeds"]})
     out = pd.concat([agg, drow], ignore_index=True)
-    out["group"] = [("baseline" if v == baseline else group_of(v)) for v in out["variant"]]
+    out["group"] = [("baseline" if v == baseline else group_of(v, family)) for v in out["variant"]]
     out["mark"] = ""
     if cmp is not None and len(cmp):
         c = cmp[(cmp["dataset"] == dataset) & ((cmp["arch"] == arch) if arch else True)]
@@ -116,7 +119,8 @@ def render_paper_table(data: pd.DataFrame, baseline: str, fmt: str = "markdown",
     n = data[data["task"] == DELTA].set_index("variant")["count"].to_dict()
     notes = data.drop_duplicates("variant").set_index("variant")["note"].to_dict()
     rows = []
-    for group, v in _order(list(data["variant"].unique()), baseline):
+    groups = dict(zip(data["variant"], data["group"]))
+    for group, v in _order(list(data["variant"].unique()), baseline, groups):
         cells = [_cell(idx.get((v, t, m)), fmt, t == DELTA, single) for t, m in cols]
         rows.append((group, v, cells, str(int(n.get(v, 0))), notes.get(v, "")))
     heads = [f"{t} {m}" if t != DELTA else "Δm%" for t, m in cols]
@@ -188,12 +192,12 @@ def _marks(cmp: pd.DataFrame | None, alpha: float) -> dict:
 
 
 def combination_table(dm: pd.DataFrame, dataset: str, fmt: str = "markdown", cmp: pd.DataFrame | None = None,
-                      alpha: float = 0.05, caption: str = "") -> str:
+                      alpha: float = 0.05, caption: str = "", family: Mapping[str, str] | None = None) -> str:
     """Table-3 style: Delta-m of ``LOSS+GRAD`` combinations, rows = gradient part, columns = loss part."""
     d = dm[dm["dataset"] == dataset].copy()
     if d.empty:
         raise AnalysisError(f"no Delta-m rows for dataset {dataset!r}")
-    parts = [split_combination(v) for v in d["variant"]]
+    parts = [split_combination(v, family) for v in d["variant"]]
     d["loss"] = [p[0] for p in parts]
     d["grad"] = [p[1] for p in parts]
     d["text"] = _dm_text(d, _marks(cmp, alpha))
@@ -204,12 +208,12 @@ def combination_table(dm: pd.DataFrame, dataset: str, fmt: str = "markdown", cmp
 
 
 def architecture_table(dm: pd.DataFrame, dataset: str, fmt: str = "markdown", cmp: pd.DataFrame | None = None,
-                       alpha: float = 0.05, caption: str = "") -> str:
+                       alpha: float = 0.05, caption: str = "", family: Mapping[str, str] | None = None) -> str:
     """Table-4 style: Delta-m per variant (rows) and architecture (columns)."""
     d = dm[dm["dataset"] == dataset].copy()
     if d.empty:
         raise AnalysisError(f"no Delta-m rows for dataset {dataset!r}")
     d["text"] = _dm_text(d, _marks(cmp, alpha))
     grid = d.pivot_table(index="variant", columns="arch", values="text", aggfunc="first").fillna("–")
-    order = [v for _, v in _order(list(grid.index), d["baseline"].iloc[0])]
+    order = [v for _, v in _order(list(grid.index), d["baseline"].iloc[0], family)]
     return _grid(grid.reindex(index=order), fmt, "method", caption)

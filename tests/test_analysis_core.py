@@ -143,16 +143,22 @@ def test_baseline_absent_raises(tmp_path):
 
 
 def test_naming_groups_and_baseline_resolution():
+    # the family recorded in the trials table wins (a plugin gradient method needs no list in analysis)
+    recorded = {"cagrad": "gradient", "my_plugin_grad": "gradient", "uw": "loss", "rgw:normal": "random"}
+    assert group_of("cagrad", recorded) == "gradient" and group_of("my_plugin_grad", recorded) == "gradient"
+    assert group_of("uw", recorded) == "loss" and group_of("rgw:normal", recorded) == "random"
+    # without a trials table: the name's structure only
     assert group_of("rlw:normal") == "random" and group_of("rgw:dirichlet") == "random"
-    assert group_of("cagrad") == "gradient" and group_of("rlw+cagrad") == "gradient"
-    assert group_of("uw") == "loss" and group_of("ew") == "loss"
+    assert group_of("rlw+cagrad") == "gradient" and group_of("uw") == "loss" and group_of("ew") == "loss"
     assert resolve_baseline("rlw", ["rlw:normal", "rlw:uniform", "ew"]) == "rlw:normal"
     assert resolve_baseline("rlw:uniform", ["rlw:normal", "rlw:uniform"]) == "rlw:uniform"
     assert resolve_baseline("rlw", ["rlw:dirichlet", "ew"]) == "rlw:dirichlet"
     with pytest.raises(AnalysisError, match="ambiguous"):
         resolve_baseline("rlw", ["rlw:uniform", "rlw:dirichlet"])
     assert split_combination("rlw+cagrad:normal") == ("rlw:normal", "cagrad")
-    assert split_combination("cagrad") == ("ew", "cagrad")
+    assert split_combination("cagrad", {"cagrad": "gradient"}) == ("ew", "cagrad")
+    assert split_combination("my_plugin_grad", {"my_plugin_grad": "gradient"}) == ("ew", "my_plugin_grad")
+    assert split_combination("rgw:normal") == ("ew", "rgw:normal")
     assert split_combination("uw") == ("uw", "vanilla")
 
 

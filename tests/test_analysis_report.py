@@ -18,7 +18,7 @@ EFFECTS = {"ew": 0.0, "uw": 0.3, "cagrad": 2.0, "rlw+cagrad:normal": 2.5, "rlw:n
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     spec = Spec({d: EFFECTS for d in ("a", "b", "c")}, seeds=list(range(5)), epochs=4,
-                status={("a", "uw", 4): "diverged"})
+                status={("a", "uw", 4): "diverged"}, families={"cagrad": "gradient"})
     return make_store(tmp_path_factory.mktemp("s") / "store", spec)
 
 
