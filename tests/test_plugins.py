@@ -224,7 +224,7 @@ def test_check_method_catches_wrong_methods(tmp_path, capsys):
     assert main(["check-method", "plug_sums_to_one", "--plugin", str(f), "--no-train"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  scale convention: mean weight per task at unit losses is 0.25, expected 1 (sum 1 instead of 4" in out
-    assert "PASS  seeded determinism" in out and "5/6 properties hold; 1 FAILED" in out
+    assert "PASS  seeded determinism" in out and "6/7 properties hold; 1 FAILED" in out
     assert main(["check-method", "plug_ignores_seed", "--plugin", str(f), "--no-train"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  seeded determinism: the same seed gave different outputs" in out
@@ -241,7 +241,7 @@ def test_litmus_methods_pass_the_bare_tensor_checks(name):
 @pytest.mark.parametrize("name", ["rlw", "pcgrad"])
 def test_litmus_methods_pass_the_training_checks(name):
     checks = conformance.check_method(name)
-    assert len(checks) == 10 and all(c.ok for c in checks), conformance.report(name, checks)
+    assert len(checks) == 11 and all(c.ok for c in checks), conformance.report(name, checks)
 
 
 def _example_spec(tmp_path: Path, name: str, extra_plugin: Path | None = None) -> dict:

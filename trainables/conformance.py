@@ -210,6 +210,28 @@ def _rows(results: list[Any]) -> dict[tuple, float]:
     return {(r.epoch, row["split"], row["task"], row["metric"]): row["value"] for r in results for row in r.rows}
 
 
+def check_declarations(name: str) -> str:
+    """``check(arch, space)`` answers for every registered architecture and space: it returns or refuses with a
+    one-line ``ValueError`` (anything else is a bug in the declaration)."""
+    from . import architectures
+    from .config import SPACES
+
+    cls = weighting.get(name)
+    spaces: tuple[str | None, ...] = SPACES if issubclass(cls, GradientMethod) else (None,)
+    ok = []
+    for arch in architectures.names():
+        for space in spaces:
+            try:
+                cls.check(architectures.get(arch), space)
+            except ValueError as err:
+                msg = str(err).strip()
+                assert msg and "\n" not in msg, f"check({arch}, {space}) refused without a one-line message"
+                continue
+            ok.append(arch if space is None else f"{arch}/{space}")
+    assert ok, "check() refuses every architecture and space: the method can never train"
+    return "trains on " + ", ".join(ok)
+
+
 def check_spaces(name: str, dataset: str, options: dict[str, Any]) -> str:
     from .config import SPACES, resolve
     from .trainer import Trainer
@@ -292,6 +314,7 @@ def check_method(name: str, train: bool = True, dataset: str | None = None,
         _guard("checkpoint/restore", lambda: check_restore(name)),
         _guard("scale convention", lambda: check_scale(name)),
         _guard("zero or duplicated task", lambda: check_degenerate(name)),
+        _guard("declared architectures and spaces", lambda: check_declarations(name)),
     ]
     if train:
         checks.append(_guard("declared spaces", lambda: check_spaces(name, ds, opts)))
