@@ -16,7 +16,8 @@ SMALL = {"n_train": 256, "n_val": 64, "n_test": 64}
 
 def small(dataset: str = "multi_digits", **kw) -> TrainConfig:
     opts = dict(SMALL, **kw.pop("dataset_options", {}))
-    return TrainConfig(dataset=dataset, dataset_options=opts, epochs=kw.pop("epochs", 2), batch_size=64, **kw)
+    return TrainConfig(dataset=dataset, dataset_options=opts, epochs=kw.pop("epochs", 2),
+                       batch_size=kw.pop("batch_size", 64), **kw)
 
 
 def values(trainer: Trainer) -> list[tuple]:
@@ -188,3 +189,29 @@ def test_methods_declare_the_architectures_spaces_and_datasets_they_support() ->
         with pytest.raises(ValueError, match=msg):
             weighting.get(name).check(arch, space, multi_input=multi)
     weighting.get("ew").check(mtan, None, multi_input=True)  # the base class's defaults: no capability needed
+
+
+@pytest.mark.parametrize("dataset,arch", [("multi_digits", "hps"), ("multi_digits", "mtan"), ("scenes", "hps")])
+def test_jacobian_paths_are_identical_and_the_choice_is_recorded(dataset: str, arch: str) -> None:
+    """Whichever Jacobian path the measurement picks, training gives the same numbers (bit for bit here)."""
+    from trainables import jacobian
+
+    opts = {"n_train": 48, "n_val": 8, "n_test": 8}
+    runs = {}
+    for force in (None, "batched", "looped"):
+        tr = Trainer(small(dataset, method="cagrad", space="param", arch=arch, epochs=1, dataset_options=opts,
+                           batch_size=16, seed=2))
+        tr.jacobian.force = force
+        x, y = next(iter(_first_batch(tr)))
+        out = tr.model(x)
+        losses = torch.stack([tr.bench.loss(t, out[t], y[t]) for t in tr.tasks])
+        a, b = jacobian.batched(losses, tr.shared, torch.eye(2 if dataset == "multi_digits" else 3)), \
+            jacobian.looped(losses, tr.shared, torch.eye(2 if dataset == "multi_digits" else 3))
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+        tr.optimizer.zero_grad()
+        runs[force] = values(tr)
+        if force is None:
+            (choice,) = tr.stats.summary()["jacobian"].values()  # one batch shape: 3 steps of 16
+            assert choice["path"] in ("batched", "looped") and choice["identical"] is True
+            assert choice["batched_ms"] > 0 and choice["looped_ms"] > 0
+    assert runs[None] == runs["batched"] == runs["looped"]

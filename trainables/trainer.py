@@ -58,6 +58,8 @@ class RunStats:
     started_at: float = field(default_factory=time.time)
     step_times: list[float] = field(default_factory=list)
     device: str = "cpu"
+    #: the Jacobian path chosen by measurement (gradient methods in parameter space), see :mod:`.jacobian`
+    jacobian: Jacobian | None = None
 
     def summary(self) -> dict[str, Any]:
         peak = (torch.cuda.max_memory_allocated() / 2**20) if self.device.startswith("cuda") else (
@@ -68,6 +70,7 @@ class RunStats:
             "peak_memory_mb": peak,
             "device": self.device,
             "versions": versions(),
+            "jacobian": self.jacobian.summary() if self.jacobian is not None else {},
         }
 
 
@@ -117,7 +120,7 @@ class Trainer:
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.epoch = 0
         self.global_step = 0
-        self.stats = RunStats(device=str(self.device))
+        self.stats = RunStats(device=str(self.device), jacobian=self.jacobian)
         self._amp = cfg.amp and self.device.type == "cuda"
 
     # --- one step -------------------------------------------------------

@@ -12,7 +12,7 @@ identical gradients ``g`` give ``T * g``.
 from __future__ import annotations
 
 from torch import Tensor
-from torchjd._linalg import QuadprogProjector
+from torchjd.linalg import QuadprogProjector
 from torchjd.aggregation import UPGradWeighting
 
 from ._grad import WeightedGradientMethod, gramian
