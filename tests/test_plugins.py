@@ -269,6 +269,8 @@ def test_example_plugin_in_a_local_study(tmp_path):
     assert res.counts == {"completed": 3, "failed": 0, "diverged": 0, "missing": 0}
     trials = {t["method"]: t for t in _trials(spec.store)}
     assert set(trials) == {"ew", "rlw", "softmax_loss"}
+    # its family, from its class through the registry, is in the trials table like a built-in's
+    assert {m: t["family"] for m, t in trials.items()} == {"ew": "loss", "rlw": "random", "softmax_loss": "loss"}
     h = plugins.source_hash(EXAMPLE / "my_method")
     # the workers imported the shipped copy (same source hash as the driver's)
     assert json.loads(trials["softmax_loss"]["versions"])["plugins"] == {"my_method": h}
