@@ -3,7 +3,7 @@
 From a finished store's trials table: per method, the tuning trials, their summed
 training time (``wall_time_s``: worker-seconds spent in the trainer), the mean per
 trial and its ratio to EW's, and the stage's wall-clock span (first start to last
-finish of the tuning trials, the EW reference included). Without a store, runs a
+finish of the finished tuning trials, the EW reference included). Without a store, runs a
 small study first (multi_digits, four methods, common random numbers, 3 trials).
 
     python bench/tuning.py [STORE] [--study NAME]
@@ -38,7 +38,7 @@ def small_study(store: str):
 
 
 def report(store: Path, study: str | None = None) -> str:
-    trials = [t for t in Store(store, create=False).trials(study) if t["stage"] == "tune"]
+    trials = [t for t in Store(store, create=False).trials(study) if t["stage"] == "tune" and t["status"] != "running"]
     if not trials:
         return f"no tuning trials in {store}"
     plans = {}
