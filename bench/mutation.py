@@ -61,6 +61,17 @@ def _config(modules: list[str], tests: list[str]) -> str:
     )
 
 
+def without_mutmut_table(text: str) -> str:
+    """pyproject.toml without its ``[tool.mutmut]`` table (the group's config replaces the default)."""
+    out, skip = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            skip = line.strip() == "[tool.mutmut]"
+        if not skip:
+            out.append(line)
+    return "".join(out)
+
+
 def prepare(group: str) -> Path:
     modules, tests = GROUPS[group]
     dest = SCRATCH / group
@@ -69,8 +80,7 @@ def prepare(group: str) -> Path:
     shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "mutants",
                                                               "litmus-results", ".pytest_cache"))
     py = dest / "pyproject.toml"
-    text = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", py.read_text())  # the group's config replaces the default
-    py.write_text(text + _config(modules, [t for t in tests if (dest / t).exists()]))
+    py.write_text(without_mutmut_table(py.read_text()) + _config(modules, [t for t in tests if (dest / t).exists()]))
     return dest
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,18 @@ def test_architecture_table(tmp_path):
     assert "| method | hps | mtan |" in md
 
 
-def test_report_cli_writes_index_latex_and_figures(store, tmp_path):
+def test_report_cli_writes_index_latex_and_figures(store, tmp_path, monkeypatch):
+    import matplotlib.image
+    from analysis import plots
+
+    figures = {}
+    real_save = plots.save
+
+    def keep(fig, path):  # the figure objects, to read back what was drawn
+        figures[Path(path).name] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save", keep)
     out = tmp_path / "rep"
     args = _parser().parse_args(["report", str(store), "--out", str(out)])
     assert args.func(args) == 0
@@ -78,8 +90,37 @@ def test_report_cli_writes_index_latex_and_figures(store, tmp_path):
         assert section in index
     assert (out / "latex" / "a.tex").exists() and (out / "tests.csv").exists()
     for name in ("delta_m_ci", "critical_difference", "a_distributions", "a_validation"):
-        assert (out / "figures" / f"{name}.png").stat().st_size > 0
-        assert (out / "figures" / f"{name}.pdf").stat().st_size > 0
+        png = matplotlib.image.imread(out / "figures" / f"{name}.png")
+        assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 100 and png.std() > 0.01  # not blank
+        assert (out / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert f"figures/{name}.png" in index
+
+    # what the figures show is the data: Delta-m of each variant close to its planted effect (EFFECTS)
+    tol = 0.7  # seed noise 0.5% per metric, 5 seeds
+    panels = figures["delta_m_ci"].axes
+    assert [a.get_title() for a in panels] == ["a (hps)", "b (hps)", "c (hps)"]
+    for ax in panels:
+        xs = ax.lines[0].get_xdata()
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert sorted(labels) == sorted(EFFECTS) and list(xs) == sorted(xs)
+        for label, x in zip(labels, xs):
+            assert x == pytest.approx(EFFECTS[label], abs=tol), label
+    (dist,) = figures["a_distributions"].axes
+    labels = [t.get_text() for t in dist.get_xticklabels()]
+    assert labels == ["rlw:normal", "rlw:uniform"]
+    for i, points in enumerate(dist.collections):  # one scatter of per-seed Delta-m per distribution
+        y = points.get_offsets()[:, 1]
+        assert len(y) == 5 and float(y.mean()) == pytest.approx(EFFECTS[labels[i]], abs=tol)
+    (val,) = figures["a_validation"].axes
+    curves = {line.get_label(): line for line in val.lines if not line.get_label().startswith("_")}
+    assert set(curves) == set(EFFECTS)
+    for label, line in curves.items():
+        assert list(line.get_xdata()) == [1, 2, 3, 4]
+        assert line.get_ydata()[-1] == pytest.approx(EFFECTS[label], abs=tol), label
+    texts = [t.get_text() for t in figures["critical_difference"].axes[0].texts]
+    ranks = {t.rsplit(" (", 1)[0]: float(t.rsplit("(", 1)[1].rstrip(")")) for t in texts if t.endswith(")")}
+    assert set(ranks) == set(EFFECTS)
+    assert ranks["rlw+cagrad:normal"] < ranks["rlw:normal"] < ranks["uw"] < ranks["ew"]  # effects 2.5 > 1 > 0.3 > 0
 
 
 def test_table_cli_and_errors(store, tmp_path, capsys):
