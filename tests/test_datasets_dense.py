@@ -206,5 +206,11 @@ def test_nyuv2_with_gradient_methods(nyu: Path, arch: str, method: str, space: s
     cfg = TrainConfig(dataset="nyuv2", arch=arch, method=method, space=space, epochs=1, batch_size=2,
                       eval_batch_size=3, max_steps_per_epoch=1,
                       dataset_options=opts(nyu, val_fraction=0.2, augment=True))
-    (res,) = list(Trainer(cfg).epochs())
+    tr = Trainer(cfg)
+    before = [p.detach().clone() for p in tr.shared]
+    (res,) = list(tr.epochs())
     assert all(math.isfinite(v) for v in res.train_losses.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, tr.shared)), "the shared parameters did not move"
+    got = {(r["task"], r["metric"]): r["value"] for r in res.rows if r["split"] == "test"}
+    for key, value in _hand_metrics(tr.model, tr.bench, tr.splits.test).items():  # the trained model's own metrics
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key

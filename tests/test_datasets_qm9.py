@@ -148,5 +148,20 @@ def test_qm9_with_multi_column_architectures(tmp_path: Path, arch: str) -> None:
     root = write_qm9(tmp_path / "qm9")
     cfg = TrainConfig(dataset="qm9", arch=arch, dataset_options={"root": str(root), **OPTS}, epochs=1, batch_size=8,
                       max_steps_per_epoch=1)
-    (res,) = list(Trainer(cfg).epochs())
+    tr = Trainer(cfg)
+    before = [p.detach().clone() for p in tr.shared]
+    (res,) = list(tr.epochs())
     assert all(math.isfinite(v) for v in res.train_losses.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, tr.shared)), "the shared parameters did not move"
+    # the reported test MAE is the trained model's, in the targets' original units
+    raw = np.load(root / "qm9.npz")["y"][:, list(qm9.TARGETS.values())]
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(0))
+    test_idx, train_idx = perm[:6].numpy(), perm[12:].numpy()
+    mean, std = raw[train_idx].mean(0), raw[train_idx].std(0, ddof=1)
+    tr.model.eval()
+    with torch.no_grad():
+        out = tr.model(tr.splits.test.inputs)
+    got = {r["task"]: r["value"] for r in res.rows if r["split"] == "test" and r["metric"] == "mae"}
+    for k, t in enumerate(qm9.TARGETS):
+        pred = out[t].reshape(-1).double().numpy() * std[k] + mean[k]
+        assert got[t] == pytest.approx(np.abs(pred - raw[test_idx, k]).mean(), rel=1e-4)
