@@ -12,6 +12,7 @@ on the validation rows.
 
 from __future__ import annotations
 
+import json
 import math
 
 import optuna
@@ -153,7 +154,8 @@ def test_tuning_keeps_the_trial_with_the_best_validation_objective(tmp_path, epo
     assert entry["params"]["lr"] == lrs[k]
     assert entry["value"] == pytest.approx(value)
     assert (entry["trials"], entry["complete"], entry["failed"], entry["pruned"]) == (5, 3, 1, 1)
-    assert tuning_path(store, spec.name).exists()
+    assert entry["optuna_study"] == "fair/multi_digits/hps/uw"
+    assert json.loads(tuning_path(store, spec.name).read_text()) == best
 
     # Optuna holds the validation objective of every trial: maximised, failures and pruned trials marked
     from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -168,11 +170,41 @@ def test_tuning_keeps_the_trial_with_the_best_validation_objective(tmp_path, epo
     for i in range(3):
         per_seed = [max(v) if epoch == "best-val" else v[-1] for v in PROFILES[i]["val"].values()]
         assert by_lr[lrs[i]].value == pytest.approx(sum(per_seed) / len(per_seed))
+    assert entry["number"] == by_lr[lrs[k]].number
 
     # the final stage trains uw with the chosen trial's lr, on the shared final seeds
     finals = [j for j in final_jobs(spec, best) if j.config["method"] == "uw"]
     assert [j.config["lr"] for j in finals] == [lrs[k]] * 2
     assert [j.config["seed"] for j in finals] == [0, 1]
+
+
+def test_no_completed_trial_keeps_the_defaults(tmp_path) -> None:
+    """Every trial of both tuned methods failed: no parameters are kept, the final stage uses the defaults."""
+    spec = parse({
+        "name": "nothing", "store": str(tmp_path / "store"),
+        "datasets": [{"name": "multi_digits", "options": {"n_train": 64, "n_val": 32, "n_test": 32, "width": 8},
+                      "epochs": EPOCHS}],
+        "methods": ["ew", "uw"],
+        "tuning": {"methods": ["ew", "uw"], "trials": 2, "seeds": [100],
+                   "shared": {"lr": {"low": 1e-4, "high": 1e-2}}, "sampler": {"type": "random", "seed": 3}},
+        "final": {"seeds": 1},
+    })
+    store = Store(spec.store)
+    for job in reference_jobs(spec):
+        _write(store, spec, job, "completed", _rows("val", 1, REF["left"], REF["right"]))
+    source = TuningSource(spec, store, {("multi_digits", "hps"): reference_values(
+        store, [j.trial_id for j in reference_jobs(spec)])}, {})
+    while (job := source.next()) not in (None, FINISHED):
+        _write(store, spec, job, "failed", [])
+        source.done(job, Outcome("failed"))
+    best = best_params(spec, store)
+    for m in ("ew", "uw"):
+        entry = best["multi_digits"]["hps"][m]
+        assert entry["params"] == {} and entry["value"] is None and "defaults" in entry["note"]
+        assert (entry["trials"], entry["complete"], entry["failed"]) == (2, 0, 2)
+    assert json.loads(tuning_path(store, spec.name).read_text()) == best
+    defaults = {j.config["method"]: j.config["lr"] for j in final_jobs(spec, {})}
+    assert {j.config["method"]: j.config["lr"] for j in final_jobs(spec, best)} == defaults
 
 
 # --- the trainable's score ------------------------------------------------------------------------
