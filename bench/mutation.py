@@ -8,7 +8,8 @@
 For each group the working tree is copied to ``/tmp/litmus-mutation/<group>`` (without .git), the
 group's modules are set as mutmut's ``source_paths`` and its fast tests (``-m "not slow"``, no Ray) as
 the test selection, and ``mutmut run`` mutates every function and runs the tests that cover it (a
-fork server: torch is not fork-safe after import). The script prints, per module: mutants, killed,
+fork per mutant from
+the process that collected the coverage; mutmut's fork server restarted again and again here). The script prints, per module: mutants, killed,
 survived, no tests, timeouts and the score ``killed / (killed + survived + no tests)``, then every
 surviving mutant with its diff (``mutmut show``). Which survivors are equivalent mutants is judged by
 hand in docs/testing.md.
@@ -55,7 +56,7 @@ def _config(modules: list[str], tests: list[str]) -> str:
         f"also_copy = {toml_list(PACKAGES)}\n"
         f"pytest_add_cli_args = {toml_list(['-m', 'not slow', '-p', 'no:cacheprovider', '-q', '-x'])}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
-        'process_isolation = "forkserver"\n'
+        'process_isolation = "fork"\n'
         "use_git_change_detection = false\n"
         "timeout_multiplier = 5.0\n"
     )
@@ -91,22 +92,24 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(group: str, max_children: int) -> dict:
+def run(group: str, max_children: int, mutants: list[str] | None = None) -> dict:
     dest = prepare(group)
     t0 = time.time()
     mutmut = [sys.executable, "-m", "mutmut"]
-    proc = subprocess.run([*mutmut, "run", "--max-children", str(max_children)], cwd=dest, env=_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run([*mutmut, "run", "--max-children", str(max_children), *(mutants or [])], cwd=dest,
+                          env=_env(), capture_output=True, text=True)
     seconds = time.time() - t0
     (dest / "mutmut-run.log").write_text(proc.stdout + proc.stderr)
     res = subprocess.run([*mutmut, "results", "--all", "true"], cwd=dest, env=_env(), capture_output=True, text=True)
     per_module: dict[str, dict[str, int]] = {}
     survivors: list[str] = []
     for line in res.stdout.splitlines():
-        m = re.match(r"\s*([\w.]+)__mutmut_\d+: (.+)$", line)
+        m = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
         if not m:
             continue
-        name, status = m.group(0).strip().split(":")[0], m.group(2).strip()
+        name, status = m.group(1), m.group(2).strip()
+        if status == "not checked":
+            continue  # outside --mutants
         module = name.split(".x_")[0].split(".xǁ")[0]
         counts = per_module.setdefault(module, {})
         counts[status] = counts.get(status, 0) + 1
@@ -130,6 +133,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help=f"groups (default: all of {', '.join(GROUPS)})")
     ap.add_argument("--max-children", type=int, default=2, help="parallel mutant runs (default 2)")
+    ap.add_argument("--mutants", nargs="*", help="mutant name patterns (fnmatch), e.g. 'study.tuning.x_best_params*'")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
@@ -139,7 +143,7 @@ def main() -> int:
         return 0
     results = []
     for group in args.only or list(GROUPS):
-        r = run(group, args.max_children)
+        r = run(group, args.max_children, args.mutants)
         results.append(r)
         print(f"\n== {group} ({r['seconds']:.0f} s; log {r['log']})")
         print(f"{'module':45s} {'mutants':>7s} {'killed':>6s} {'survived':>8s} {'no tests':>8s} {'timeout':>7s} {'score':>6s}")

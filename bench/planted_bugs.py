@@ -105,9 +105,11 @@ def run(bug: Bug, tests: list[str], timeout: float) -> tuple[bool, str, float]:
         out, rc = "timeout", -1
     seconds = time.time() - t0
     failed = re.findall(r"^FAILED (\S+)", out, flags=re.M) or re.findall(r"^ERROR (\S+)", out, flags=re.M)
+    why = re.findall(r"^E +(.+)$", out, flags=re.M)  # the assertion that failed: tell a catch from a crash
     shutil.rmtree(dest, ignore_errors=True)
     caught = rc not in (0, 5, -1)
-    return caught, (failed[0] if failed else out.strip().splitlines()[-1] if out.strip() else ""), seconds
+    first = failed[0] if failed else out.strip().splitlines()[-1] if out.strip() else ""
+    return caught, first + (f"  [{why[0][:100]}]" if why else ""), seconds
 
 
 def main() -> int:
