@@ -32,7 +32,7 @@ SCRATCH = Path("/tmp/litmus-mutation")
 
 # group -> (modules to mutate, tests that guard them)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
-    "verdict": (["analysis/verdict.py"], ["tests/test_fairness_verdicts.py", "tests/test_analysis_stats.py"]),
+    "verdict": (["analysis/verdict.py"], ["tests/test_fairness_verdicts.py"]),
     "stats": (["analysis/stats.py"], ["tests/test_fairness_verdicts.py", "tests/test_analysis_stats.py",
                                       "tests/test_analysis_core.py"]),
     "delta_m": (["analysis/delta_m.py"], ["tests/test_analysis_core.py", "tests/test_analysis_stats.py",
