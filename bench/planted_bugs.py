@@ -44,7 +44,7 @@ BUGS = [
         "return sampler(num_tasks, generator, torch.device(device)) * num_tasks",
         "return sampler(num_tasks, generator, torch.device(device))"),
     Bug("tuning_min", "tuning keeps the worst Optuna trial (max -> min)", "study/tuning.py",
-        "best = max(complete, key=lambda t: t.value)", "best = min(complete, key=lambda t: t.value)"),
+        "best = max(complete, key=lambda t: (t.value, -t.number))", "best = min(complete, key=lambda t: (t.value, -t.number))"),
     Bug("objective_on_test", "the tuning objective read on the test split", "study/tuning.py",
         'def score(rows: list[dict[str, Any]], reference: dict[str, float], split: str = "val") -> float:',
         'def score(rows: list[dict[str, Any]], reference: dict[str, float], split: str = "test") -> float:'),
