@@ -134,3 +134,19 @@ def test_partly_shared_seeds_are_paired_on_the_common_ones() -> None:
     row = cmp[(cmp["variant"] == "m") & (cmp["task"] == "delta_m")].iloc[0]
     assert bool(row["paired"]) and row["n_unmatched"] == 2 and row["n_method"] == 11
     assert row["p_t"] == pytest.approx(stats.ttest_rel(m, rlw).pvalue, rel=1e-6)
+
+
+def test_two_seeds_decide_one_seed_cannot() -> None:
+    """The '2 seeds per side' floor, on both sides: 2 seeds of a +10-point effect with tiny noise are enough for
+    the t test; 1 seed is inconclusive and says why."""
+    big = lambda rlw: rlw + 0.05 + _noise(0.0005, 8)  # noqa: E731
+    two = _verdict(_selected(big, method_seeds=SEEDS[:2]))
+    assert two["verdict"] == "better" and two["n_method"] == 2
+    one = _verdict(_selected(big, method_seeds=SEEDS[:1]))
+    assert one["verdict"] == "inconclusive" and "2 seeds" in one["reason"]
+    # the baseline side: RLW on 2 seeds, then on 1
+    sel = _selected(big)
+    for n, label in ((2, "better"), (1, "inconclusive")):
+        keep = (sel["variant"] != "rlw:normal") | (sel["seed"] < n)
+        v = _verdict(sel[keep])
+        assert v["verdict"] == label and v["n_baseline"] == n, (n, v["reason"])
