@@ -426,3 +426,26 @@ def test_nash_mtl_solves_small_gradient_scales() -> None:
     w = m.last_weights.double()
     g = j @ j.T
     torch.testing.assert_close(g @ w, 1 / w, rtol=2e-2, atol=0.0)
+
+
+@pytest.mark.parametrize("t", [2, 3, 5])
+def test_cagrad_small_dual_solver_matches_torchjds_cvxpy_solution(t: int) -> None:
+    """litmus's CAGrad dual (closed form for T = 2, SLSQP otherwise) against torchjd's cvxpy/CLARABEL weights."""
+    from torchjd.aggregation import CAGradWeighting
+
+    from trainables.weighting.cagrad import cagrad_dual
+
+    gen = torch.Generator().manual_seed(t)
+    for k in range(40):
+        j = torch.randn(t, 30, generator=gen, dtype=torch.float64)
+        if k % 4 == 0:
+            j[1] = -0.7 * j[0] + 0.1 * j[1]  # strongly conflicting pair
+        if k % 4 == 1:
+            j[1] = 2.0 * j[0]  # aligned pair (w may sit on a vertex)
+        g = j @ j.T
+        for c in (0.2, 0.4, 0.8):
+            want = CAGradWeighting(c=c)(g).numpy()
+            got = cagrad_dual((g / g.trace()).numpy(), c)
+            cos = float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want)))
+            assert cos >= 0.9999, (k, c, got, want)
+            assert np.allclose(got, want, rtol=1e-3, atol=1e-4), (k, c, got, want)
