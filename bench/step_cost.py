@@ -7,13 +7,16 @@ trains on the same pre-built batches in this process; steps are timed after a
 warm-up, methods interleaved step by step (every method takes step i before any
 takes step i+1) so that drift of the machine's speed hits them alike. Printed: median step time, the ratio to EW's, and for
 gradient methods the share of the step spent in the method's ``direction``
-(its solver). Also the wall time of one full EW epoch of ``multi_digits``.
+(its solver), and, for every gradient method, the ratio to :class:`PerTaskBackward` (a plain
+per-task-backward step written here, the way other libraries take it), the ratio to the bare
+forward + T backward passes (parameter space) and the Jacobian path the trainer measured fastest.
+Also the wall time of one full EW epoch of ``multi_digits``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import copy
 import time
 from typing import Any
 
@@ -22,6 +25,7 @@ import torch
 from trainables import weighting
 from trainables.batching import batches
 from trainables.config import TrainConfig
+from trainables.optimizers import build_optimizer
 from trainables.trainer import Trainer
 
 BENCH_OPTIONS = {
@@ -29,6 +33,13 @@ BENCH_OPTIONS = {
     "digit_attributes": {"n_train": 2048, "n_val": 8, "n_test": 8},
     "scenes": {"n_train": 256, "n_val": 4, "n_test": 4},
 }
+
+
+def _median(xs: list[float]) -> float:
+    """The median (not ``statistics.median``: bench/statistics.py shadows the module when run from bench/)."""
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
 def variants(methods: list[str] | None) -> list[tuple[str, str | None]]:
@@ -57,10 +68,62 @@ class Timed:
         return out
 
 
+class PerTaskBackward:
+    """The reference step of a gradient method, written the way other libraries take it (LibMTL's
+    ``_compute_grad`` with ``mode='backward'``): one ``loss_t.backward(retain_graph=True)`` per task
+    through the whole model, the shared gradients copied out into a ``[T, P]`` matrix after each;
+    in rep space one backward per task from a detached copy of the representation, then
+    ``rep.backward(direction)``. The heads keep the gradients of their own losses. ``method=None``:
+    no method, the bare forward + T backward passes (the direction is the plain sum)."""
+
+    def __init__(self, tr: Trainer, method: Any | None) -> None:
+        self.model = copy.deepcopy(tr.model)
+        self.method = copy.deepcopy(method)
+        self.bench, self.tasks, self.space = tr.bench, tr.tasks, tr.cfg.space or "param"
+        self.shared = [p for p in self.model.shared_parameters() if p.requires_grad]
+        self.opt = build_optimizer(tr.cfg, self.model, [])
+
+    def _direction(self, jac: torch.Tensor, losses: list[torch.Tensor]) -> torch.Tensor:
+        if self.method is None:
+            return jac.sum(0)
+        return self.method.direction(jac, torch.stack(losses).detach())
+
+    def step(self, batch: Any) -> None:
+        x, y = batch
+        self.opt.zero_grad(set_to_none=True)
+        last = len(self.tasks) - 1
+        rows = []
+        if self.space == "param":
+            out = self.model(x)
+            losses = [self.bench.loss(t, out[t], y[t]) for t in self.tasks]
+            for i, loss in enumerate(losses):
+                loss.backward(retain_graph=i < last)
+                rows.append(torch.cat([p.grad.reshape(-1) for p in self.shared]))
+                for p in self.shared:
+                    p.grad = None
+            d = self._direction(torch.stack(rows), losses)
+            offset = 0
+            for p in self.shared:
+                p.grad = d[offset : offset + p.numel()].view_as(p).clone()
+                offset += p.numel()
+        else:
+            rep = self.model.encode(x)
+            leaf = rep.detach().requires_grad_(True)
+            out = self.model.decode(leaf, x)
+            losses = [self.bench.loss(t, out[t], y[t]) for t in self.tasks]
+            for i, loss in enumerate(losses):
+                loss.backward(retain_graph=i < last)
+                rows.append(leaf.grad.clone())
+                leaf.grad = None
+            rep.backward(self._direction(torch.stack(rows), losses))
+        self.opt.step()
+
+
 def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, warmup: int = 5) -> list[dict[str, Any]]:
     rows = []
     trainers: dict[tuple[str, str | None], Trainer] = {}
     timers: dict[tuple[str, str | None], Timed] = {}
+    refs: dict[tuple[str, str | None], PerTaskBackward] = {}
     splits = None
     for name, space in variants(methods):
         cfg = TrainConfig(dataset=dataset, method=name, space=space, dataset_options=BENCH_OPTIONS[dataset], seed=0,
@@ -69,31 +132,51 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         splits = tr.splits
         trainers[(name, space)] = tr
         if tr.grad_method is not None:
+            if not tr.grad_method.transforms_rep:  # RotoGrad's rotations have no plain per-task reference
+                refs[(name, space)] = PerTaskBackward(tr, tr.grad_method)
             timers[(name, space)] = Timed(tr.grad_method)
-    batches = list(batches(splits.train, trainers[("ew", None)].cfg.batch_size, torch.Generator().manual_seed(0),
-                            torch.device("cpu")))
-    times: dict[tuple[str, str | None], list[float]] = {k: [] for k in trainers}
+    bare = PerTaskBackward(trainers[("ew", None)], None)
+    data = list(batches(splits.train, trainers[("ew", None)].cfg.batch_size, torch.Generator().manual_seed(0),
+                        torch.device("cpu")))
+    steppers: dict[Any, Any] = {**{k: tr for k, tr in trainers.items()}, **{("ref", k): r for k, r in refs.items()},
+                                "bare": bare}
+    times: dict[Any, list[float]] = {k: [] for k in steppers}
     solver: dict[tuple[str, str | None], float] = {k: 0.0 for k in trainers}
-    for key, tr in trainers.items():
-        tr.model.train()
+
+    def step(key: Any, s: Any, i: int) -> None:
+        if isinstance(s, Trainer):
+            s.train_step(data[i % len(data)], 1, i + 1)
+        else:
+            s.step(data[i % len(data)])
+
+    for key, s in steppers.items():
+        s.model.train()
         for i in range(warmup):
-            tr.train_step(batches[i % len(batches)], 1, i + 1)
+            step(key, s, i)
     # interleaved step by step, so that drift of the machine's speed hits every method alike
     for _ in range(repeats):
         for i in range(steps):
-            for key, tr in trainers.items():
+            for key, s in steppers.items():
                 timer = timers.get(key)
                 before = timer.seconds if timer else 0.0
                 t0 = time.perf_counter()
-                tr.train_step(batches[i % len(batches)], 1, i + 1)
+                step(key, s, i)
                 times[key].append(time.perf_counter() - t0)
                 if timer:
                     solver[key] += timer.seconds - before
-    ew = statistics.median(times[("ew", None)])
-    for key, ts in times.items():
-        med = statistics.median(ts)
+    ew = _median(times[("ew", None)])
+    bare_med = _median(times["bare"])
+    for key, tr in trainers.items():
+        med = _median(times[key])
+        ref = _median(times[("ref", key)]) if ("ref", key) in times else None
+        paths = sorted({v["path"] for v in tr.jacobian.summary().values()})
         rows.append({"dataset": dataset, "method": key[0], "space": key[1] or "-", "step_ms": 1000 * med,
-                     "ratio": med / ew, "solver_share": solver[key] / sum(ts) if key in timers else None})
+                     "ratio": med / ew, "solver_share": solver[key] / sum(times[key]) if key in timers else None,
+                     "ref_ms": 1000 * ref if ref else None, "x_ref": med / ref if ref else None,
+                     "x_bare": med / bare_med if key[1] == "param" else None, "path": ",".join(paths) or "-"})
+    rows.append({"dataset": dataset, "method": "(fwd + T bwd)", "space": "param", "step_ms": 1000 * bare_med,
+                 "ratio": bare_med / ew, "solver_share": None, "ref_ms": None, "x_ref": None, "x_bare": 1.0,
+                 "path": "-"})
     return rows
 
 
@@ -116,10 +199,15 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} steps x {args.repeats} rounds per method")
     for ds in args.datasets:
         rows = measure(ds, args.methods, args.steps, args.repeats)
-        print(f"\n## {ds}\n\n| method | space | step ms | x EW | solver share |\n|---|---|---:|---:|---:|")
-        for r in sorted(rows, key=lambda r: (r["space"] != "-", r["ratio"])):
+        print(f"\n## {ds}\n\n| method | space | step ms | x EW | solver share | per-task-backward ms | x per-task "
+              "| x fwd+T bwd | Jacobian path |\n|---|---|---:|---:|---:|---:|---:|---:|---|")
+        for r in sorted(rows, key=lambda r: (r["space"] != "-", r["space"], r["ratio"])):
             share = f"{100 * r['solver_share']:.0f}%" if r["solver_share"] is not None else ""
-            print(f"| {r['method']} | {r['space']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | {share} |")
+            ref = f"{r['ref_ms']:.2f}" if r["ref_ms"] is not None else ""
+            xref = f"{r['x_ref']:.3f}" if r["x_ref"] is not None else ""
+            xbare = f"{r['x_bare']:.3f}" if r["x_bare"] is not None else ""
+            print(f"| {r['method']} | {r['space']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | {share} | {ref} | {xref} "
+                  f"| {xbare} | {r['path']} |")
     torch.set_num_threads(2)
     print(f"\none full EW epoch of multi_digits (default size, 2 threads): {epoch_time():.2f} s")
 
