@@ -25,6 +25,7 @@ from typing import Any, Callable, Protocol
 
 from analysis.schema import Stage, Status
 
+from . import ray_local, tune_patches
 from .plan import Job
 from .progress import Progress
 from .records import group, now, trial_record
@@ -43,6 +44,10 @@ FINISHED = "FINISHED"
 
 class ClusterError(ValueError):
     """The Ray cluster is unreachable or cannot satisfy the spec's resources."""
+
+
+class RayRunError(RuntimeError):
+    """Ray Tune stopped with an error it could not handle; the store is intact and a rerun resumes."""
 
 
 @dataclass
@@ -78,7 +83,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
-    """Start an embedded local Ray (localhost only, no dashboard) or connect to ``address``.
+    """Start an embedded local Ray (loopback only, no dashboard, private temp dir) or connect to ``address``.
 
     Returns the cluster's resources; raises :class:`ClusterError` before any trial if the cluster
     is unreachable or lacks the GPUs the spec asks for.
@@ -98,10 +103,8 @@ def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None)
                      runtime_env=env)
         except (ConnectionError, RuntimeError, TimeoutError) as err:
             raise ClusterError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False,
-                 configure_logging=True, runtime_env=env)
+    else:  # loopback only, private temp dir, no orphans: study/ray_local.py
+        ray_local.start(num_cpus or os.cpu_count() or 1, runtime_env=env)
     res = ray.cluster_resources()
     if spec.resources.get("gpu", 0) > 0 and res.get("GPU", 0) <= 0:
         raise ClusterError(f"resources.gpu: the spec asks for {spec.resources['gpu']} GPU per trial, "
@@ -115,7 +118,10 @@ def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None)
 def shutdown() -> None:
     import ray
 
-    ray.shutdown()
+    if ray_local.session_dir():
+        ray_local.stop()
+    else:
+        ray.shutdown()
 
 
 def concurrency(spec: Spec, resources: dict[str, float]) -> int:
@@ -399,7 +405,13 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     )
     for quiet in ("ray.tune", "ray.train", "ray.tune.analysis.experiment_analysis"):
         logging.getLogger(quiet).setLevel(logging.ERROR)
-    tuner.fit()
+    tune_patches.survive_lost_workers()  # a worker lost in actor start/reuse (OOM kill, node loss): a retry
+    tune_patches.keep_secrets_out_of_runtime_env()  # no AWS_SECRET_ACCESS_KEY in Ray's GCS and logs
+    try:
+        tuner.fit()
+    except Exception as err:  # noqa: BLE001 - anything else Tune could not handle: the store holds all done so far
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RayRunError(f"Ray Tune stopped ({type(err).__name__}: {first})") from err
     if "://" not in storage and getattr(source, "finished", False):
         # the study is complete: no checkpoint is needed any more (an interrupted run keeps its experiment
         # directory, so that its unfinished trials resume from their last checkpoint on the next run)

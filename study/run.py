@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import driver, rounds
+from . import driver, ray_local, rounds
 from .driver import FINISHED, Outcome
 from .progress import Progress
 from .final import ListSource, pending
 from .preflight import check_reachable
+from .lock import StoreLock
 from .plan import Job, final_jobs, reference_jobs, save_plan, tuned_methods
 from .spec import Spec
 from .store import Store
@@ -129,8 +130,19 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
     t0 = time.time()
     check_reachable(spec, say)  # data and pretrained weights, before Ray starts
     store = Store(spec.store)  # fails early if not writable
+    lock = StoreLock(store.root, say).acquire()  # one driver per store; refuses if another run holds it
+    try:
+        return _run(spec, store, lock, t0, address, retry_failed, say, num_cpus, ray_storage, keep_ray, live)
+    finally:
+        lock.release()
+
+
+def _run(spec: Spec, store: Store, lock: StoreLock, t0: float, address: str | None, retry_failed: bool,
+         say: Callable[[str], None], num_cpus: int | None, ray_storage: str | None, keep_ray: bool,
+         live: bool) -> StudyResult:
     save_plan(spec, store.root, reference_jobs(spec), None)
     resources = driver.connect(spec, address, num_cpus)
+    lock.update(ray_dir=ray_local.session_dir())  # lets the next run end this run's Ray if this driver is killed
     try:
         check_nodes(spec)  # every node imports the plugins before the first trial
         slots = driver.concurrency(spec, resources)

@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import spec as spec_mod
+    from .driver import RayRunError
     from .run import run_study
 
     path = Path(args.spec) if args.spec else spec_mod.quickstart_path()
@@ -45,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         eprint(f"litmus: interrupted; rerun `litmus run {path}` to resume (store: {spec.store})")
         return 130
+    except RayRunError as err:
+        eprint(f"litmus: {err}; rerun `litmus run {path}` to resume (store: {spec.store})")
+        return 1
     c = result.counts
     print(summary(result.store.root, spec.name, spec.baseline))
     if spec.sequential:

@@ -82,7 +82,8 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path)
         "datasets": [
             {"name": "multi_digits", "options": SMALL, "epochs": 1},
             # a learning rate that makes the loss non-finite: diverged
-            {"name": "digit_attributes", "options": SMALL, "epochs": 1, "train": {"optimizer": "sgd", "lr": 1e30}},
+            {"name": "digit_attributes", "options": SMALL, "epochs": 1, "train": {"optimizer": "sgd", "lr": 1e30,
+                                                                                     "divergence_factor": None}},
             # valid config, fails at run time on a machine without CUDA: failed (after 1 retry)
             {"name": "scenes", "options": {"n_train": 20, "n_val": 10, "n_test": 10}, "epochs": 1,
              "train": {"device": "cuda"}},

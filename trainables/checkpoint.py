@@ -29,6 +29,7 @@ def capture(tr: "Trainer") -> dict[str, Any]:
         "data_gen": tr.data_gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "step_times": list(tr.stats.step_times),
+        "first_losses": getattr(tr, "first_losses", None),  # the divergence rule's reference (trainables/divergence.py)
     }
 
 
@@ -49,3 +50,5 @@ def restore(tr: "Trainer", saved: dict[str, Any]) -> None:
     tr.data_gen.set_state(saved["data_gen"])
     torch.set_rng_state(saved["torch_rng"])
     tr.stats.step_times = list(saved.get("step_times", []))
+    if saved.get("first_losses") is not None:
+        tr.first_losses = saved["first_losses"].to(tr.device)

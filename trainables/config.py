@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import architectures, datasets, weighting
+from . import architectures, datasets, divergence, weighting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine")
@@ -43,6 +43,9 @@ class TrainConfig:
     num_threads: int | None = None
     num_workers: int = 0
     max_steps_per_epoch: int | None = None
+    #: a trial has diverged when a task's training loss exceeds this multiple of its first-step loss
+    #: (trainables/divergence.py); None: only non-finite losses and metrics count
+    divergence_factor: float | None = 100.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,10 +106,10 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
         weight_decay=cfg.weight_decay if cfg.weight_decay is not None else d.weight_decay,
         scheduler=cfg.scheduler or d.scheduler or "none",
     )
-    if cfg.eval_batch_size is None:
-        cfg.eval_batch_size = max(cfg.batch_size, 256)
     _positive("epochs", cfg.epochs, int)
     _positive("batch_size", cfg.batch_size, int)
+    if cfg.eval_batch_size is None:
+        cfg.eval_batch_size = max(cfg.batch_size, 256)
     _positive("eval_batch_size", cfg.eval_batch_size, int)
     _positive("lr (learning rate)", cfg.lr)
     _positive("weight_decay", cfg.weight_decay, allow_zero=True)
@@ -127,6 +130,7 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
     if cfg.num_threads is not None:
         _positive("num_threads", cfg.num_threads, int)
     _positive("num_workers", cfg.num_workers, int, allow_zero=True)
+    divergence.check_factor(cfg.divergence_factor)
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith(("cuda", "mps")):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from . import architectures, checkpoint, weighting
+from . import architectures, checkpoint, divergence, weighting
 from .batching import DATA_STREAM, WEIGHT_STREAM, Batch, train_batches
 from .config import TrainConfig, method_hparams, model_arch, resolve
 from .datasets.base import Benchmark, Splits
@@ -33,11 +33,11 @@ from .paths import Forward, GradientPath, LossOnly, Parts, plain_forward, predic
 from .versions import versions
 
 class Diverged(RuntimeError):
-    """A task loss became NaN or infinite."""
+    """The trial diverged (trainables/divergence.py: a non-finite or exploded loss, a non-finite metric)."""
 
-    def __init__(self, epoch: int, step: int, losses: dict[str, float]) -> None:
+    def __init__(self, epoch: int, step: int, losses: dict[str, float], reason: str = "non-finite loss") -> None:
         self.epoch, self.step, self.losses = epoch, step, losses
-        super().__init__(f"non-finite loss at epoch {epoch}, step {step}: {losses}")
+        super().__init__(f"{reason} at epoch {epoch}, step {step}: {losses}")
 
 
 @dataclass
@@ -133,8 +133,12 @@ class Trainer:
         return obj + reg if reg is not None else obj
 
     def _check(self, losses: Tensor, epoch: int, step: int) -> None:
-        if not bool(torch.isfinite(losses).all()):
-            raise Diverged(epoch, step, {t: float(v) for t, v in zip(self.tasks, losses.detach().cpu())})
+        first = getattr(self, "first_losses", None)
+        reason = divergence.step_reason(losses.detach(), first, self.cfg.divergence_factor)
+        if reason:
+            raise Diverged(epoch, step, {t: float(v) for t, v in zip(self.tasks, losses.detach().cpu())}, reason)
+        if first is None:
+            self.first_losses = losses.detach().clone()
 
     def _direction(self, jac: Tensor, weighted: Tensor, epoch: int, step: int) -> Tensor:
         """The gradient method's direction for ``jac``, checked; it sees the losses it balances
@@ -230,6 +234,9 @@ class Trainer:
                 if getattr(self.splits, split) is not None:
                     rows += self.evaluate(split)
             self.epoch += 1
+            reason = divergence.rows_reason(rows)
+            if reason:
+                raise Diverged(self.epoch, 0, train_losses, reason)
             yield EpochResult(self.epoch, rows, weights, train_losses, time.perf_counter() - t0)
 
     # --- checkpoints ----------------------------------------------------

@@ -1,0 +1,65 @@
+"""Two corrections to Ray Tune's defaults, applied by the driver before ``Tuner.fit()``.
+
+**A lost Ray worker costs one trial retry, never the study** (:func:`survive_lost_workers`).
+Ray Tune (``ray.air.execution._internal.actor_manager``) treats an actor
+task's failure as an actor failure only for ``RayActorError``; any other
+Ray system error, e.g. ``OutOfMemoryError`` when Ray's memory monitor kills
+a worker while its actor starts (``ImplicitFunc.__init__``) or is reset for
+reuse, or ``WorkerCrashedError``/``NodeDiedError``/``ObjectLostError``,
+makes it raise ``RuntimeError("Caught unexpected exception")`` out of
+``Tuner.fit()``, ending the whole study. :func:`install` makes Tune see all
+of them as what they are, the loss of that trial's actor: Tune then records
+the trial's failure and retries it (``FailureConfig(max_failures=retries)``)
+from its last checkpoint, and the study carries on. Errors raised by the
+trainable itself (``RayTaskError``) are unchanged.
+
+**No secret in Ray's runtime environments** (:func:`keep_secrets_out_of_runtime_env`). Tune copies
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN`` and the like from the driver's environment into
+each trainable's ``runtime_env``, which Ray keeps in its GCS and writes into its logs
+(``runtime_env_agent.log``, world-readable under the shared ``/tmp/ray``). litmus's trials do not
+need them passed that way: the embedded Ray's workers inherit the driver's environment, and on a
+cluster each node has its own credentials (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_MARK = "_litmus_lost_worker_is_actor_error"
+
+
+def as_actor_error(exception: BaseException) -> BaseException:
+    """``exception`` unchanged if Tune already handles it, else a ``RayActorError`` carrying its text."""
+    from ray.exceptions import RayActorError, RayError, RayTaskError
+
+    if isinstance(exception, (RayActorError, RayTaskError)) or not isinstance(exception, RayError):
+        return exception
+    err = RayActorError(error_msg=f"the trial's Ray worker was lost ({type(exception).__name__}): {exception}")
+    err.__cause__ = exception
+    return err
+
+
+def survive_lost_workers() -> None:
+    """Route Ray system errors of actor tasks to Tune's actor-failure path (idempotent)."""
+    from ray.air.execution._internal.actor_manager import RayActorManager
+
+    original = RayActorManager._actor_task_failed
+    if getattr(original, _MARK, False):
+        return
+
+    def _actor_task_failed(self: Any, tracked_actor_task: Any, exception: Exception) -> None:
+        return original(self, tracked_actor_task, as_actor_error(exception))
+
+    setattr(_actor_task_failed, _MARK, True)
+    RayActorManager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
+
+
+SECRET = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY(_|$)|ACCESS_KEY", re.IGNORECASE)
+
+
+def keep_secrets_out_of_runtime_env() -> None:
+    """Stop Tune from copying secret-looking environment variables into its trainables' runtime env."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = {v for v in class_cache.ENV_VARS_TO_PROPAGATE if not SECRET.search(v)}
