@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from .errors import AnalysisError
+from .errors import AnalysisError, NothingCompleted
 
 
 def _epoch(value: str) -> str | int:
@@ -27,6 +27,9 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
+        except NothingCompleted as err:  # the counts were written: a result, not bad input
+            print(f"litmus: {err}", file=sys.stderr)
+            return 1
         except AnalysisError as err:
             print(f"litmus: error: {err}", file=sys.stderr)
             return 2

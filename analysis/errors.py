@@ -9,3 +9,7 @@ class AnalysisError(ValueError):
     The message is one line; the CLI prints it as ``litmus: error: <message>``
     and exits with code 2.
     """
+
+
+class NothingCompleted(AnalysisError):
+    """The store has trials but none completed: the report holds only their counts (the CLI exits 1, not 2)."""

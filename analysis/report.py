@@ -17,9 +17,9 @@ import pandas as pd
 from . import plots, ranks, robust, sequential
 from .budget import budget_curves, order_changes, tuning_scores
 from .convergence import convergence, convergence_warning
-from .counts import cell_counts
+from .counts import cell_counts, cells_without_verdict, planned_cells
 from .delta_m import delta_m, per_seed
-from .errors import AnalysisError
+from .errors import AnalysisError, NothingCompleted
 from .naming import families, has_baseline, resolve_baseline
 from .power import power_warnings, seeds_needed
 from .select import select, store_selection, store_studies, validation_scores
@@ -120,8 +120,15 @@ def analyse_store(store: str | Path, study: str | None = None, dataset: str | No
     notes = s.notes + [str(w.message) for w in caught]
     if trials is None:
         trials = load_trials(store, study=study, dataset=dataset)
-    return _analyse_selected(plain_strings(s.selected), s.index, trials, s.curves, notes, baseline, against,
-                             s.epoch, margin, alpha, correction, per, n_resamples, seed, test, bayes)
+    sel = plain_strings(s.selected)
+    a = _analyse_selected(sel, s.index, trials, s.curves, notes, baseline, against,
+                          s.epoch, margin, alpha, correction, per, n_resamples, seed, test, bayes)
+    planned = planned_cells(store, study or (names(sel["study"])[0] if len(names(sel["study"])) == 1 else None))
+    if planned is not None:  # every planned cell, with its missing trials, also one no trial reached
+        if dataset is not None:
+            planned = planned[planned["dataset"] == dataset]
+        a.counts = cell_counts(s.index, trials, sel, planned)
+    return a
 
 
 def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFrame | None,
@@ -289,6 +296,9 @@ def render_index(a: Analysis, title: str, margin: float, alpha: float, correctio
                                                  if (a.verdicts["replicates"] > 1).any() else [])
                               + [c for c in a.verdicts.columns if c.startswith("bayes_")]]
                    if len(a.verdicts) else None))
+    missing = cells_without_verdict(a.counts, a.verdicts)
+    if missing:
+        p.append("### Cells without a verdict\n\n" + missing)
     p.append("## Δm with bootstrap CIs\n\n" + _md(a.dm[["dataset", "arch", "variant", "delta_m", "ci_low", "ci_high",
                                                          "sd", "n_seeds", "n_incomplete"]]))
     for dataset in a.datasets:
@@ -354,9 +364,14 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
                  bayes: bool = False) -> Path:
     """Analyse ``store`` and write ``out/index.md``, CSVs, ``out/latex/*.tex`` and ``out/figures/*``."""
     trials = load_trials(store, study=study)
-    a = analyse_store(store, study=study, trials=trials, baseline=baseline, epoch=epoch, margin=margin,
-                      alpha=alpha, correction=correction, per=per, n_resamples=n_resamples, test=test,
-                      curves=figures, bayes=bayes)
+    try:
+        a = analyse_store(store, study=study, trials=trials, baseline=baseline, epoch=epoch, margin=margin,
+                          alpha=alpha, correction=correction, per=per, n_resamples=n_resamples, test=test,
+                          curves=figures, bayes=bayes)
+    except AnalysisError as err:
+        if not len(trials) or not any(m in str(err) for m in ("no metric rows", "no metrics Parquet files")):
+            raise
+        _counts_only_report(store, Path(out), study, trials)  # raises NothingCompleted (exit 1)
     a.budget = tuning_budget(store, study, trials, baseline, per, seed=0)
     if a.budget is not None:
         a.notes += order_changes(a.budget)
@@ -393,6 +408,24 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
             text += f"\n## Sequential verdicts ({name})\n\n{seq}\n"
     (out / "index.md").write_text(text)
     return out / "index.md"
+
+
+def _counts_only_report(store: str | Path, out: Path, study: str | None, trials: pd.DataFrame) -> None:
+    """No trial wrote a metric row: write counts.csv and an index.md with every cell's counts, then say so."""
+    studies = names(trials["study"])
+    planned = planned_cells(store, study or (studies[0] if len(studies) == 1 else None))
+    final = trials[trials["stage"] == "final"] if (trials["stage"] == "final").any() else trials
+    index = final.iloc[0:0][["trial_id", "dataset", "arch", "variant", "seed", "status", "study", "stage"]]
+    counts = cell_counts(index, final, None, planned)
+    out.mkdir(parents=True, exist_ok=True)
+    counts.to_csv(out / "counts.csv", index=False)
+    title = f"litmus report: {study or ', '.join(studies)}"
+    (out / "index.md").write_text(f"# {title}\n\nNo trial completed: nothing to compare. Every cell's trials:\n\n"
+                                  f"## Trials per cell\n\n{_md(counts)}\n## Cells without a verdict\n\n"
+                                  f"{cells_without_verdict(counts, None)}")
+    c = counts[["completed", "failed", "diverged", "missing"]].sum()
+    raise NothingCompleted(f"no completed trial in {store}: {int(c['failed'])} failed, {int(c['diverged'])} "
+                           f"diverged, {int(c['missing'])} missing over {len(counts)} cells; counts in {out}")
 
 
 def verdict_summary(v: pd.DataFrame) -> str:
@@ -439,6 +472,9 @@ def summary_table(store_or_frame: str | Path | pd.DataFrame, baseline: str = "ew
             parts.append(f"\n### {dataset}\n\n" + dataset_tables(a, dataset, "markdown", alpha))
         if len(a.verdicts):
             parts.append("\n" + verdict_summary(a.verdicts))
+        missing = cells_without_verdict(a.counts, a.verdicts)
+        if missing:
+            parts.append("\nCells without a verdict:\n\n" + missing)
         parts.append(f"\n{LEGEND}\n")
     return "\n".join(parts)
 

@@ -50,15 +50,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         eprint(f"litmus: {err}; rerun `litmus run {path}` to resume (store: {spec.store})")
         return 1
     c = result.counts
-    print(summary(result.store.root, spec.name, spec.baseline))
-    if spec.sequential:
+    if c["completed"]:
+        try:
+            print(summary(result.store.root, spec.name, spec.baseline))
+        except ValueError as err:  # e.g. no cell has both the baseline and a completed trial: the counts still show
+            print(f"(no summary table: {str(err).strip().splitlines()[0] if str(err).strip() else err})\n")
+            print(status_table(result.store.root, spec.name))
+    else:  # nothing completed: every cell's counts instead of a table of results
+        print(status_table(result.store.root, spec.name))
+    if c["completed"] and spec.sequential:
         from analysis.sequential import load_decisions, render
         print("\nSequential verdicts (decided round by round; docs/statistics.md):\n")
         print(render(load_decisions(result.store.root, spec.name)))
     print(f"\nfinal stage: {c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, "
           f"{c['missing']} missing ({result.seconds:.0f}s)")
     print(f"store: {result.store.root}")
-    return 0 if c["failed"] == c["missing"] == 0 else 1
+    return 0 if c["completed"] and c["failed"] == c["missing"] == 0 else 1
 
 
 def design_warning(spec: Any) -> str | None:
@@ -142,18 +149,27 @@ def status_table(store_root: Path, study: str | None = None) -> str:
             stage = "reference" if rec["trial_id"] in ref_ids else rec["stage"]
             if stage == "final" and plan.get("final_ids") is not None and rec["trial_id"] not in final_ids:
                 stage = "final (stale)"
-            key = (stage, f"{rec['dataset']}/{rec['arch']}/{rec['method']}")
+            per_variant = stage.startswith("final") and rec["distribution"] and not plan["spec"].get("sequential")
+            method = rec["method"] + (f"[{rec['distribution']}]" if per_variant else "")  # a final cell
+            key = (stage, f"{rec['dataset']}/{rec['arch']}/{method}")
             counts.setdefault(key, Counter())[rec["status"]] += 1
         lines.append(f"study {name} ({store.root})")
         lines.append(f"  {'stage':<10} {'dataset/arch/method':<40} {'done':>5} {'run':>5} {'fail':>5} {'div':>5} {'miss':>5}")
         if plan["spec"].get("sequential"):  # seeds in rounds: only what open verdicts need is planned
             from .rounds import planned_final
             plan["planned"]["final"] = planned_final(store.root, plan["spec"], name)
-        keys = [(st, k) for st, d in plan["planned"].items() for k in d]
+        planned_by_stage = dict(plan["planned"])
+        spec = plan.get("spec") or {}
+        if spec.get("final_seeds") is not None and not spec.get("sequential"):  # final cells per distribution
+            planned_by_stage["final"] = {
+                f"{ds['name']}/{arch}/{m['name']}" + (f"[{dist}]" if dist else ""): len(spec["final_seeds"])
+                for ds in spec["datasets"] for arch in spec.get("archs", ["hps"])
+                for m in spec["methods"] for dist in (m.get("distributions") or [None])}
+        keys = [(st, k) for st, d in planned_by_stage.items() for k in d]
         keys += sorted(k for k in counts if k not in set(keys))
         for stage, key in keys:
             c = counts.get((stage, key), Counter())
-            planned = plan["planned"].get(stage, {}).get(key, 0)
+            planned = planned_by_stage.get(stage, {}).get(key, 0)
             present = sum(c.values())
             lines.append(f"  {stage:<10} {key:<40} {c['completed']:>5} {c['running']:>5} {c['failed']:>5} "
                          f"{c['diverged']:>5} {max(0, planned - present):>5}")

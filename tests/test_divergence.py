@@ -77,3 +77,31 @@ def test_a_string_batch_size_is_one_line_not_a_type_error() -> None:
     with pytest.raises(SpecError, match=r"datasets\[0\].*batch_size must be a positive integer, got 'big'"):
         parse({"name": "x", "datasets": [{"name": "multi_digits", "options": OPTS, "train": {"batch_size": "big"}}],
                "methods": ["ew"], "tuning": {"methods": "none"}})
+
+
+@pytest.mark.slow
+def test_a_study_at_lr_1e6_ends_diverged_prints_every_cells_counts_and_exits_1(tmp_path, capsys):
+    import ray
+    import yaml
+
+    from study.cli import main
+
+    spec = {"name": "blowup", "store": str(tmp_path / "store"),
+            "datasets": [{"name": "multi_digits", "options": OPTS, "epochs": 2, "train": {"lr": 1e6}}],
+            "methods": ["ew", {"name": "rlw", "distributions": ["normal", "uniform"]}],
+            "tuning": {"methods": "none"}, "final": {"seeds": 2}}
+    path = tmp_path / "blowup.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        code = main(["run", str(path), "--cpus", "2"])
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "final stage: 0 completed, 0 failed, 6 diverged, 0 missing" in out
+    for cell in ("multi_digits/hps/ew ", "multi_digits/hps/rlw[normal]", "multi_digits/hps/rlw[uniform]"):
+        line = next(l for l in out.splitlines() if cell in l)
+        assert line.split()[-5:] == ["0", "0", "0", "2", "0"], line  # done run fail div miss
+    from study.store import Store
+    trials = Store(tmp_path / "store").trials("blowup")
+    assert len(trials) == 6 and all(t["status"] == "diverged" and "first-step loss" in t["error"] for t in trials)
