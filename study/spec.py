@@ -29,6 +29,10 @@ SHARED_SPACE = ("lr", "weight_decay")
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha",)
 EPOCH_SELECTION = ("best-val", "last")
+#: longest study name (it names the plan file, Optuna studies and Ray's experiment folders)
+MAX_NAME = 100
+#: largest spec file accepted (real specs are a few kB)
+MAX_SPEC_BYTES = 1_000_000
 MAX_REPLICATES = 100
 
 
@@ -193,6 +197,17 @@ def _names(value: Any, path: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise _fail(path, "must be a non-empty list")
     return value
+
+
+def _no_repeats(items: list[Any], path: str, msg: str) -> None:
+    """Refuse a repeated entry (a name, or a mapping's ``name``) before any entry is validated."""
+    seen: dict[str, int] = {}
+    for i, x in enumerate(items):
+        name = x.get("name") if isinstance(x, dict) else x
+        if isinstance(name, str):
+            if name in seen:
+                raise _fail(f"{path}[{i}]", f"{msg}: {name!r} is also {path}[{seen[name]}]")
+            seen[name] = i
 
 
 # --- sections ------------------------------------------------------------
@@ -375,13 +390,17 @@ def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
     name = d.get("name")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise _fail("name", f"must be a non-empty name of letters, digits, '-', '_' or '.', got {name!r}")
+    if len(name) > MAX_NAME:  # it names files and folders (with a date and PID appended): stay far below 255 bytes
+        raise _fail("name", f"must be at most {MAX_NAME} characters, got {len(name)}")
     store_raw = d.get("store", f"litmus-results/{name}")
     if not isinstance(store_raw, str) or not store_raw:
         raise _fail("store", f"must be a path, got {store_raw!r}")
     store = Path(os.path.expandvars(store_raw)).expanduser()
     if not store.is_absolute():
         store = (base or Path.cwd()) / store
-    dss = [_dataset(x, f"datasets[{i}]") for i, x in enumerate(_names(d.get("datasets"), "datasets"))]
+    raw_datasets = _names(d.get("datasets"), "datasets")
+    _no_repeats(raw_datasets, "datasets", "a dataset is listed twice")  # before building any (linear in the spec)
+    dss = [_dataset(x, f"datasets[{i}]") for i, x in enumerate(raw_datasets)]
     if len({x.name for x in dss}) != len(dss):
         raise _fail("datasets", "a dataset is listed twice")
     archs = d.get("architectures", ["hps"])
@@ -390,7 +409,9 @@ def parse(data: Any, source: str = "<spec>", base: Path | None = None) -> Spec:
     for i, a in enumerate(archs):
         if a not in architectures.names():
             raise _fail(f"architectures[{i}]", f"unknown architecture {a!r}; valid: {', '.join(architectures.names())}")
-    methods = [_method(x, f"methods[{i}]") for i, x in enumerate(_names(d.get("methods"), "methods"))]
+    raw_methods = _names(d.get("methods"), "methods")
+    _no_repeats(raw_methods, "methods", "a method is listed twice (list several distributions under one entry)")
+    methods = [_method(x, f"methods[{i}]") for i, x in enumerate(raw_methods)]
     if len({m.name for m in methods}) != len(methods):
         raise _fail("methods", "a method is listed twice (list several distributions under one entry)")
     baseline = d.get("baseline", "ew")
@@ -468,11 +489,14 @@ def load(path: str | os.PathLike[str]) -> Spec:
     """Read and validate a spec file (YAML, safe loading only)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_SPEC_BYTES:  # refused before parsing: validation stays linear and fast in the file's size
+            raise SpecError(f"{p}: {size / 1e6:.1f} MB is not a study spec (at most {MAX_SPEC_BYTES // 1000} kB)")
         text = p.read_text()
     except OSError as err:
         raise SpecError(f"cannot read spec {p}: {err.strerror or err}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe; libyaml when there
     except yaml.YAMLError as err:
         raise SpecError(f"{p}: not valid YAML: {str(err).splitlines()[0]}") from None
     return parse(data, source=str(p))
