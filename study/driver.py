@@ -11,6 +11,7 @@ of truth (DESIGN.md), so every call is a fresh experiment.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -48,6 +49,32 @@ class ClusterError(ValueError):
 
 class RayRunError(RuntimeError):
     """Ray Tune stopped with an error it could not handle; the store is intact and a rerun resumes."""
+
+
+class NoSpaceError(RuntimeError):
+    """A disk filled up (ENOSPC) while the study wrote; every file written before is intact (atomic writes)."""
+
+
+def no_space(err: BaseException) -> NoSpaceError | None:
+    """A :class:`NoSpaceError` naming the path if ENOSPC is anywhere in ``err``'s chain of causes."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return NoSpaceError(f"no space left on {e.filename or 'the device'}")
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def check_local_gpus(spec: Spec, address: str | None) -> None:
+    """An embedded Ray on a machine without CUDA cannot give GPUs: refuse before anything is written."""
+    if spec.resources.get("gpu", 0) > 0 and not (address or os.environ.get("RAY_ADDRESS")):
+        import torch
+
+        if torch.cuda.device_count() == 0:
+            raise ClusterError(f"resources.gpu: the spec asks for {spec.resources['gpu']:g} GPU per trial, but this "
+                               "machine has no CUDA GPU (use --address to run on a cluster with GPUs)")
 
 
 @dataclass
@@ -410,6 +437,9 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     try:
         tuner.fit()
     except Exception as err:  # noqa: BLE001 - anything else Tune could not handle: the store holds all done so far
+        full = no_space(err)
+        if full:
+            raise full from err
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RayRunError(f"Ray Tune stopped ({type(err).__name__}: {first})") from err
     if "://" not in storage and getattr(source, "finished", False):

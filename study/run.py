@@ -129,6 +129,7 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
     line on stderr when it is a terminal (a line per trial otherwise)."""
     t0 = time.time()
     check_reachable(spec, say)  # data and pretrained weights, before Ray starts
+    driver.check_local_gpus(spec, address)  # before anything is written
     store = Store(spec.store)  # fails early if not writable
     lock = StoreLock(store.root, say).acquire()  # one driver per store; refuses if another run holds it
     try:

@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import spec as spec_mod
-    from .driver import RayRunError
+    from .driver import NoSpaceError, RayRunError, no_space
     from .run import run_study
 
     path = Path(args.spec) if args.spec else spec_mod.quickstart_path()
@@ -46,6 +46,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         eprint(f"litmus: interrupted; rerun `litmus run {path}` to resume (store: {spec.store})")
         return 130
+    except NoSpaceError as err:
+        eprint(f"litmus: {err}; free space, then rerun `litmus run {path}` to resume (store intact: {spec.store})")
+        return 1
+    except OSError as err:
+        full = no_space(err)
+        if full is None:
+            raise
+        eprint(f"litmus: {full}; free space, then rerun `litmus run {path}` to resume (store intact: {spec.store})")
+        return 1
     except RayRunError as err:
         eprint(f"litmus: {err}; rerun `litmus run {path}` to resume (store: {spec.store})")
         return 1
