@@ -79,7 +79,10 @@ def stop() -> None:
     if private:
         kill_session(str(private))  # anything Ray's shutdown left behind (its agents)
     if isinstance(watchdog, subprocess.Popen):
-        watchdog.wait(timeout=10)
+        try:  # it sees the dir gone within a second; on a loaded machine it may still be starting
+            watchdog.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass  # it exits by itself (and is reaped by init once this process ends)
 
 
 def _start_watchdog(private: str) -> subprocess.Popen:

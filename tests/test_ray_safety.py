@@ -129,7 +129,7 @@ def _running(root: Path) -> bool:
 
 @pytest.mark.slow
 def test_killed_driver_leaves_no_ray_process_and_the_next_run_takes_over_its_lock(tmp_path):
-    spec_d = _spec(tmp_path, "orphans", epochs=100_000, seeds=1)  # runs until it is killed
+    spec_d = _spec(tmp_path, "orphans", epochs=100_000, seeds=2)  # runs until it is killed
     root = tmp_path / "store"
     path = tmp_path / "orphans.yaml"
     path.write_text(yaml.safe_dump(spec_d))
