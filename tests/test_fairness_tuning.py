@@ -207,6 +207,37 @@ def test_no_completed_trial_keeps_the_defaults(tmp_path) -> None:
     assert {j.config["method"]: j.config["lr"] for j in final_jobs(spec, best)} == defaults
 
 
+def test_a_trial_without_a_score_is_never_kept(tmp_path) -> None:
+    """A completed trial whose rows lack a reference metric has no score (told FAIL); one with no rows at all
+    stopped before its first epoch (told PRUNED); the kept trial is the one with a score."""
+    spec = parse({
+        "name": "noscore", "store": str(tmp_path / "store"),
+        "datasets": [{"name": "multi_digits", "options": {"n_train": 64, "n_val": 32, "n_test": 32, "width": 8},
+                      "epochs": EPOCHS}],
+        "methods": ["ew", "uw"],
+        "tuning": {"methods": ["uw"], "trials": 3, "seeds": [100],
+                   "shared": {"lr": {"low": 1e-4, "high": 1e-2}}, "sampler": {"type": "random", "seed": 3}},
+        "final": {"seeds": 1},
+    })
+    store = Store(spec.store)
+    for job in reference_jobs(spec):
+        _write(store, spec, job, "completed", _rows("val", 1, REF["left"], REF["right"]))
+    source = TuningSource(spec, store, {("multi_digits", "hps"): reference_values(
+        store, [j.trial_id for j in reference_jobs(spec)])}, {})
+    lrs: list[float] = []
+    while (job := source.next()) not in (None, FINISHED):
+        lrs.append(job.config["lr"])
+        k = len(lrs) - 1
+        rows = [] if k == 1 else [r for e in (1, 2) for r in _quality("val", e, 50.0 if k == 0 else -3.0)]
+        if k == 0:  # the best-looking trial lacks right/abs_err: no Delta-m
+            rows = [r for r in rows if r["metric"] != "abs_err"]
+        _write(store, spec, job, "completed", rows)
+        source.done(job, Outcome("completed", EPOCHS if rows else 0))
+    entry = best_params(spec, store)["multi_digits"]["hps"]["uw"]
+    assert (entry["complete"], entry["failed"], entry["pruned"]) == (1, 1, 1)
+    assert entry["params"]["lr"] == lrs[2] and entry["value"] == pytest.approx(-3.0)
+
+
 # --- the trainable's score ------------------------------------------------------------------------
 def _hand_delta_m(rows: list[dict], reference: dict[str, float], split: str) -> float:
     """Delta-m (%) written out: 100/T sum_t mean_i s_ti (M_ti - B_ti) / B_ti over non-loss metrics."""
