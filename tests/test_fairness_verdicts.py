@@ -62,6 +62,9 @@ def test_better_and_worse_by_four_points(test: str) -> None:
     worse = _verdict(_selected(lambda rlw: rlw - 0.02 + _noise(0.002, 1)), test=test)
     assert worse["verdict"] == "worse" and worse["diff_delta_m"] == pytest.approx(-4.0, abs=0.3)
     assert worse["ci_high"] < 0
+    # the reason states the interval and its side (what a reader checks the label against)
+    assert f"[{better['ci_low']:+.3g}, {better['ci_high']:+.3g}] above 0" in better["reason"]
+    assert f"[{worse['ci_low']:+.3g}, {worse['ci_high']:+.3g}] below 0" in worse["reason"]
 
 
 @pytest.mark.parametrize("test", TESTS)
