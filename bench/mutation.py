@@ -39,7 +39,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                                           "tests/test_fairness_verdicts.py"]),
     "select": (["analysis/select.py"], ["tests/test_analysis_core.py", "tests/test_analysis_stats.py"]),
     "store": (["study/store.py"], ["tests/test_fairness_store.py", "tests/test_fairness_tuning.py"]),
-    "tuning": (["study/tuning.py"], ["tests/test_fairness_tuning.py"]),
+    "tuning": (["study/tuning.py"], ["tests/test_fairness_tuning.py", "tests/test_study_tuning.py"]),
     "tune": (["trainables/tune.py"], ["tests/test_fairness_tuning.py"]),
     "driver": (["study/driver.py"], ["tests/test_fairness_tuning.py", "tests/test_fairness_driver.py"]),
     "weighting": (["trainables/weighting/"], ["tests/test_loss_methods.py", "tests/test_grad_methods.py",
