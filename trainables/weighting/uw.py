@@ -1,8 +1,8 @@
 """Uncertainty Weighting (Kendall, Gal & Cipolla, CVPR 2018, Eq. 7).
 
 Objective ``sum_t L_t / (2 exp(s_t)) + s_t / 2`` with learned log-variances
-``s`` (initialised at 0, so the first weights are 1/2, as in the paper and
-LibMTL). ``s`` is trained by the trainer's optimiser in its own parameter
+``s`` (initialised at 0, so the first weights are 1/2, as in the paper; LibMTL
+starts at ``s = -0.5``, first weights ``1/(2 e^{-0.5})`` = 0.82). ``s`` is trained by the trainer's optimiser in its own parameter
 group with learning rate ``lr`` (0.025 in the Nash-MTL/FAMO code).
 """
 
