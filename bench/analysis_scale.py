@@ -102,7 +102,7 @@ def generate(root: Path, archs: list[str], epochs: int, chunk: int = 200) -> tup
                     }
                     w.write_table(pa.table(cols, schema=METRICS_SCHEMA), row_group_size=1 << 20)
                     n_rows += t.size
-            entries["metrics"].append({"file": rel, "rows": len(trials) * epochs * k})
+            entries["metrics"].append({"study": STUDY, "stage": STAGE, "dataset": ds, "table": "metrics", "split": split, "file": rel, "rows": len(trials) * epochs * k})
         for (arch, v, seed), tid in zip(trials, ids):
             m, _, dist = v.partition(":")
             trial_rows.append({"study": STUDY, "stage": STAGE, "trial_id": tid, "dataset": ds, "arch": arch,

@@ -29,7 +29,7 @@ from analysis.schema import Stage, Status
 from . import ray_local, tune_patches
 from .plan import Job
 from .progress import Progress
-from .records import group, now, trial_record
+from .recorder import TrialRecorder
 from .spec import Spec, SpecError
 from .store import Store
 
@@ -209,11 +209,12 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
             if job is None or job == FINISHED:
                 return Searcher.FINISHED if job == FINISHED else None
             self.jobs[trial_id] = job
-            stored = max((r["epoch"] for r in store.trial_metrics(job.trial_id)), default=0) if store else 0
+            stored = store.stored_epochs(job.trial_id) if store else 0
             resume = latest_checkpoint(checkpoints, job.trial_id, stored, study)
             return {"train": job.config,
                     "litmus": {"trial_id": job.trial_id, "stage": job.stage, "label": job.label,
-                               "replicate": job.replicate, "checkpoint_every": checkpoint_every,
+                               "replicate": job.replicate, "reference": job.reference,
+                               "checkpoint_every": checkpoint_every,
                                "resume_from": str(resume) if resume else None, "plugins": list(plugins or []),
                                "patience": job.patience}}
 
@@ -229,18 +230,6 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
                 source.done(job, outcome_of(job, result, error))
 
     return SourceSearcher()
-
-
-_REFERENCES: dict[str, dict[str, float]] = {}
-
-
-def reference_of(config: dict[str, Any]) -> dict[str, float] | None:
-    """The validation reference registered for a trial config's dataset/arch (None before tuning)."""
-    return _REFERENCES.get(f"{config['dataset']}/{config['arch']}")
-
-
-def set_reference(dataset: str, arch: str, ref: dict[str, float]) -> None:
-    _REFERENCES[f"{dataset}/{arch}"] = ref
 
 
 def outcome_of(job: Job, result: dict | None, error: bool) -> Outcome:
@@ -270,10 +259,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[st
         """Writes each reported epoch and each trial's end to the store (the driver is the single writer)."""
 
         def __init__(self) -> None:
-            self.rows: dict[str, list[dict[str, Any]]] = {}
-            self.weights: dict[str, dict[int, dict[str, float]]] = {}
-            self.started: dict[str, str] = {}
-            self.summary: dict[str, dict[str, Any]] = {}
+            self.recorders: dict[str, TrialRecorder] = {}  # running trials only: nothing kept once finished
 
         @staticmethod
         def _ids(trial: Any) -> tuple[str, str, dict[str, Any]]:
@@ -283,46 +269,34 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[st
                 config = {**config, "replicate": meta["replicate"]}
             return meta["trial_id"], meta["stage"], config
 
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        def _recorder(self, trial: Any) -> TrialRecorder:
             tid, stage, config = self._ids(trial)
-            progress.running.add(tid)
-            self.started.setdefault(tid, now())
+            if tid not in self.recorders:
+                self.recorders[tid] = TrialRecorder(store, spec.name, stage, tid, config)
+            return self.recorders[tid]
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            progress.running.add(self._recorder(trial).trial_id)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            tid, stage, config = self._ids(trial)
-            progress.running.add(tid)  # reused actors do not always call on_trial_start
-            grp = group(spec.name, stage, tid, config)
+            rec = self._recorder(trial)
+            progress.running.add(rec.trial_id)  # reused actors do not always call on_trial_start
             if result.get("status") == "diverged":
                 return
-            epoch = int(result["epoch"])
-            if tid not in self.rows:  # first result in this run: keep the earlier epochs already stored (restored trial)
-                if result.get("resumed_from"):
-                    progress.event(f"[{progress.stage}] {config['method']} on {config['dataset']} seed {config['seed']}: "
-                                 f"resumed from its checkpoint at epoch {result['resumed_from']}")
-                self.rows[tid] = [r for r in store.trial_metrics(tid) if r["epoch"] < epoch]
-                self.weights[tid] = {e: w for e, w in store.trial_weights(tid).items() if e < epoch}
-            rows = [r for r in self.rows[tid] if r["epoch"] < epoch] + [dict(r, epoch=epoch) for r in result["rows"]]
-            self.rows[tid] = rows
-            store.write_metrics(grp, rows)
-            if result.get("weights"):
-                self.weights[tid] = {e: w for e, w in self.weights[tid].items() if e < epoch}
-                self.weights[tid][epoch] = result["weights"]
-                store.write_weights(spec.name, tid, self.weights[tid])
-            self.summary[tid] = result.get("summary") or {}
-            store.write_trial(trial_record(grp, config, "running", epochs=epoch,
-                                           started_at=self.started.setdefault(tid, now()), summary=self.summary[tid]))
+            if rec.epochs == 0 and result.get("resumed_from"):
+                config = rec.config
+                progress.event(f"[{progress.stage}] {config['method']} on {config['dataset']} seed {config['seed']}: "
+                               f"resumed from its checkpoint at epoch {result['resumed_from']}")
+            rec.epoch(int(result["epoch"]), result["rows"], result.get("weights"), result.get("summary"))
 
         def _finish(self, trial: Any, status: str, error: str | None) -> None:
-            tid, stage, config = self._ids(trial)
+            rec = self.recorders.pop(self._ids(trial)[0], None) or self._recorder(trial)
+            self.recorders.pop(rec.trial_id, None)
             last = trial.last_result or {}
-            grp = group(spec.name, stage, tid, config)
-            epochs = int(last.get("epoch") or 0) if last.get("litmus_id") == tid else 0
-            summary = last.get("summary") or self.summary.get(tid)
-            store.write_trial(trial_record(grp, config, status, epochs=epochs, started_at=self.started.get(tid, now()),
-                                           summary=summary, error=error))
-            for d in (self.rows, self.weights, self.started, self.summary):
-                d.pop(tid, None)
-            progress.running.discard(tid)
+            epochs = int(last.get("epoch") or 0) if last.get("litmus_id") == rec.trial_id else 0
+            rec.finish(status, error, epochs=epochs or rec.epochs, summary=last.get("summary"))
+            progress.running.discard(rec.trial_id)
+            config = rec.config
             what = f"{config['method']}{'/' + config['distribution'] if config.get('distribution') else ''} " \
                    f"on {config['dataset']} seed {config['seed']}: {status}"
             progress.trial_finished(status, what)
@@ -363,14 +337,14 @@ def _scheduler(spec: Spec):
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
             if not tuned(trial):
                 return TrialScheduler.CONTINUE
-            result["score"] = score(result.get("rows") or [], reference_of(trial.config["train"]) or {})
+            result["score"] = score(result.get("rows") or [], trial.config["litmus"].get("reference") or {})
             return super().on_trial_result(tune_controller, trial, result)
 
         def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
             if tuned(trial):
                 rows = result.get("rows") or []
                 super().on_trial_complete(tune_controller, trial,
-                                          {**result, "score": score(rows, reference_of(trial.config["train"]) or {})})
+                                          {**result, "score": score(rows, trial.config["litmus"].get("reference") or {})})
 
     max_t = max((ds.epochs or 1) for ds in spec.datasets)
     return TuningASHA(metric="score", mode="max", time_attr="training_iteration", max_t=max(max_t, 1),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Job:
     label: str = ""
     replicate: int | None = None  # the tuning replicate (tuning and final trials of tuned methods)
     patience: int | None = None  # early stopping on validation Delta-m (study/convergence.py)
+    #: tuning trials: the EW reference's validation means (``task/metric`` -> value) their score is against
+    reference: dict[str, float] | None = field(default=None, hash=False, compare=False)
 
     @property
     def key(self) -> tuple[str, str, str]:

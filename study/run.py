@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import driver, ray_local, rounds
 from .driver import FINISHED, Outcome
 from .progress import Progress
+from .compact import compact
 from .final import ListSource, pending
 from .preflight import check_reachable
 from .lock import StoreLock
@@ -74,7 +75,6 @@ class StudySource:
                     if zero:
                         raise StudyError(f"the EW reference on {ds.name} ({arch}) has validation {', '.join(zero)} "
                                          "= 0: Delta-m (a relative change) is undefined against it")
-                    driver.set_reference(ds.name, arch, refs[(ds.name, arch)])
             total = self.spec.tuning.trials * len(self.spec.tuning.seeds) * self.spec.tuning.replicates \
                 * len(self.spec.datasets) * len(self.spec.archs) * len(tuned_methods(self.spec))
             finished = ("completed",) if self.retry_failed else ("completed", "failed", "diverged")
@@ -103,6 +103,7 @@ class StudySource:
                 return job
             if self.in_flight:  # the stage's last trials are still running
                 return None
+            compact(self.store)  # the stage is over: merge its trials' files (study/compact.py)
             if self.stage == "final":
                 self.finished = True
                 return FINISHED

@@ -22,6 +22,9 @@ def register(sub: Any) -> None:
     r.add_argument("--ray-storage", default=None,
                    help="Ray Tune storage for checkpoints (shared path or URI on a cluster; default <store>/ray)")
     r.set_defaults(func=cmd_run)
+    c = sub.add_parser("compact", help="merge finished trials' files into partitioned files with a manifest")
+    c.add_argument("store", help="results store directory")
+    c.set_defaults(func=cmd_compact)
     s = sub.add_parser("status", help="per stage, dataset and method: completed, running, failed, missing trials")
     s.add_argument("store", help="results store directory")
     s.add_argument("--study", default=None, help="one study of the store (default: all)")
@@ -185,7 +188,24 @@ def status_table(store_root: Path, study: str | None = None) -> str:
         if plan["spec"].get("sequential"):
             from .rounds import status_lines
             lines += status_lines(store.root, plan["spec"], name)
+    from analysis.store import sources
+
+    shadowed = sources(store.root, "trials").shadowed
+    if shadowed:
+        lines.append(f"note: {len(shadowed)} trial(s) have both compacted and per-trial files; each is counted once "
+                     f"(from its per-trial files); `litmus compact {store.root}` merges them")
     return "\n".join(lines)
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .compact import compact
+    from .store import Store
+
+    store = Store(args.store, create=False)
+    done = compact(store)
+    print(f"{store.root}: {done.trials} finished trials compacted ({done.files} per-trial files merged), "
+          f"generation {done.generation}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

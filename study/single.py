@@ -9,8 +9,10 @@ from typing import Any, Callable
 from trainables.config import TrainConfig, resolve
 from trainables.trainer import Diverged, EpochResult, Trainer
 
+from analysis.schema import Stage, Status
+
 from .ids import trial_id
-from .records import group, now, trial_record
+from .recorder import TrialRecorder
 from .store import Store
 
 
@@ -36,12 +38,9 @@ def run_single(
     """Train ``cfg`` and write it to ``store``; returns (trial_id, status, last epoch's rows)."""
     cfg, _ = resolve(cfg)  # validate before anything is loaded
     config = cfg.to_dict()
-    tid = trial_id(study, "single", config)
-    grp = group(study, "single", tid, config)
-    started = now()
-    store.write_trial(trial_record(grp, config, "running", epochs=0, started_at=started))
-    rows: list[dict[str, Any]] = []
-    weights: dict[int, dict[str, float]] = {}
+    rec = TrialRecorder(store, study, Stage.SINGLE, trial_id(study, str(Stage.SINGLE), config), config,
+                        total_epochs=cfg.epochs)
+    rec.start()
     last: list[dict[str, Any]] = []
     trainer: Trainer | None = None
     say = progress or (lambda s: None)
@@ -49,27 +48,18 @@ def run_single(
         trainer = Trainer(cfg)
         for res in trainer.epochs():
             last = [dict(r, epoch=res.epoch) for r in res.rows]
-            rows += last
-            store.write_metrics(grp, rows)
-            if res.weights is not None:
-                weights[res.epoch] = res.weights
-                store.write_weights(study, tid, weights)
-            store.write_trial(trial_record(grp, config, "running", epochs=res.epoch, started_at=started,
-                                           summary=trainer.stats.summary()))
+            rec.epoch(res.epoch, res.rows, res.weights, trainer.stats.summary())
             say(f"epoch {res.epoch}/{cfg.epochs} ({res.seconds:.1f}s) {headline(res)}")
     except Diverged as err:
-        store.write_trial(trial_record(grp, config, "diverged", epochs=trainer.epoch if trainer else 0,
-                                       started_at=started, summary=trainer.stats.summary() if trainer else None,
-                                       error=str(err)))
-        return tid, "diverged", last
+        rec.finish(Status.DIVERGED, str(err), epochs=trainer.epoch if trainer else 0,
+                   summary=trainer.stats.summary() if trainer else None)
+        return rec.trial_id, str(Status.DIVERGED), last
     except Exception:
-        store.write_trial(trial_record(grp, config, "failed", epochs=trainer.epoch if trainer else 0,
-                                       started_at=started, summary=trainer.stats.summary() if trainer else None,
-                                       error=traceback.format_exc()))
+        rec.finish(Status.FAILED, traceback.format_exc(), epochs=trainer.epoch if trainer else 0,
+                   summary=trainer.stats.summary() if trainer else None)
         raise
-    store.write_trial(trial_record(grp, config, "completed", epochs=trainer.epoch, started_at=started,
-                                   summary=trainer.stats.summary()))
-    return tid, "completed", last
+    rec.finish(Status.COMPLETED, epochs=trainer.epoch, summary=trainer.stats.summary())
+    return rec.trial_id, str(Status.COMPLETED), last
 
 
 def format_metrics(rows: list[dict[str, Any]], split: str = "test") -> str:

@@ -1,15 +1,18 @@
-"""The Parquet results store (DESIGN.md schema): the driver is its single writer.
+"""The Parquet results store (docs/store.md; the contract is analysis/schema.py): the driver is its single writer.
 
 Layout under the store root::
 
-    metrics/<trial_id>.parquet   one row per split x epoch x task x metric
-    trials/<trial_id>.parquet    one row: the trial's config, status, timings, versions
-    weights/<trial_id>.parquet   per-epoch mean effective task weights
+    metrics/<trial_id>/<first>-<last>.parquet   a trial's metric rows of epochs first..last (one part per flush)
+    weights/<trial_id>/<first>-<last>.parquet   per-epoch mean effective task weights, same parts
+    trials/<trial_id>.parquet                   one row: the trial's config, status, timings, versions
+    compacted/manifest.json + compacted/g*/...  finished trials merged by study/compact.py
 
-Each trial's files are rewritten whole on every reported epoch through a
-temporary file and an atomic rename, so a reader never sees a half-written
-file, a restarted trial overwrites (never duplicates) its rows, and no
-finished row is lost. Files are plain Parquet: nothing is unpickled.
+Epoch rows are appended as parts (never rewritten: a trial of E epochs costs
+O(E)); every file goes through a temporary file and an atomic rename, so a
+reader never sees a half-written file. A part whose epochs are already stored
+(a restarted trial) first drops the stored rows of those epochs, so rows are
+never duplicated and no finished row is lost. Files are plain Parquet:
+nothing is unpickled. Older stores (``metrics/<trial_id>.parquet``) read the same.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from analysis.schema import GROUP_COLUMNS, METRIC_KEY, METRICS_SCHEMA, TRIALS_SCHEMA, WEIGHTS_SCHEMA, Status
+from analysis.errors import AnalysisError
+from analysis.schema import (GROUP_COLUMNS, METRIC_KEY, METRICS_SCHEMA, TABLES, TRIALS_SCHEMA, WEIGHTS_SCHEMA,
+                             Status)
+from analysis.store import sources
 
 STATUSES = tuple(Status)
 KEY = METRIC_KEY
@@ -71,26 +79,86 @@ class Store:
             raise StoreError(f"{self.root} is not a litmus store (no metrics/ folder)")
 
     # --- paths ----------------------------------------------------------
-    def _path(self, kind: str, trial_id: str) -> Path:
+    def _check_id(self, trial_id: str) -> None:
         if not trial_id or "/" in trial_id or trial_id.startswith("."):
             raise StoreError(f"bad trial id {trial_id!r}")
+
+    def _path(self, kind: str, trial_id: str) -> Path:
+        self._check_id(trial_id)
         return self.root / kind / f"{trial_id}.parquet"
 
-    # --- writers --------------------------------------------------------
-    def write_metrics(self, group: dict[str, Any], rows: Iterable[dict[str, Any]]) -> int:
-        """Replace the trial's metric rows by ``rows`` (each with split, epoch, task, metric, value, higher_is_better).
+    def parts(self, kind: str, trial_id: str) -> list[tuple[int, int, Path]]:
+        """(first epoch, last epoch, path) of a trial's per-trial files; a legacy whole-trial file is (1, inf)."""
+        self._check_id(trial_id)
+        out = []
+        legacy = self.root / kind / f"{trial_id}.parquet"
+        if legacy.exists():
+            out.append((1, 1 << 62, legacy))
+        d = self.root / kind / trial_id
+        if d.is_dir():
+            for f in d.iterdir():
+                stem = f.name[: -len(".parquet")] if f.name.endswith(".parquet") and not f.name.startswith(".") else ""
+                first, _, last = stem.partition("-")
+                if first.isdigit() and last.isdigit():
+                    out.append((int(first), int(last), f))
+        return sorted(out)
 
-        Rows with the same key keep the last value, so a re-reported epoch never duplicates.
-        Returns the number of rows written.
+    # --- writers --------------------------------------------------------
+    def _part_path(self, kind: str, trial_id: str, table: pa.Table) -> Path:
+        epochs = table.column("epoch")
+        first, last = pa.compute.min(epochs).as_py(), pa.compute.max(epochs).as_py()
+        d = self.root / kind / trial_id
+        d.mkdir(exist_ok=True)
+        return d / f"{first:06d}-{last:06d}.parquet"
+
+    def _append(self, kind: str, trial_id: str, table: pa.Table, schema: pa.Schema) -> None:
+        """Store ``table`` (some epochs of one trial) as a part. Stored rows of those epochs or later are
+        replaced (a restarted trial re-reports them); earlier epochs stay. When one stored part overlaps
+        (the usual case), its file is replaced in one atomic rename, then renamed to its new epoch range:
+        a reader or a crash sees the old rows or the new ones, never both, never neither. Further
+        overlapping parts (a restart over several flushes) are removed first: a reader may briefly miss
+        those epochs, never count them twice. A compacted trial resumed at a later epoch first gets its
+        earlier rows copied out of the compacted files, as its per-trial copy then replaces the compacted one.
+        """
+        if not table.num_rows:
+            return
+        table = table.cast(schema)
+        first = pa.compute.min(table.column("epoch")).as_py()
+        parts = self.parts(kind, trial_id)
+        over = [p for p in parts if p[1] >= first]
+        if not parts and first > 1 and trial_id in self.compacted_ids():
+            old = self._compacted_rows(kind, trial_id, schema)
+            if old is not None:
+                table = pa.concat_tables([old.filter(pads.field("epoch") < first).cast(schema), table])
+        if not over:
+            _atomic_write(table, self._part_path(kind, trial_id, table))
+            return
+        head = over[0][2]
+        if over[0][0] < first:  # the part straddles: keep its earlier epochs
+            kept = _read_table(head, schema=schema).filter(pads.field("epoch") < first)
+            table = pa.concat_tables([kept.cast(schema), table])
+        for _, _, path in over[1:]:
+            path.unlink(missing_ok=True)
+        _atomic_write(table, head)
+        target = self._part_path(kind, trial_id, table)
+        if target != head:
+            os.replace(head, target)
+
+    def write_metrics(self, group: dict[str, Any], rows: Iterable[dict[str, Any]]) -> int:
+        """Append the trial's metric rows of some epochs (each row with split, epoch, task, metric, value,
+        higher_is_better) as one part; stored rows of those epochs or later are replaced.
+
+        Rows with the same key keep the last value. Returns the number of rows written.
         """
         merged: dict[tuple, dict[str, Any]] = {}
         for r in rows:
             merged[tuple(r[k] for k in KEY)] = r
         ordered = sorted(merged.values(), key=lambda r: (r["epoch"], r["split"], r["task"], r["metric"]))
         cols: dict[str, list[Any]] = {name: [group.get(name)] * len(ordered) for name, _ in GROUP_COLUMNS}
+        cols["stage"] = [str(group["stage"])] * len(ordered)
         for name in ("split", "epoch", "task", "metric", "value", "higher_is_better"):
             cols[name] = [r[name] for r in ordered]
-        _atomic_write(pa.table(cols, schema=METRICS_SCHEMA), self._path("metrics", group["trial_id"]))
+        self._append("metrics", group["trial_id"], pa.table(cols, schema=METRICS_SCHEMA), METRICS_SCHEMA)
         return len(ordered)
 
     def write_trial(self, record: dict[str, Any]) -> None:
@@ -107,6 +175,7 @@ class Store:
         _atomic_write(pa.table(row, schema=TRIALS_SCHEMA), self._path("trials", rec["trial_id"]))
 
     def write_weights(self, study: str, trial_id: str, per_epoch: dict[int, dict[str, float]]) -> None:
+        """Append per-epoch mean task weights of some epochs (stored weights of those epochs or later are replaced)."""
         rows = [(e, t, w) for e in sorted(per_epoch) for t, w in per_epoch[e].items()]
         if not rows:
             return
@@ -115,36 +184,86 @@ class Store:
              "task": [r[1] for r in rows], "weight": [r[2] for r in rows]},
             schema=WEIGHTS_SCHEMA,
         )
-        _atomic_write(table, self._path("weights", trial_id))
+        self._append("weights", trial_id, table, WEIGHTS_SCHEMA)
 
     # --- readers --------------------------------------------------------
+    def compacted_ids(self) -> set[str]:
+        """Trial ids held by compacted files (from the manifest; cached per manifest version)."""
+        from analysis.store import read_manifest
+
+        path = self.root / "compacted" / "manifest.json"
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return set()
+        if getattr(self, "_compacted", (None, None))[0] != stamp:
+            try:
+                manifest = read_manifest(self.root)
+            except AnalysisError as err:
+                raise StoreError(str(err)) from None
+            self._compacted = (stamp, set(manifest.get("trials", [])) if manifest else set())
+        return self._compacted[1]
+
+    def _compacted_rows(self, kind: str, trial_id: str, schema: pa.Schema) -> pa.Table | None:
+        src = sources(self.root, kind)
+        if not src.compacted:
+            return None
+        return pads.dataset([str(f) for f in src.compacted], schema=schema, format="parquet").to_table(
+            filter=pads.field("trial_id") == trial_id)
+
+    def _trial_table(self, kind: str, trial_id: str, schema: pa.Schema, columns: list[str]) -> pa.Table | None:
+        parts = self.parts(kind, trial_id)
+        if parts:
+            return pa.concat_tables([_read_table(p, schema=schema, columns=columns) for _, _, p in parts])
+        if trial_id in self.compacted_ids():
+            t = self._compacted_rows(kind, trial_id, schema)
+            return t.select(columns) if t is not None else None
+        return None
+
     def trial_metrics(self, trial_id: str) -> list[dict[str, Any]]:
-        """The trial's metric rows already in the store (for resuming a running trial)."""
-        path = self._path("metrics", trial_id)
-        if not path.exists():
-            return []
-        return _read_table(path, columns=list(KEY) + ["value", "higher_is_better"]).to_pylist()
+        """The trial's metric rows already in the store (per-trial parts, else its compacted rows)."""
+        t = self._trial_table("metrics", trial_id, METRICS_SCHEMA, list(KEY) + ["value", "higher_is_better"])
+        return t.to_pylist() if t is not None else []
+
+    def stored_epochs(self, trial_id: str) -> int:
+        """The last epoch the store holds for a trial (0 if none), from file names when not compacted."""
+        parts = self.parts("metrics", trial_id)
+        if parts and parts[-1][1] < (1 << 62):
+            return max(last for _, last, _ in parts)
+        return max((r["epoch"] for r in self.trial_metrics(trial_id)), default=0)
 
     def trial_weights(self, trial_id: str) -> dict[int, dict[str, float]]:
-        path = self._path("weights", trial_id)
         out: dict[int, dict[str, float]] = {}
-        if path.exists():
-            for r in _read_table(path).to_pylist():
+        t = self._trial_table("weights", trial_id, WEIGHTS_SCHEMA, ["epoch", "task", "weight"])
+        if t is not None:
+            for r in t.to_pylist():
                 out.setdefault(r["epoch"], {})[r["task"]] = r["weight"]
         return out
 
-    def trials(self, study: str | None = None) -> list[dict[str, Any]]:
-        """Every trial record (optionally of one study)."""
-        files = sorted(p for p in (self.root / "trials").glob("*.parquet") if not p.name.startswith("."))
-        if not files:
-            return []
+    def trials(self, study: str | None = None, columns: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every trial record (optionally of one study; optionally only some columns), each trial once."""
         try:
-            table = pa.concat_tables([_read_table(p, schema=TRIALS_SCHEMA) for p in files])
+            src = sources(self.root, "trials")
+        except AnalysisError as err:
+            raise StoreError(str(err)) from None
+        cols = columns or TRIALS_SCHEMA.names
+        flt = pads.field("study") == study if study is not None else None
+        tables = []
+        try:
+            if src.per_trial:  # one handle per file: the driver may replace a record meanwhile (_read_table)
+                per = pa.concat_tables([_read_table(f, schema=TRIALS_SCHEMA, columns=cols) for f in src.per_trial])
+                tables.append(per.filter(flt) if flt is not None else per)
+            if src.compacted:
+                keep = ~pads.field("trial_id").isin(sorted(src.shadowed)) if src.shadowed else None
+                f2 = keep if flt is None else (flt if keep is None else flt & keep)
+                tables.append(pads.dataset([str(f) for f in src.compacted], schema=TRIALS_SCHEMA,
+                                           format="parquet").to_table(columns=cols, filter=f2))
         except (pa.ArrowInvalid, OSError) as err:
             raise StoreError(f"corrupted trial record under {self.root / 'trials'}: {err}") from None
-        rows = table.to_pylist()
-        return [r for r in rows if study is None or r["study"] == study]
+        if not tables:
+            return []
+        return pa.concat_tables(tables).to_pylist()
 
     def statuses(self, study: str | None = None) -> dict[str, str]:
-        """trial_id -> status."""
-        return {r["trial_id"]: r["status"] for r in self.trials(study)}
+        """trial_id -> status (reads two columns of the trials table, never the metrics)."""
+        return {r["trial_id"]: r["status"] for r in self.trials(study, columns=["trial_id", "status"])}

@@ -24,6 +24,7 @@ import json
 import math
 import warnings
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -177,9 +178,9 @@ class TuningSource:
     def _expand(self, entry: dict[str, Any], number: int, params: dict[str, Any]) -> None:
         key = (entry["index"], number)
         entry["open"].add(number)
-        jobs = self._jobs(entry, params)
-        self.outcomes[key] = {j.trial_id: None for j in jobs}
         ref = self.refs[(entry["ds"].name, entry["arch"])]
+        jobs = [replace(j, reference=ref) for j in self._jobs(entry, params)]  # the reference travels in the Job
+        self.outcomes[key] = {j.trial_id: None for j in jobs}
         for j in jobs:
             status = self.statuses.get(j.trial_id)
             if status == "completed" or (status in ("failed", "diverged") and not self.retry_failed):

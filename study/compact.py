@@ -1,0 +1,163 @@
+"""Compaction: merge finished trials' per-trial files into partitioned files named by a manifest.
+
+Many small files cost more than their rows. ``compact(store)`` (run by the
+driver at the end of each stage, and by ``litmus compact STORE``) writes, for
+every study x stage x dataset with newly finished trials, one file per table
+(metrics: one per split) under a new generation folder
+``compacted/g<N>/``; each new file holds the partition's old compacted rows
+(minus trials that have a newer per-trial copy) and the new trials' rows.
+Then it replaces ``compacted/manifest.json`` atomically (the commit point),
+and only then removes the per-trial files and the files the manifest no
+longer names. A kill at any moment leaves either the old manifest (new files
+unnamed, hence unread; removed by the next compaction) or the new one (a
+trial still having per-trial files is read once, from them: analysis/store.py).
+Running trials are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from analysis.schema import COMPACTED_DIR, FINISHED, MANIFEST, MANIFEST_FORMAT, SCHEMAS, TABLES
+from analysis.store import read_manifest, sources
+
+from .store import Store
+
+SPLIT_TABLES = ("metrics",)  # tables written one file per split
+
+
+@dataclass
+class Compaction:
+    trials: int        # trials moved into compacted files by this call
+    files: int         # per-trial files removed
+    generation: int
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name)) or "_"
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def compact(store: Store, hook=None) -> Compaction:
+    """Compact every finished trial of ``store`` (see the module docstring). ``hook(step)``, for tests, is
+    called between steps ("written", "committed") so that a kill can be placed there."""
+    root = store.root
+    cdir = root / COMPACTED_DIR
+    cdir.mkdir(exist_ok=True)
+    manifest = read_manifest(root) or {"format": MANIFEST_FORMAT, "generation": 0,
+                                       "tables": {t: [] for t in TABLES}, "trials": []}
+    _remove_unnamed(cdir, manifest)
+    per_trial = sources(root, "trials").per_trial
+    records = pads.dataset([str(f) for f in per_trial], format="parquet", schema=SCHEMAS["trials"]).to_table(
+        columns=["trial_id", "study", "stage", "dataset", "status"]).to_pylist() if per_trial else []
+    finished = [r for r in records if r["status"] in FINISHED]
+    if not finished:
+        return Compaction(0, 0, manifest["generation"])
+    gen = manifest["generation"] + 1
+    gdir = f"g{gen:06d}"
+    parts: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for r in finished:
+        parts[(r["study"], r["stage"], r["dataset"])].append(r["trial_id"])
+    moving = {r["trial_id"] for r in finished}
+    tables = {t: list(manifest["tables"].get(t, [])) for t in TABLES}
+    for (study, stage, dataset), ids in parts.items():
+        key = {"study": study, "stage": stage, "dataset": dataset}
+        for table in TABLES:
+            old = [e for e in tables[table] if all(e.get(k) == v for k, v in key.items())]
+            new = _merge_partition(store, cdir, gdir, table, key, old, ids, moving)
+            tables[table] = [x for x in tables[table] if x not in old] + new
+    _fsync_tree(cdir / gdir)
+    if hook:
+        hook("written")
+    new = {"format": MANIFEST_FORMAT, "generation": gen, "tables": tables,
+           "trials": sorted(set(manifest.get("trials", [])) | moving)}
+    _write_json_atomic(cdir / MANIFEST, new)  # the commit point
+    if hook:
+        hook("committed")
+    removed = 0
+    for tid in moving:
+        for table in TABLES:
+            for _, _, p in store.parts(table, tid):
+                p.unlink(missing_ok=True)
+                removed += 1
+            d = root / table / tid
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    _remove_unnamed(cdir, new)
+    return Compaction(len(moving), removed, gen)
+
+
+def _merge_partition(store: Store, cdir: Path, gdir: str, table: str, key: dict[str, str], old: list[dict],
+                     ids: list[str], moving: set[str]) -> list[dict]:
+    """Write one partition of one table (one file per split for metrics): its old compacted rows minus the
+    trials being replaced, then the new trials' per-trial files, streamed. Returns the manifest entries."""
+    schema = SCHEMAS[table]
+    writers: dict[str, tuple[pq.ParquetWriter, str, list[int]]] = {}
+
+    def write(tbl: pa.Table) -> None:
+        groups = ([(s, tbl.filter(pads.field("split") == s)) for s in pa.compute.unique(tbl.column("split")).to_pylist()]
+                  if table in SPLIT_TABLES else [("", tbl)])
+        for split, sub in groups:
+            if not sub.num_rows:
+                continue
+            if split not in writers:
+                rel = f"{gdir}/" + "/".join(_safe(key[k]) for k in ("study", "stage", "dataset")) + \
+                    f"/{table}" + (f"-{_safe(split)}" if split else "") + ".parquet"
+                (cdir / rel).parent.mkdir(parents=True, exist_ok=True)
+                writers[split] = (pq.ParquetWriter(cdir / rel, schema, compression="zstd"), rel, [0])
+            w, _, n = writers[split]
+            w.write_table(sub.select(schema.names).cast(schema))
+            n[0] += sub.num_rows
+
+    for e in old:
+        scanner = pads.dataset(str(cdir / e["file"]), schema=schema, format="parquet").scanner(
+            filter=~pads.field("trial_id").isin(sorted(moving)), batch_size=1 << 20)
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                write(pa.Table.from_batches([batch], schema=schema))
+    for tid in ids:
+        for _, _, p in store.parts(table, tid):
+            write(pq.read_table(p, schema=schema))
+    out = []
+    for split, (w, rel, n) in writers.items():
+        w.close()
+        out.append(dict(key, table=table, file=rel, rows=n[0], **({"split": split} if split else {})))
+    return out
+
+
+def _fsync_tree(d: Path) -> None:
+    for f in d.rglob("*.parquet"):
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _remove_unnamed(cdir: Path, manifest: dict) -> None:
+    """Remove compacted files the manifest does not name (a killed compaction's, or replaced ones)."""
+    named = {e["file"] for t in manifest["tables"].values() for e in t}
+    for g in cdir.glob("g*"):
+        if not g.is_dir():
+            continue
+        for f in g.rglob("*.parquet"):
+            if str(f.relative_to(cdir)) not in named:
+                f.unlink()
+        if not any(p.is_file() for p in g.rglob("*")):
+            shutil.rmtree(g, ignore_errors=True)
