@@ -1,0 +1,152 @@
+"""The store at scale: columnar selection equals the in-memory one, append-only parts, compaction (also killed
+midway), a trial held twice read once, a manifest naming missing files refused."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import AnalysisError, load, select
+from analysis.select import store_selection
+from analysis.store import plain_strings
+from analysis.synthetic import Spec, metrics_frame, trials_frame
+from study.compact import compact
+from study.recorder import TrialRecorder
+from study.store import Store
+
+SPEC = Spec(effects={"a": {"ew": 0.0, "rlw:normal": 1.0, "uw": -1.0}, "b": {"ew": 0.0, "rlw:normal": 0.5}},
+            seeds=[0, 1, 2], epochs=5, status={("a", "uw", 1): "failed"})
+
+
+def write_like_driver(root: Path, spec: Spec = SPEC) -> Store:
+    """The synthetic study written through the store's own writer: one part per epoch, one record per trial."""
+    store = Store(root)
+    m = metrics_frame(spec)
+    trials = trials_frame(spec).drop(columns="_effect")
+    for rec in trials.to_dict("records"):
+        rec = {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}  # NaN -> null
+        rows = m[m["trial_id"] == rec["trial_id"]]
+        grp = {k: rec[k] for k in ("study", "stage", "trial_id", "dataset", "arch", "method", "distribution", "seed")}
+        for epoch, g in rows.groupby("epoch"):
+            store.write_metrics(grp, g[["split", "epoch", "task", "metric", "value", "higher_is_better"]]
+                                .to_dict("records"))
+        store.write_trial(rec)
+    return store
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = ["trial_id", "split", "epoch", "task", "metric"]
+    keep = [c for c in cols if c in frame.columns]
+    frame = plain_strings(frame)  # categories come in reading order: compare plain values
+    return frame.sort_values(keep).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("epoch", ["best-val", "last", 3])
+def test_columnar_selection_equals_in_memory_selection(tmp_path, epoch):
+    store = write_like_driver(tmp_path / "s")
+    expected = _sorted(select(load(store.root), epoch=epoch))
+    got = store_selection(store.root, epoch=epoch)
+    assert len(expected) == (3 * 3 + 2 * 3 - 1) * 6  # 14 usable trials x 6 metrics (the failed trial left out)
+    pd.testing.assert_frame_equal(expected, _sorted(got.selected[expected.columns]), check_dtype=False)
+    assert set(got.index["status"]) == {"completed", "failed"}
+
+
+def test_parts_are_appended_and_a_restarted_trial_replaces_its_epochs(tmp_path):
+    store = Store(tmp_path / "s")
+    cfg = {"dataset": "d", "arch": "hps", "method": "ew", "seed": 0, "epochs": 4}
+    row = lambda v: [{"split": "val", "task": "t", "metric": "acc", "value": v, "higher_is_better": True}]  # noqa: E731
+    rec = TrialRecorder(store, "st", "final", "f1", cfg, flush_every=0)
+    for e in (1, 2, 3):
+        rec.epoch(e, row(float(e)), {"t": 1.0}, {})
+    assert [(a, b) for a, b, _ in store.parts("metrics", "f1")] == [(1, 1), (2, 2), (3, 3)]  # appended, never rewritten
+    assert store.statuses() == {"f1": "running"}
+    # the trial restarts from epoch 2 (a retry from a checkpoint): epochs 2.. are replaced, epoch 1 stays
+    rec2 = TrialRecorder(store, "st", "final", "f1", cfg, flush_every=0)
+    for e in (2, 3, 4):
+        rec2.epoch(e, row(10.0 * e), {"t": 2.0}, {})
+    rec2.finish("completed")
+    got = sorted((r["epoch"], r["value"]) for r in store.trial_metrics("f1"))
+    assert got == [(1, 1.0), (2, 20.0), (3, 30.0), (4, 40.0)]
+    assert sorted(store.trial_weights("f1")) == [1, 2, 3, 4]
+    assert store.statuses() == {"f1": "completed"}
+    # buffered: with a long flush interval only the last epoch and the end write (one part, one record)
+    rec3 = TrialRecorder(store, "st", "final", "f2", cfg, flush_every=3600)
+    for e in (1, 2, 3, 4):
+        rec3.epoch(e, row(float(e)), None, {})
+    assert [(a, b) for a, b, _ in store.parts("metrics", "f2")] == [(1, 4)]
+    assert not (store.root / "trials" / "f2.parquet").exists()  # no "running" record for a trial that just ended
+    rec3.finish("completed")
+    assert store.statuses()["f2"] == "completed"
+
+
+def _compact_and_die(root: str, step: str) -> None:
+    def hook(at: str) -> None:
+        if at == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+    compact(Store(root), hook=hook)
+
+
+@pytest.mark.parametrize("step", ["written", "committed"])
+def test_a_kill_during_compaction_leaves_every_trial_once(tmp_path, step):
+    store = write_like_driver(tmp_path / "s")
+    before = _sorted(load(store.root).drop(columns=["status"]))
+    statuses = store.statuses()
+    p = mp.get_context("spawn").Process(target=_compact_and_die, args=(str(store.root), step))
+    p.start()
+    p.join(120)
+    assert p.exitcode == -signal.SIGKILL
+    # killed after writing the new files (old manifest: new files unread) or after the commit (per-trial
+    # files still there: each trial read once, from them)
+    after = _sorted(load(store.root).drop(columns=["status"]))
+    pd.testing.assert_frame_equal(before, after, check_categorical=False)
+    assert store.statuses() == statuses
+    assert len(store.trials()) == len(statuses)
+    sel = store_selection(store.root)
+    if step == "committed":
+        assert any("both a compacted and a per-trial copy" in n for n in sel.notes)
+    # a new compaction finishes the job: no per-trial file left, same rows, a new generation only
+    done = compact(store)
+    assert done.trials == len(statuses)
+    assert not [p for p in (store.root / "metrics").rglob("*.parquet")]
+    pd.testing.assert_frame_equal(before, _sorted(load(store.root).drop(columns=["status"])), check_categorical=False)
+    gens = sorted(d.name for d in (store.root / "compacted").iterdir() if d.is_dir())
+    assert gens == [f"g{done.generation:06d}"]
+    assert store.statuses() == statuses
+    # resume still knows each trial's rows (read back from the compacted files)
+    tid = next(iter(statuses))
+    assert max(r["epoch"] for r in store.trial_metrics(tid)) == SPEC.epochs
+
+
+def test_a_rerun_trial_after_compaction_replaces_its_compacted_copy(tmp_path):
+    store = write_like_driver(tmp_path / "s")
+    compact(store)
+    failed = [t for t, s in store.statuses().items() if s == "failed"][0]
+    rec = TrialRecorder(store, SPEC.study, "final", failed,
+                        {"dataset": "a", "arch": "hps", "method": "uw", "seed": 1, "epochs": 1}, flush_every=0)
+    rec.epoch(1, [{"split": "test", "task": "segmentation", "metric": "miou", "value": 0.5, "higher_is_better": True}],
+              None, {})
+    rec.finish("completed")
+    assert store.statuses()[failed] == "completed"
+    rows = load(store.root)
+    assert len(rows[rows["trial_id"] == failed]) == 1  # the new copy only
+    compact(store)
+    rows = load(store.root)
+    assert len(rows[rows["trial_id"] == failed]) == 1 and store.statuses()[failed] == "completed"
+
+
+def test_a_manifest_naming_missing_files_is_an_error_naming_them(tmp_path):
+    store = write_like_driver(tmp_path / "s")
+    compact(store)
+    manifest = json.loads((store.root / "compacted" / "manifest.json").read_text())
+    gone = store.root / "compacted" / manifest["tables"]["metrics"][0]["file"]
+    gone.unlink()
+    with pytest.raises(AnalysisError, match=str(gone)):
+        load(store.root)
+    with pytest.raises(AnalysisError, match="names missing files"):
+        store_selection(store.root)
