@@ -186,6 +186,22 @@ def store_selection(store: str | Path, study: str | None = None, dataset: str | 
                     epoch: str | int = "best-val", baseline: str = "ew", per: str = "task",
                     curves: bool = False, trials: pd.DataFrame | None = None,
                     memory_limit: str = "2GB") -> StoreSelection:
+    """:func:`select` on a store without loading it (see :func:`_store_selection`); read again if a file
+    vanished meanwhile (a running driver or a compaction replaced it)."""
+    from .store import RETRIES
+
+    for attempt in range(RETRIES):
+        try:
+            return _store_selection(store, study, dataset, split, epoch, baseline, per, curves, trials, memory_limit)
+        except AnalysisError as err:
+            if attempt == RETRIES - 1 or not any(w in str(err) for w in ("No such file", "No files found", "vanished")):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store_selection(store: str | Path, study: str | None, dataset: str | None, split: str,
+                     epoch: str | int, baseline: str, per: str, curves: bool, trials: pd.DataFrame | None,
+                     memory_limit: str) -> StoreSelection:
     """:func:`select` on a store without loading it: DuckDB scans only the needed columns and rows
     (study / stage / split filters pushed into the Parquet scan), aggregates the validation Delta-m per
     trial x epoch, picks each trial's epoch, and hands pandas the selected rows only. Memory does not grow

@@ -17,6 +17,7 @@ read once, from its per-trial copy, and reported by :func:`sources`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ class Sources:
     compacted: list[Path] = field(default_factory=list)
     shadowed: frozenset[str] = frozenset()
     compacted_trials: int = 0
+    store: Path | None = None  # the store they were listed from (listed again when a file vanished)
 
     @property
     def files(self) -> list[Path]:
@@ -116,12 +118,19 @@ def sources(store: str | Path, table: str) -> Sources:
     per_trial = _parquet_files(path / table) if (path / table).is_dir() else []
     manifest = read_manifest(path)
     if manifest is None:
-        return Sources(table, per_trial)
+        return Sources(table, per_trial, store=path)
     entries = manifest["tables"].get(table, [])
     compacted = [path / COMPACTED_DIR / e["file"] for e in entries]
     in_compacted = set(manifest.get("trials", []))
     shadowed = frozenset(per_trial_ids(path) & in_compacted)
-    return Sources(table, per_trial, compacted, shadowed, len(in_compacted))
+    return Sources(table, per_trial, compacted, shadowed, len(in_compacted), path)
+
+
+class Vanished(AnalysisError):
+    """A file listed a moment ago is gone: the writer replaced or compacted it meanwhile (list again)."""
+
+
+RETRIES = 5
 
 
 def _as_list(value: Filter) -> list[str] | None:
@@ -143,7 +152,20 @@ def _find_bad_file(files: list[Path], schema: pa.Schema) -> tuple[Path, Exceptio
 
 
 def _read_sources(src: Sources, schema: pa.Schema, filters: dict[str, list[str] | None]) -> pa.Table:
-    """Rows of per-trial and compacted files (compacted rows of shadowed trials skipped)."""
+    """Rows of per-trial and compacted files (compacted rows of shadowed trials skipped); listed again
+    if a file vanished while being read (a running driver renames parts, a compaction removes files)."""
+    for attempt in range(RETRIES):
+        try:
+            return _read_once(src, schema, filters)
+        except Vanished:
+            if src.store is None or attempt == RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+            src = sources(src.store, src.table)
+    raise AssertionError("unreachable")
+
+
+def _read_once(src: Sources, schema: pa.Schema, filters: dict[str, list[str] | None]) -> pa.Table:
     parts = []
     if src.per_trial:
         parts.append(_read(src.per_trial, schema, filters))
@@ -166,6 +188,9 @@ def _read(files: list[Path], schema: pa.Schema, filters: dict[str, list[str] | N
         dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
         return dataset.to_table(filter=expr)
     except (pa.ArrowException, OSError) as err:
+        gone = [f for f in files if not f.exists()]
+        if gone:
+            raise Vanished(f"file vanished while reading the store: {gone[0]}") from err
         bad = _find_bad_file(files, schema)
         if bad is not None:
             path, cause = bad

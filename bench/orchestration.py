@@ -8,7 +8,13 @@
    wall time over the number of trials (so the one-time start of the trial
    workers, printed separately, cancels out).
 
+3. ``--scale N`` (5,000 by default with ``--scale``; 20,000 with ``--large``): one study of N tiny trials;
+   prints the per-trial overhead, the completion rate of the first and last tenth of the trials (late-run
+   slowdown), the driver's memory during the run (peak) and after it, the time to rerun the finished
+   study (resume: every trial skipped) and of ``litmus status``.
+
     python bench/orchestration.py [--trials 6] [--seconds 20] [--tiny 8 32]
+    python bench/orchestration.py --scale 5000 [--large]
 """
 
 from __future__ import annotations
@@ -80,13 +86,66 @@ def size_for(seconds: float, epochs: int) -> int:
     return n
 
 
+def scale(n: int, cpus: int) -> None:
+    """One study of ``n`` tiny trials: overhead, late-run slowdown, driver memory, resume and status times."""
+    import threading
+
+    import pandas as pd
+
+    from study.run_cli import status_table
+
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mb())
+            time.sleep(0.5)
+
+    with tempfile.TemporaryDirectory(prefix="litmus-orch-") as tmp:
+        s = spec("bench-scale", os.path.join(tmp, "store"), 200, 1, n)
+        driver.connect(s, None, cpus)
+        one = sequential_seconds(200, 1)
+        threading.Thread(target=sample, daemon=True).start()
+        t0 = time.perf_counter()
+        res = run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
+        wall = time.perf_counter() - t0
+        stop.set()
+        after = rss_mb()
+        assert res.counts["completed"] == n, res.counts
+        import analysis
+
+        done = pd.to_datetime(analysis.load_trials(s.store)["finished_at"]).sort_values().to_numpy()
+        tenth = max(1, n // 10)
+        first = (done[tenth - 1] - done[0]) / pd.Timedelta(seconds=1)
+        last = (done[-1] - done[-tenth]) / pd.Timedelta(seconds=1)
+        t1 = time.perf_counter()
+        run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
+        resume = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        status_table(s.store)
+        status = time.perf_counter() - t2
+    overhead = wall / n * cpus - one
+    print(f"scale: {n} tiny trials ({one:.2f}s each) on {cpus} CPUs in {wall:.0f}s -> overhead {overhead * 1000:.0f} ms "
+          f"per trial per slot; first tenth {first:.0f}s, last tenth {last:.0f}s "
+          f"({(last / first - 1) if first > 0 else float('nan'):+.0%} late-run slowdown); "
+          f"driver RSS peak during the run {peak[0]:.0f} MB, after {after:.0f} MB; "
+          f"rerun of the finished study {resume:.1f}s; litmus status {status:.2f}s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--tiny", type=int, nargs=2, default=[8, 32], metavar=("N1", "N2"))
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--scale", type=int, nargs="?", const=5000, default=None,
+                    help="only the study of N tiny trials (default 5000)")
+    ap.add_argument("--large", action="store_true", help="with --scale: 20,000 trials")
     a = ap.parse_args()
+    if a.scale is not None:
+        scale(20000 if a.large else a.scale, a.cpus)
+        return
     epochs = 10  # a realistic report/checkpoint rate: one report and checkpoint per epoch
     n_train = size_for(a.seconds, epochs)
     one, wall = measure("bench-equal", n_train, epochs, a.trials, a.cpus)

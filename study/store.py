@@ -212,6 +212,15 @@ class Store:
             filter=pads.field("trial_id") == trial_id)
 
     def _trial_table(self, kind: str, trial_id: str, schema: pa.Schema, columns: list[str]) -> pa.Table | None:
+        for attempt in range(5):  # a part renamed or removed between listing and reading: list again
+            try:
+                return self._trial_table_once(kind, trial_id, schema, columns)
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+        return None
+
+    def _trial_table_once(self, kind: str, trial_id: str, schema: pa.Schema, columns: list[str]) -> pa.Table | None:
         parts = self.parts(kind, trial_id)
         if parts:
             return pa.concat_tables([_read_table(p, schema=schema, columns=columns) for _, _, p in parts])
@@ -242,6 +251,15 @@ class Store:
 
     def trials(self, study: str | None = None, columns: list[str] | None = None) -> list[dict[str, Any]]:
         """Every trial record (optionally of one study; optionally only some columns), each trial once."""
+        for attempt in range(5):  # a record replaced or compacted between listing and reading: list again
+            try:
+                return self._trials_once(study, columns)
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+        return []
+
+    def _trials_once(self, study: str | None, columns: list[str] | None) -> list[dict[str, Any]]:
         try:
             src = sources(self.root, "trials")
         except AnalysisError as err:
@@ -258,7 +276,11 @@ class Store:
                 f2 = keep if flt is None else (flt if keep is None else flt & keep)
                 tables.append(pads.dataset([str(f) for f in src.compacted], schema=TRIALS_SCHEMA,
                                            format="parquet").to_table(columns=cols, filter=f2))
+        except FileNotFoundError:
+            raise
         except (pa.ArrowInvalid, OSError) as err:
+            if isinstance(err, OSError) and "No such file" in str(err):
+                raise FileNotFoundError(str(err)) from err
             raise StoreError(f"corrupted trial record under {self.root / 'trials'}: {err}") from None
         if not tables:
             return []
