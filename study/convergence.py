@@ -34,7 +34,8 @@ def should_stop(scores: Sequence[float], patience: int | None) -> bool:
 def early_stopper(score_of: Any, history: Any):
     """A Ray Tune stopper: stops a trial whose ``config.litmus.patience`` rule holds.
 
-    ``score_of(rows, config)`` scores one epoch's rows; ``history(trial_id, config, epoch)`` gives the scores of
+    ``score_of(rows, config)`` scores one epoch's rows (``config``: the trial's whole config, ``train`` and
+    ``litmus``, whose ``reference`` the score is against); ``history(trial_id, config, epoch)`` gives the scores of
     the epochs before ``epoch`` already in the store (a trial resumed from a checkpoint reports only later ones).
     ``stopped`` maps the litmus trial ids it stopped to their last epoch.
     """
@@ -54,8 +55,8 @@ def early_stopper(score_of: Any, history: Any):
             epoch = int(result["epoch"])
             scores = self.scores.get(tid)
             if scores is None or len(scores) != epoch - 1:
-                scores = history(tid, config["train"], epoch)
-            scores = scores[:epoch - 1] + [score_of(result.get("rows") or [], config["train"])]
+                scores = history(tid, config, epoch)
+            scores = scores[:epoch - 1] + [score_of(result.get("rows") or [], config)]
             self.scores[tid] = scores
             if epoch < int(config["train"]["epochs"]) and should_stop(scores, patience):
                 self.stopped[tid] = epoch

@@ -358,9 +358,10 @@ def _early_stopper(store: Store):
     from .tuning import score, stored_scores
 
     def reference(config: dict[str, Any]) -> dict[str, float]:
-        ref = reference_of(config)
+        ref = config["litmus"].get("reference")  # travels in the Job
         if not ref:
-            raise RuntimeError(f"no EW reference for {config['dataset']} ({config['arch']}): cannot stop early")
+            train = config["train"]
+            raise RuntimeError(f"no EW reference for {train['dataset']} ({train['arch']}): cannot stop early")
         return ref
 
     return early_stopper(lambda rows, config: score(rows, reference(config)),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from . import driver, ray_local, rounds
@@ -47,6 +47,7 @@ class StudySource:
     def __init__(self, spec: Spec, store: Store, progress: Progress, retry_failed: bool = False) -> None:
         self.spec, self.store, self.progress, self.retry_failed = spec, store, progress, retry_failed
         self.refs = reference_jobs(spec)
+        self.references: dict[tuple[str, str], dict[str, float]] = {}  # (dataset, arch) -> EW validation means
         self.final: list[Job] = []
         self.stage = ""
         self.current: Any = None
@@ -62,7 +63,7 @@ class StudySource:
             self.current = ListSource(todo)
             self.progress.reset("reference", len(self.refs), len(self.refs) - len(todo))
         elif stage == "tune":
-            refs = {}
+            refs = self.references = {}
             for ds in self.spec.datasets:
                 for arch in self.spec.archs:
                     ids = [j.trial_id for j in self.refs if j.config["dataset"] == ds.name
@@ -83,7 +84,8 @@ class StudySource:
             self.current = TuningSource(self.spec, self.store, refs, statuses, self.retry_failed)
         else:
             best = best_params(self.spec, self.store) if self.refs else {}
-            planned = final_jobs(self.spec, best)
+            planned = [replace(j, reference=self.references.get((j.config["dataset"], j.config["arch"])))
+                       for j in final_jobs(self.spec, best)]  # the reference travels in the Job (early stopping)
             save_plan(self.spec, self.store.root, self.refs, planned)
             if self.spec.sequential:  # seeds in rounds, where verdicts are open (study/rounds.py)
                 self.current = rounds.RoundSource(self.spec, self.store, planned, self.progress, self.retry_failed)
