@@ -194,7 +194,8 @@ def latest_checkpoint(root: Path | None, trial_id: str, max_epoch: int, study: s
 
 
 def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None = None,
-              store: Store | None = None, study: str = "", plugins: list[str] | None = None):
+              store: Store | None = None, study: str = "", plugins: list[str] | None = None,
+              recorders: dict[str, TrialRecorder] | None = None):
     from ray.tune.search import Searcher
 
     class SourceSearcher(Searcher):
@@ -227,6 +228,9 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             job = self.jobs.pop(trial_id, None)
             if job is not None:
+                rec = (recorders or {}).get(job.trial_id)
+                if rec is not None:  # the source reads the trial's epochs from the store: none may be buffered
+                    rec.flush(record=False)
                 source.done(job, outcome_of(job, result, error))
 
     return SourceSearcher()
@@ -252,14 +256,15 @@ def _error_text(trial: Any) -> str:
     return "trial failed (Ray gave no error text)"
 
 
-def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[str, int]):
+def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[str, int],
+                  recorders: dict[str, TrialRecorder]):
     from ray import tune
 
     class StoreWriter(tune.Callback):
         """Writes each reported epoch and each trial's end to the store (the driver is the single writer)."""
 
         def __init__(self) -> None:
-            self.recorders: dict[str, TrialRecorder] = {}  # running trials only: nothing kept once finished
+            self.recorders = recorders  # running trials only: nothing kept once finished
 
         @staticmethod
         def _ids(trial: Any) -> tuple[str, str, dict[str, Any]]:
@@ -387,11 +392,12 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources.get("gpu", 0)})
     stopper = _early_stopper(store)
+    recorders: dict[str, TrialRecorder] = {}  # litmus trial id -> its recorder, while it runs
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=_searcher(source, spec.checkpoint_every, None if "://" in storage else Path(storage), store,
-                                 spec.name, worker_modules(spec)),
+                                 spec.name, worker_modules(spec), recorders),
             num_samples=-1,
             max_concurrent_trials=progress.slots, reuse_actors=True, scheduler=_scheduler(spec),
             trial_dirname_creator=lambda t: t.config["litmus"]["trial_id"],
@@ -401,7 +407,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
             name=name, storage_path=storage, verbose=0, log_to_file=False,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # one to fall back on: see latest_checkpoint
-            callbacks=[_store_writer(spec, store, progress, stopper.stopped)],
+            callbacks=[_store_writer(spec, store, progress, stopper.stopped, recorders)],
             progress_reporter=None, stop=stopper,
         ),
     )
