@@ -2,8 +2,8 @@
 
 Layout under the store root::
 
-    metrics/<trial_id>/<first>-<last>.parquet   a trial's metric rows of epochs first..last (one part per flush)
-    weights/<trial_id>/<first>-<last>.parquet   per-epoch mean effective task weights, same parts
+    metrics/<trial_id>/<first>.parquet          a trial's metric rows from epoch first (one part per flush)
+    weights/<trial_id>/<first>.parquet          per-epoch mean effective task weights, same parts
     trials/<trial_id>.parquet                   one row: the trial's config, status, timings, versions
     compacted/manifest.json + compacted/g*/...  finished trials merged by study/compact.py
 
@@ -60,6 +60,23 @@ def _read_table(path: Path, **kwargs: Any) -> pa.Table:
         return pq.read_table(f, **kwargs)
 
 
+def _max_epoch(path: Path) -> int:
+    """The largest epoch in a file, from its footer's statistics (the column when they are missing)."""
+    with open(path, "rb") as f:
+        meta = pq.ParquetFile(f).metadata
+        if "epoch" not in meta.schema.names:  # a table without epochs (a trial record)
+            return 1 << 62
+        idx = meta.schema.names.index("epoch")
+        best = 0
+        for i in range(meta.num_row_groups):
+            st = meta.row_group(i).column(idx).statistics
+            if st is None or not st.has_min_max:
+                f.seek(0)
+                return int(pa.compute.max(pq.read_table(f, columns=["epoch"]).column("epoch")).as_py() or 0)
+            best = max(best, int(st.max))
+        return best
+
+
 class Store:
     """Writer (and small reader) of a results store rooted at ``root``."""
 
@@ -88,37 +105,36 @@ class Store:
         return self.root / kind / f"{trial_id}.parquet"
 
     def parts(self, kind: str, trial_id: str) -> list[tuple[int, int, Path]]:
-        """(first epoch, last epoch, path) of a trial's per-trial files; a legacy whole-trial file is (1, inf)."""
+        """(first epoch, last epoch, path) of a trial's per-trial files, by first epoch. Parts are named by
+        their first epoch; a part's last epoch is the next part's first - 1, the final part's is read from
+        its footer (one small read). A legacy whole-trial file ``<table>/<trial_id>.parquet`` starts at 1."""
         self._check_id(trial_id)
-        out = []
+        found: list[tuple[int, Path]] = []
         legacy = self.root / kind / f"{trial_id}.parquet"
         if legacy.exists():
-            out.append((1, 1 << 62, legacy))
+            found.append((1, legacy))
         d = self.root / kind / trial_id
         if d.is_dir():
             for f in d.iterdir():
                 stem = f.name[: -len(".parquet")] if f.name.endswith(".parquet") and not f.name.startswith(".") else ""
-                first, _, last = stem.partition("-")
-                if first.isdigit() and last.isdigit():
-                    out.append((int(first), int(last), f))
-        return sorted(out)
+                if stem.isdigit():
+                    found.append((int(stem), f))
+        found.sort()
+        out = []
+        for i, (first, path) in enumerate(found):
+            last = found[i + 1][0] - 1 if i + 1 < len(found) else _max_epoch(path)
+            out.append((first, last, path))
+        return out
 
     # --- writers --------------------------------------------------------
-    def _part_path(self, kind: str, trial_id: str, table: pa.Table) -> Path:
-        epochs = table.column("epoch")
-        first, last = pa.compute.min(epochs).as_py(), pa.compute.max(epochs).as_py()
-        d = self.root / kind / trial_id
-        d.mkdir(exist_ok=True)
-        return d / f"{first:06d}-{last:06d}.parquet"
-
     def _append(self, kind: str, trial_id: str, table: pa.Table, schema: pa.Schema) -> None:
-        """Store ``table`` (some epochs of one trial) as a part. Stored rows of those epochs or later are
-        replaced (a restarted trial re-reports them); earlier epochs stay. When one stored part overlaps
-        (the usual case), its file is replaced in one atomic rename, then renamed to its new epoch range:
-        a reader or a crash sees the old rows or the new ones, never both, never neither. Further
-        overlapping parts (a restart over several flushes) are removed first: a reader may briefly miss
-        those epochs, never count them twice. A compacted trial resumed at a later epoch first gets its
-        earlier rows copied out of the compacted files, as its per-trial copy then replaces the compacted one.
+        """Store ``table`` (some epochs of one trial) as a part named by its first epoch. Stored rows of those
+        epochs or later are replaced (a restarted trial re-reports them); earlier epochs stay. The part that
+        holds the first re-reported epoch is replaced in place, in one atomic rename (a reader or a crash
+        sees its old rows or the new ones, never both, never neither); later stored parts are removed first
+        (a restart over several flushes: a reader may briefly miss those epochs, never count them twice).
+        A compacted trial resumed at a later epoch first gets its earlier rows copied out of the compacted
+        files, as its per-trial copy then replaces the compacted one.
         """
         if not table.num_rows:
             return
@@ -130,8 +146,13 @@ class Store:
             old = self._compacted_rows(kind, trial_id, schema)
             if old is not None:
                 table = pa.concat_tables([old.filter(pads.field("epoch") < first).cast(schema), table])
-        if not over:
-            _atomic_write(table, self._part_path(kind, trial_id, table))
+                first = pa.compute.min(table.column("epoch")).as_py()
+        d = self.root / kind / trial_id
+        if not over or over[0][0] > first:
+            for _, _, path in over:
+                path.unlink(missing_ok=True)
+            d.mkdir(exist_ok=True)
+            _atomic_write(table, d / f"{first:06d}.parquet")
             return
         head = over[0][2]
         if over[0][0] < first:  # the part straddles: keep its earlier epochs
@@ -139,10 +160,12 @@ class Store:
             table = pa.concat_tables([kept.cast(schema), table])
         for _, _, path in over[1:]:
             path.unlink(missing_ok=True)
+        if head.parent != d:  # a legacy whole-trial file: its rows move into a part, then it goes
+            d.mkdir(exist_ok=True)
+            _atomic_write(table, d / f"{over[0][0]:06d}.parquet")
+            head.unlink()
+            return
         _atomic_write(table, head)
-        target = self._part_path(kind, trial_id, table)
-        if target != head:
-            os.replace(head, target)
 
     def write_metrics(self, group: dict[str, Any], rows: Iterable[dict[str, Any]]) -> int:
         """Append the trial's metric rows of some epochs (each row with split, epoch, task, metric, value,
@@ -235,10 +258,10 @@ class Store:
         return t.to_pylist() if t is not None else []
 
     def stored_epochs(self, trial_id: str) -> int:
-        """The last epoch the store holds for a trial (0 if none), from file names when not compacted."""
+        """The last epoch the store holds for a trial (0 if none): one footer read when not compacted."""
         parts = self.parts("metrics", trial_id)
-        if parts and parts[-1][1] < (1 << 62):
-            return max(last for _, last, _ in parts)
+        if parts:
+            return parts[-1][1]
         return max((r["epoch"] for r in self.trial_metrics(trial_id)), default=0)
 
     def trial_weights(self, trial_id: str) -> dict[int, dict[str, float]]:
@@ -269,8 +292,9 @@ class Store:
         tables = []
         try:
             if src.per_trial:  # one handle per file: the driver may replace a record meanwhile (_read_table)
-                per = pa.concat_tables([_read_table(f, schema=TRIALS_SCHEMA, columns=cols) for f in src.per_trial])
-                tables.append(per.filter(flt) if flt is not None else per)
+                read = cols if flt is None or "study" in cols else [*cols, "study"]
+                per = pa.concat_tables([_read_table(f, schema=TRIALS_SCHEMA, columns=read) for f in src.per_trial])
+                tables.append(per.filter(flt).select(cols) if flt is not None else per)
             if src.compacted:
                 keep = ~pads.field("trial_id").isin(sorted(src.shadowed)) if src.shadowed else None
                 f2 = keep if flt is None else (flt if keep is None else flt & keep)

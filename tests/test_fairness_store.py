@@ -109,7 +109,7 @@ def test_a_crash_in_the_middle_of_a_write_leaves_the_old_file(tmp_path, monkeypa
     assert store.trials() == before_trials
     # nothing half-written is left where a reader looks
     left = [p.name for p in store.root.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    assert sorted(left) == ["000001-000001.parquet", "t0.parquet"]  # metrics/t0/ (epoch 1's part), trials/
+    assert sorted(left) == ["000001.parquet", "t0.parquet"]  # metrics/t0/ (epoch 1's part), trials/
 
 
 def test_a_reader_never_sees_a_partial_file(tmp_path) -> None:

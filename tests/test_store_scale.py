@@ -64,7 +64,8 @@ def test_parts_are_appended_and_a_restarted_trial_replaces_its_epochs(tmp_path):
     rec = TrialRecorder(store, "st", "final", "f1", cfg, flush_every=0)
     for e in (1, 2, 3):
         rec.epoch(e, row(float(e)), {"t": 1.0}, {})
-    assert [(a, b) for a, b, _ in store.parts("metrics", "f1")] == [(1, 1), (2, 2), (3, 3)]  # appended, never rewritten
+    assert [(a, b, p.name) for a, b, p in store.parts("metrics", "f1")] == [
+        (1, 1, "000001.parquet"), (2, 2, "000002.parquet"), (3, 3, "000003.parquet")]  # appended, never rewritten
     assert store.statuses() == {"f1": "running"}
     # the trial restarts from epoch 2 (a retry from a checkpoint): epochs 2.. are replaced, epoch 1 stays
     rec2 = TrialRecorder(store, "st", "final", "f1", cfg, flush_every=0)
