@@ -157,7 +157,8 @@ def status_table(store_root: Path, study: str | None = None) -> str:
         ref_ids = set(plan.get("reference_ids") or [])
         final_ids = set(plan.get("final_ids") or [])
         counts: dict[tuple[str, str], Counter] = {}
-        for rec in store.trials(name, columns=["trial_id", "stage", "dataset", "arch", "method", "status"]):
+        for rec in store.trials(name, columns=["trial_id", "stage", "dataset", "arch", "method", "distribution",
+                                               "status"]):
             stage = "reference" if rec["trial_id"] in ref_ids else rec["stage"]
             if stage == "final" and plan.get("final_ids") is not None and rec["trial_id"] not in final_ids:
                 stage = "final (stale)"
