@@ -70,8 +70,8 @@ BUGS = [
     Bug("graddrop_sign", "GradDrop ignoring the activation's sign", "trainables/weighting/graddrop.py",
         "signed = j if self.activation is None else j * torch.sign(self.activation.detach()).to(j.dtype)",
         "signed = j"),
-    Bug("graddrop_activation_unset", "the trainer never gives GradDrop the representation", "trainables/trainer.py",
-        "grad_m.activation = rep.detach()", "grad_m.activation = None"),
+    Bug("graddrop_activation_unset", "GradDrop never keeps the representation the trainer hands it",
+        "trainables/weighting/graddrop.py", "self.activation = rep.detach()", "self.activation = None"),
 ]
 
 
