@@ -136,7 +136,7 @@ def test_method_parameters_are_trained_and_weights_logged() -> None:
     [
         ({"method": "ew", "space": "rep"}, "loss weighting"),
         ({"method": "mgda_ub", "space": "param"}, "cannot work in 'param'"),
-        ({"method": "ew", "distribution": "normal"}, "not random"),
+        ({"method": "ew", "distribution": "normal"}, "takes none"),
         ({"method": "pcgrad+rlw"}, "LOSS\\+GRAD"),
         ({"method": "rlw", "distribution": "gauss"}, "unknown distribution"),
         ({"lr": 0.0}, "lr"),
