@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 
-def _median(xs: list[float]) -> float:
+def median(xs: list[float]) -> float:
     """The median (not ``statistics.median``: bench/statistics.py shadows the module when run from bench/)."""
     s = sorted(xs)
     n = len(s)
@@ -107,12 +107,12 @@ class Jacobian:
         if len(usable) == 1:
             self.chosen[key] = usable[0]
         elif min(len(times[n]) for n in usable) >= self.trials:
-            fastest = min(usable, key=lambda n: _median(times[n]))
+            fastest = min(usable, key=lambda n: median(times[n]))
             self.chosen[key] = fastest if self.identical[key] else REFERENCE
         return results[REFERENCE] if REFERENCE in results else results["looped"]
 
     def summary(self) -> dict[str, Any]:
         """The choice per (output shape, T, device), with the measured median milliseconds of each path."""
         return {key: {"path": self.chosen.get(key, "measuring"), "identical": self.identical.get(key),
-                      **{f"{n}_ms": round(1000 * _median(ts), 3) for n, ts in t.items() if ts}}
+                      **{f"{n}_ms": round(1000 * median(ts), 3) for n, ts in t.items() if ts}}
                 for key, t in self.seconds.items()}

@@ -13,7 +13,6 @@ exception propagates to the caller, which records the trial as failed.
 from __future__ import annotations
 
 import resource
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -26,7 +25,7 @@ from .batching import DATA_STREAM, WEIGHT_STREAM, Batch, train_batches
 from .config import TrainConfig, method_hparams, model_arch, resolve
 from .datasets.base import Benchmark, Splits
 from .evaluation import evaluate, metric_rows
-from .jacobian import Jacobian
+from .jacobian import Jacobian, median
 from .meta import MetaSplit, meta_step
 from .optimizers import build_optimizer, build_scheduler
 from .paths import Forward, GradientPath, LossOnly, Parts, plain_forward, predict, select
@@ -66,7 +65,7 @@ class RunStats:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         return {
             "wall_time_s": time.time() - self.started_at,
-            "step_time_ms": 1000 * statistics.median(self.step_times) if self.step_times else float("nan"),
+            "step_time_ms": 1000 * median(self.step_times) if self.step_times else float("nan"),
             "peak_memory_mb": peak,
             "device": self.device,
             "versions": versions(),
