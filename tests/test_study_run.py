@@ -64,8 +64,27 @@ def test_local_study_tune_and_final_then_resume_is_a_no_op(tmp_path, capsys):
         assert [t.state for t in st.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     best = json.loads((spec.store / "tuning" / "local.json").read_text())
     assert set(best["multi_digits"]["hps"]["uw"]["params"]) == {"lr", "uw.lr"}
+    # the kept trial is the one whose validation Delta-m (best epoch, vs the EW reference's last validation
+    # epoch, losses excluded) is highest: recomputed here from the store's rows, not from Optuna's values
+    tune = df[(df.stage == "tune") & (df.split == "val") & (df.metric != "loss")]
+    (ref_id,) = json.loads((spec.store / "studies" / "local.json").read_text())["reference_ids"]
+    ref_rows = tune[(tune.trial_id == ref_id) & (tune.epoch == tune.loc[tune.trial_id == ref_id, "epoch"].max())]
+    ref = {(r.task, r.metric): r.value for r in ref_rows.itertuples()}
+    uw_tune = [t for t in trials if t["stage"] == "tune" and t["method"] == "uw"]
+    assert len(uw_tune) == 2
+
+    def objective(tid: str) -> float:
+        rows = tune[tune.trial_id == tid]
+        per_epoch = [100 * sum((r.value - ref[(r.task, r.metric)]) / ref[(r.task, r.metric)] for r in e.itertuples())
+                     / len(e) for _, e in rows.groupby("epoch")]  # multi_digits: one accuracy per task
+        return max(per_epoch)
+
+    scores = {json.loads(t["config"])["lr"]: objective(t["trial_id"]) for t in uw_tune}
+    kept_lr = max(scores, key=scores.get)
+    assert best["multi_digits"]["hps"]["uw"]["params"]["lr"] == kept_lr
+    assert best["multi_digits"]["hps"]["uw"]["value"] == pytest.approx(scores[kept_lr], abs=1e-9)
     finals = [t for t in trials if t["stage"] == "final" and t["method"] == "uw"]
-    assert json.loads(finals[0]["config"])["lr"] == best["multi_digits"]["hps"]["uw"]["params"]["lr"]
+    assert {json.loads(t["config"])["lr"] for t in finals} == {kept_lr}
     before = {t["trial_id"]: t["finished_at"] for t in trials}
     # rerun: everything is in the store, nothing runs again
     res = run_study(spec, say=lambda m: None)
