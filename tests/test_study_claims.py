@@ -1,10 +1,11 @@
-"""README/docs claims on real Ray (slow): ``litmus run --ray-storage`` as the place checkpoints of an
-interrupted run are resumed from."""
+"""README/docs claims on real Ray (slow): ASHA pruning under the equal tuning budget, and
+``litmus run --ray-storage`` as the place checkpoints of an interrupted run are resumed from."""
 
 from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 import ray
 import yaml
@@ -23,6 +24,41 @@ SMALL = {"n_train": 96, "n_val": 48, "n_test": 48, "width": 4}
 def _ray_down():
     yield
     ray.shutdown()
+
+
+@pytest.mark.slow
+def test_asha_prunes_tuning_trials_within_the_equal_budget(tmp_path) -> None:
+    spec = parse({
+        "name": "asha", "store": str(tmp_path / "store"),
+        "datasets": [{"name": "multi_digits", "options": SMALL, "epochs": 4, "train": {"batch_size": 32}}],
+        "methods": ["ew", "uw"], "checkpoint_every": 0,
+        "tuning": {"trials": 4, "seeds": [100], "shared": {"lr": {"low": 1e-5, "high": 1e-1}},
+                   "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2}},
+        "final": {"seeds": 1},
+    })
+    res = run_study(spec, say=lambda m: None, num_cpus=2)
+    assert res.counts == {"completed": 2, "failed": 0, "diverged": 0, "missing": 0}
+    trials = Store(spec.store).trials("asha")
+    plan = json.loads((spec.store / "studies" / "asha.json").read_text())
+    ref_ids = set(plan["reference_ids"])
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(spec.store / "optuna.log")))
+    pruned_total = 0
+    for m in ("ew", "uw"):
+        st = optuna.load_study(study_name=f"asha/multi_digits/hps/{m}", storage=storage)
+        states = [t.state for t in st.trials]
+        assert len(states) == 4, "pruned trials count towards the budget: every method gets exactly 4"
+        assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+        pruned = states.count(optuna.trial.TrialState.PRUNED)
+        tune = [t for t in trials if t["stage"] == "tune" and t["method"] == m and t["trial_id"] not in ref_ids]
+        stopped = [t for t in tune if t["epochs"] < 4]
+        assert len(tune) == 4 and len(stopped) == pruned  # one Ray trial per Optuna trial (one tuning seed)
+        assert all(t["status"] == "completed" and (t["error"] or "").startswith("pruned:") for t in stopped)
+        pruned_total += pruned
+    assert pruned_total >= 1, "ASHA stopped nothing: the test would not see pruning"
+    # the reference and the final trials always run to the end
+    assert all(t["epochs"] == 4 for t in trials if t["trial_id"] in ref_ids or t["stage"] == "final")
 
 
 @pytest.mark.slow
