@@ -112,14 +112,22 @@ def test_multi_node_study_survives_a_worker_node_removed_mid_run(tmp_path):
     killer = threading.Thread(target=kill_a_worker, daemon=True)
     killer.start()
     try:
-        res = run_study(spec, address=cluster.address, say=lambda m: None)
+        said: list[str] = []
+        res = run_study(spec, address=cluster.address, say=said.append)
     finally:
         ray.shutdown()
         killer.join(timeout=5)
         cluster.shutdown()
     assert removed.is_set()
     assert res.counts == {"completed": 9, "failed": 0, "diverged": 0, "missing": 0}
+    # a trial running on the lost node was interrupted, retried by Ray and finished whole
+    retried = {m.split("trial ", 1)[1].split(" ", 1)[0] for m in said if "failed, retrying" in m}
+    assert retried, said
     df = _metrics(spec.store)
+    records = {t["trial_id"]: t for t in Store(spec.store).trials()}
+    for tid in retried:
+        assert records[tid]["status"] == "completed" and records[tid]["epochs"] == 3
+        assert len(df[df.trial_id == tid]) == 3 * ROWS
     assert len(df) == 9 * 3 * ROWS
     assert not df.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
 
