@@ -48,6 +48,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from scipy import optimize, stats
 
+from litmus.errors import DesignError  # noqa: F401 - part of this module's interface
+
 from .schema import DECISION_SCHEMA, DECISIONS_DIR
 
 SPENDING = ("obf", "pocock")
@@ -66,10 +68,6 @@ class State(str, Enum):
     @property
     def decided(self) -> bool:
         return self in (State.BETTER, State.WORSE, State.EQUIVALENT)
-
-
-class DesignError(ValueError):
-    """A sequential design that cannot work; the message names the field and the smallest workable value."""
 
 
 @dataclass(frozen=True)

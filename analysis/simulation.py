@@ -1,4 +1,4 @@
-"""Simulations behind the statistical claims of docs/statistics.md (used by tests and bench/statistics.py).
+"""Simulations behind the statistical claims of docs/statistics.md (used by tests and bench/inference_sims.py).
 
 Each simulated study is one *dataset* of a selected-values frame, so one call
 of the real :func:`analysis.delta_m` / :func:`analysis.verdicts` analyses

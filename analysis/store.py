@@ -29,6 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from litmus.errors import Vanished  # noqa: F401 - part of this module's interface
+
 from .errors import AnalysisError
 from .naming import variant_column, variant_name
 from .schema import COMPACTED_DIR, MANIFEST, MANIFEST_FORMAT, METRICS_SCHEMA, TABLES, TRIALS_SCHEMA, WEIGHTS_SCHEMA, Status
@@ -124,10 +126,6 @@ def sources(store: str | Path, table: str) -> Sources:
     in_compacted = set(manifest.get("trials", []))
     shadowed = frozenset(per_trial_ids(path) & in_compacted)
     return Sources(table, per_trial, compacted, shadowed, len(in_compacted), path)
-
-
-class Vanished(AnalysisError):
-    """A file listed a moment ago is gone: the writer replaced or compacted it meanwhile (list again)."""
 
 
 RETRIES = 5

@@ -30,7 +30,7 @@ NYU_LIKE = [
 
 
 @dataclass
-class Spec:
+class SyntheticStudy:
     """What to generate: variants -> effect (Delta-m percent) per dataset."""
 
     effects: dict[str, dict[str, float]]  # dataset -> {variant: effect}
@@ -55,7 +55,7 @@ def _trial_id(*parts: object) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def trials_frame(spec: Spec) -> pd.DataFrame:
+def trials_frame(spec: SyntheticStudy) -> pd.DataFrame:
     """One row per trial of ``spec`` (contract columns of ``<store>/trials``)."""
     rows = []
     rng = np.random.default_rng([spec.rng_seed, 1])
@@ -81,7 +81,7 @@ def trials_frame(spec: Spec) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def metrics_frame(spec: Spec) -> pd.DataFrame:
+def metrics_frame(spec: SyntheticStudy) -> pd.DataFrame:
     """The metrics rows of ``spec``, vectorised (one block per dataset)."""
     rng = np.random.default_rng(spec.rng_seed)
     trials = trials_frame(spec)
@@ -137,6 +137,6 @@ def write_store(path: str | Path, metrics: pd.DataFrame, trials: pd.DataFrame | 
     return path
 
 
-def make_store(path: str | Path, spec: Spec, one_file_per_trial: bool = True) -> Path:
+def make_store(path: str | Path, spec: SyntheticStudy, one_file_per_trial: bool = True) -> Path:
     """Generate ``spec`` and write it as a store at ``path``."""
     return write_store(path, metrics_frame(spec), trials_frame(spec), one_file_per_trial)

@@ -18,14 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import analysis  # noqa: E402
-from analysis.synthetic import Spec, make_store  # noqa: E402
+from analysis.synthetic import SyntheticStudy, make_store  # noqa: E402
 
 VARIANTS = {"ew": 0.0, "uw": 0.3, "dwa": 0.2, "imtl_l": 0.4, "mgda": -0.5, "pcgrad": 0.1, "cagrad": 1.5,
             "nash_mtl": 1.2, "rlw:normal": 1.0, "rlw:uniform": 0.8, "rlw:dirichlet": 0.7, "rgw:normal": 0.6}
 
 
 def main() -> int:
-    spec = Spec({f"ds{i}": VARIANTS for i in range(5)}, seeds=list(range(10)), epochs=93)
+    spec = SyntheticStudy({f"ds{i}": VARIANTS for i in range(5)}, seeds=list(range(10)), epochs=93)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         store = make_store(Path(tmp) / "store", spec)
@@ -47,7 +47,7 @@ def main() -> int:
         total = sum(times.values())
         print(f"total:  {total:.2f} s (budget 10 s) -> {'OK' if total < 10 else 'TOO SLOW'}")
         # the same store with K = 3 tuning replicates per method (3x the final trials, 10 seeds each)
-        spec3 = Spec({f"ds{i}": VARIANTS for i in range(5)}, seeds=list(range(10)), epochs=31, replicates=3,
+        spec3 = SyntheticStudy({f"ds{i}": VARIANTS for i in range(5)}, seeds=list(range(10)), epochs=31, replicates=3,
                      tuning_sd=0.5)
         store3 = make_store(Path(tmp) / "store3", spec3)
         t = time.perf_counter()

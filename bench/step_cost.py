@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from statistics import median
 from typing import Any
 
 import torch
@@ -34,12 +35,6 @@ BENCH_OPTIONS = {
     "scenes": {"n_train": 256, "n_val": 4, "n_test": 4},
 }
 
-
-def _median(xs: list[float]) -> float:
-    """The median (not ``statistics.median``: bench/statistics.py shadows the module when run from bench/)."""
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
 def variants(methods: list[str] | None) -> list[tuple[str, str | None]]:
@@ -164,11 +159,11 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
                 times[key].append(time.perf_counter() - t0)
                 if timer:
                     solver[key] += timer.seconds - before
-    ew = _median(times[("ew", None)])
-    bare_med = _median(times["bare"])
+    ew = median(times[("ew", None)])
+    bare_med = median(times["bare"])
     for key, tr in trainers.items():
-        med = _median(times[key])
-        ref = _median(times[("ref", key)]) if ("ref", key) in times else None
+        med = median(times[key])
+        ref = median(times[("ref", key)]) if ("ref", key) in times else None
         paths = sorted({v["path"] for v in tr.jacobian.summary().values()})
         rows.append({"dataset": dataset, "method": key[0], "space": key[1] or "-", "step_ms": 1000 * med,
                      "ratio": med / ew, "solver_share": solver[key] / sum(times[key]) if key in timers else None,

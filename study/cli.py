@@ -15,11 +15,9 @@ from typing import Any, Callable
 
 import yaml
 
+from litmus.errors import CLIError, LitmusError
+
 USAGE_ERROR = 2
-
-
-class CLIError(Exception):
-    """A bad-input error printed as one line, exit code 2."""
 
 
 def _json_or_yaml(value: str) -> Any:
@@ -177,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError) as err:
+    except LitmusError as err:  # raised on purpose: one line (bad input: exit 2; a run that could not finish: 1)
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"litmus: error: {msg}", file=sys.stderr)
-        return USAGE_ERROR
+        print(f"litmus: {'error: ' if err.exit_code == USAGE_ERROR else ''}{msg}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("litmus: interrupted", file=sys.stderr)
         return 130

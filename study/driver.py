@@ -6,7 +6,7 @@ through a small Tune ``Searcher`` (so tuning can ask Optuna lazily, with all
 methods' trials interleaved), and a ``tune.Callback`` in the driver, the
 store's single writer, writes every reported epoch and the final status.
 Tune's own experiment state is not used to resume: the store is the source
-of truth (DESIGN.md), so every call is a fresh experiment.
+of truth (docs/design.md), so every call is a fresh experiment.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Any, Callable, Protocol
 
 from analysis.schema import Stage, Status
 
+from litmus.errors import ClusterError, RayRunError, NoSpaceError  # noqa: F401 - part of this module's interface
+
 from . import ray_local, tune_patches
 from .plan import Job
 from .progress import Progress
@@ -33,26 +35,23 @@ from .recorder import TrialRecorder
 from .spec import Spec, SpecError
 from .store import Store
 
-# quiet Ray's own console output before it is imported: users see litmus's progress lines
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+#: Ray's own console output, quieted for a study (users see litmus's progress lines); set by
+#: :func:`quiet_ray` when a study connects, never at import (a user's own settings win)
+QUIET_RAY_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_TRAIN_V2_ENABLED": "0",
+}
+
+
+def quiet_ray() -> None:
+    """Set :data:`QUIET_RAY_ENV` where the user has not (before Ray starts or Tune runs)."""
+    for key, value in QUIET_RAY_ENV.items():
+        os.environ.setdefault(key, value)
 
 FINISHED = "FINISHED"
-
-
-class ClusterError(ValueError):
-    """The Ray cluster is unreachable or cannot satisfy the spec's resources."""
-
-
-class RayRunError(RuntimeError):
-    """Ray Tune stopped with an error it could not handle; the store is intact and a rerun resumes."""
-
-
-class NoSpaceError(RuntimeError):
-    """A disk filled up (ENOSPC) while the study wrote; every file written before is intact (atomic writes)."""
 
 
 def no_space(err: BaseException) -> NoSpaceError | None:
@@ -115,6 +114,7 @@ def connect(spec: Spec, address: str | None = None, num_cpus: int | None = None)
     Returns the cluster's resources; raises :class:`ClusterError` before any trial if the cluster
     is unreachable or lacks the GPUs the spec asks for.
     """
+    quiet_ray()
     import ray
 
     from .workers import runtime_env
@@ -376,6 +376,7 @@ def _early_stopper(store: Store):
 def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
              ray_storage: str | None = None) -> None:
     """Run every job the source yields as Ray Tune trials; the store holds the results."""
+    quiet_ray()
     from ray import tune
 
     from trainables.tune import train_trial

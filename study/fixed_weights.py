@@ -15,28 +15,30 @@ import math
 import os
 from typing import Any
 
+from litmus.errors import ConfigError
+
 from .store import Store
 
 
 def ema_last(per_epoch: list[list[float]], beta: float = 0.9) -> list[float]:
     """Last value of the EMA of the per-epoch weights, each epoch normalised to sum 1; result sums to ``T``."""
     if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
+        raise ConfigError(f"beta must be in [0, 1), got {beta}")
     if not per_epoch:
-        raise ValueError("no per-epoch weights to smooth")
+        raise ConfigError("no per-epoch weights to smooth")
     t = len(per_epoch[0])
     ema: list[float] | None = None
     for k, w in enumerate(per_epoch, start=1):
         if len(w) != t:
-            raise ValueError(f"epoch {k} has {len(w)} weights, epoch 1 has {t}")
+            raise ConfigError(f"epoch {k} has {len(w)} weights, epoch 1 has {t}")
         s = sum(w)
         if not all(math.isfinite(x) for x in w) or s <= 0:
-            raise ValueError(f"epoch {k}: weights must be finite with a positive sum, got {w}")
+            raise ConfigError(f"epoch {k}: weights must be finite with a positive sum, got {w}")
         n = [x / s for x in w]
         ema = n if ema is None else [beta * e + (1.0 - beta) * x for e, x in zip(ema, n)]
     assert ema is not None
     if any(x < 0 for x in ema):
-        raise ValueError(f"the smoothed weights have a negative entry ({ema}); the fixed method needs non-negative weights")
+        raise ConfigError(f"the smoothed weights have a negative entry ({ema}); the fixed method needs non-negative weights")
     total = sum(ema)
     return [t * x / total for x in ema]
 
@@ -46,15 +48,15 @@ def extract_fixed_weights(store: Store | str | os.PathLike[str], trial_id: str, 
     st = store if isinstance(store, Store) else Store(store, create=False)
     per_epoch = st.trial_weights(trial_id)
     if not per_epoch:
-        raise ValueError(f"trial {trial_id!r} has no recorded weights in {st.root} "
-                         "(unknown trial, or a method without per-task weights)")
+        raise ConfigError(f"trial {trial_id!r} has no recorded weights in {st.root} "
+                          "(unknown trial, or a method without per-task weights)")
     epochs = sorted(per_epoch)
     if epochs != list(range(1, len(epochs) + 1)):
-        raise ValueError(f"trial {trial_id!r}: recorded weight epochs are not 1..{len(epochs)}: {epochs}")
+        raise ConfigError(f"trial {trial_id!r}: recorded weight epochs are not 1..{len(epochs)}: {epochs}")
     tasks = list(per_epoch[epochs[0]])
     for e in epochs:
         if set(per_epoch[e]) != set(tasks):
-            raise ValueError(f"trial {trial_id!r}: epoch {e} has tasks {sorted(per_epoch[e])}, epoch 1 has {sorted(tasks)}")
+            raise ConfigError(f"trial {trial_id!r}: epoch {e} has tasks {sorted(per_epoch[e])}, epoch 1 has {sorted(tasks)}")
     return ema_last([[per_epoch[e][t] for t in tasks] for e in epochs], beta)
 
 

@@ -20,11 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from litmus.errors import LockError  # noqa: F401 - part of this module's interface
+
 LOCK_NAME = ".litmus-run.lock"
-
-
-class LockError(ValueError):
-    """Another driver runs on this store."""
 
 
 class StoreLock:

@@ -14,11 +14,9 @@ from typing import Callable
 
 from trainables import datasets
 
+from litmus.errors import UnreachableError  # noqa: F401 - part of this module's interface
+
 from .spec import Spec
-
-
-class UnreachableError(ValueError):
-    """Some dataset's data or pretrained weights are not reachable."""
 
 
 def check_reachable(spec: Spec, say: Callable[[str], None] = print) -> None:

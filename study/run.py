@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from . import driver, ray_local, rounds
+from litmus.errors import StudyError  # noqa: F401 - part of this module's interface
+
+from . import driver, ray_local, rounds, tuning
 from .driver import FINISHED, Outcome
 from .progress import Progress
 from .compact import compact
@@ -35,10 +37,6 @@ class StudyResult:
     store: Store
     counts: dict[str, int]
     seconds: float
-
-
-class StudyError(ValueError):
-    """The study cannot go on (e.g. every EW reference trial failed)."""
 
 
 class StudySource:
@@ -130,6 +128,7 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
               ray_storage: str | None = None, keep_ray: bool = False, live: bool = False) -> StudyResult:
     """Run (or resume) ``spec``; returns the final stage's status counts. ``live``: redraw one status
     line on stderr when it is a terminal (a line per trial otherwise)."""
+    tuning.quiet_optuna()
     t0 = time.time()
     check_reachable(spec, say)  # data and pretrained weights, before Ray starts
     driver.check_local_gpus(spec, address)  # before anything is written

@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from litmus.errors import ConfigError
+
 from .single import eprint
 
 
@@ -150,7 +152,7 @@ def status_table(store_root: Path, study: str | None = None) -> str:
     store = Store(store_root, create=False)
     plans = load_plan(store.root, study)
     if not plans:
-        raise ValueError(f"no study plan under {store.root / 'studies'}" + (f" for study {study!r}" if study else ""))
+        raise ConfigError(f"no study plan under {store.root / 'studies'}" + (f" for study {study!r}" if study else ""))
     lines = []
     for plan in plans:
         name = plan["spec"]["name"]

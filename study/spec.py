@@ -21,23 +21,21 @@ from trainables import datasets, weighting
 from trainables.config import TrainConfig, resolve
 from trainables.weighting.base import check_hparams
 
+from litmus.errors import SpecError  # noqa: F401 - part of this module's interface
+
 #: TrainConfig fields a spec may set per dataset (``train:``) or study-wide (``train:`` at the top)
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
                      if f.name not in ("dataset", "method", "arch", "distribution", "method_params",
                                        "dataset_options", "seed", "epochs"))
 SHARED_SPACE = ("lr", "weight_decay")
 SAMPLERS = ("tpe", "random")
-SCHEDULERS = ("asha",)
+TRIAL_SCHEDULERS = ("asha",)
 EPOCH_SELECTION = ("best-val", "last")
 #: longest study name (it names the plan file, Optuna studies and Ray's experiment folders)
 MAX_NAME = 100
 #: largest spec file accepted (real specs are a few kB)
 MAX_SPEC_BYTES = 1_000_000
 MAX_REPLICATES = 100
-
-
-class SpecError(ValueError):
-    """A malformed or contradictory study spec."""
 
 
 @dataclass
@@ -334,8 +332,8 @@ def _tuning(value: Any, path: str, methods: list[MethodSpec]) -> TuningSpec:
     if sched is not None:
         sched = {"type": sched} if isinstance(sched, str) else _mapping(sched, f"{path}.scheduler")
         _keys(sched, f"{path}.scheduler", ("type", "grace_period", "reduction_factor"))
-        if sched.get("type") not in SCHEDULERS:
-            raise _fail(f"{path}.scheduler.type", f"unknown scheduler {sched.get('type')!r}; valid: {', '.join(SCHEDULERS)} (or null)")
+        if sched.get("type") not in TRIAL_SCHEDULERS:
+            raise _fail(f"{path}.scheduler.type", f"unknown scheduler {sched.get('type')!r}; valid: {', '.join(TRIAL_SCHEDULERS)} (or null)")
         _int(sched.get("grace_period", 1), f"{path}.scheduler.grace_period", 1)
         _int(sched.get("reduction_factor", 2), f"{path}.scheduler.reduction_factor", 2)
     storage = d.get("storage")

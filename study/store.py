@@ -33,12 +33,10 @@ from analysis.schema import (GROUP_COLUMNS, METRIC_KEY, METRICS_SCHEMA, TABLES, 
                              Status)
 from analysis.store import sources
 
+from litmus.errors import StoreError  # noqa: F401 - part of this module's interface
+
 STATUSES = tuple(Status)
 KEY = METRIC_KEY
-
-
-class StoreError(ValueError):
-    """The store path is unusable (not writable, not a store, corrupted file)."""
 
 
 def _atomic_write(table: pa.Table, path: Path) -> None:

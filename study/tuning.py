@@ -41,8 +41,11 @@ from .search_space import space, split_params
 from .spec import Spec, base_config
 from .store import Store
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+def quiet_optuna() -> None:
+    """Optuna's per-trial INFO lines and its experimental-feature warnings off for a study run (called when a
+    study starts, never at import: importing litmus configures nothing)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def storage(spec: Spec, store: Store) -> optuna.storages.BaseStorage:

@@ -21,6 +21,8 @@ import yaml
 from trainables import datasets
 from trainables.datasets._weights import HFWeights, Weights
 
+from litmus.errors import ConfigError
+
 from .single import eprint
 
 
@@ -42,20 +44,20 @@ def spec_datasets(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
-        raise ValueError(f"cannot read spec {path}: {err.strerror or err}") from None
+        raise ConfigError(f"cannot read spec {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     entries = data.get("datasets") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{path}: datasets must be a non-empty list")
+        raise ConfigError(f"{path}: datasets must be a non-empty list")
     out = []
     for k, e in enumerate(entries):
         e = {"name": e} if isinstance(e, str) else e
         if not isinstance(e, dict) or e.get("name") not in datasets.names():
-            raise ValueError(f"{path}: datasets[{k}].name must be one of {', '.join(datasets.names())}")
+            raise ConfigError(f"{path}: datasets[{k}].name must be one of {', '.join(datasets.names())}")
         opts = e.get("options") or {}
         if not isinstance(opts, dict):
-            raise ValueError(f"{path}: datasets[{k}].options must be a mapping")
+            raise ConfigError(f"{path}: datasets[{k}].options must be a mapping")
         out.append((e["name"], opts))
     return out
 

@@ -13,11 +13,9 @@ from typing import Any
 
 from trainables import plugins
 
+from litmus.errors import PluginNodeError  # noqa: F401 - part of this module's interface
+
 from .spec import Spec
-
-
-class PluginNodeError(ValueError):
-    """A plugin module cannot be imported on a node of the Ray cluster."""
 
 
 def spec_plugins(spec: Spec) -> list[plugins.Plugin]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.synthetic import Spec, make_store, metrics_frame, trials_frame, write_store
+from analysis.synthetic import SyntheticStudy, make_store, metrics_frame, trials_frame, write_store
 
 
 def rows(dataset: str, variant: str, seed: int, values: dict[tuple[str, str], float],
@@ -25,4 +25,4 @@ def store_from_rows(path: Path, records: list[dict]) -> Path:
     return write_store(path, pd.DataFrame(records))
 
 
-__all__ = ["Spec", "make_store", "metrics_frame", "trials_frame", "write_store", "rows", "store_from_rows"]
+__all__ = ["SyntheticStudy", "make_store", "metrics_frame", "trials_frame", "write_store", "rows", "store_from_rows"]

@@ -10,7 +10,7 @@ import pytest
 
 import analysis
 from analysis import budget
-from analysis.synthetic import Spec, metrics_frame, trials_frame, write_store
+from analysis.synthetic import SyntheticStudy, metrics_frame, trials_frame, write_store
 
 
 def test_expected_max_equals_enumeration():
@@ -35,9 +35,9 @@ def test_report_has_budget_curves_from_the_tuning_stage(tmp_path):
     """A store with a tuning stage (wide spread for 'wild', narrow for 'steady'): the report tabulates
     and draws the curves, counts a diverged tuning trial as the worst score, and says when the best method
     changes with the budget."""
-    tune = Spec({"d": {"ew": 0.0, "steady": 1.0, "wild": 0.0}}, seeds=list(range(8)), epochs=3, stage="tune",
+    tune = SyntheticStudy({"d": {"ew": 0.0, "steady": 1.0, "wild": 0.0}}, seeds=list(range(8)), epochs=3, stage="tune",
                 seed_sd=1.5, status={("d", "wild", 7): "diverged"})
-    final = Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "steady": 1.0, "wild": 0.5}}, seeds=[0, 1, 2], epochs=3)
+    final = SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0, "steady": 1.0, "wild": 0.5}}, seeds=[0, 1, 2], epochs=3)
     metrics = pd.concat([metrics_frame(tune), metrics_frame(final)], ignore_index=True)
     store = write_store(tmp_path / "s", metrics, pd.concat([trials_frame(tune), trials_frame(final)]))
     scores = budget.tuning_scores(analysis.load(store), analysis.load_trials(store))

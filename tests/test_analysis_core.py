@@ -12,7 +12,7 @@ import analysis
 from analysis import AnalysisError
 from analysis.naming import group_of, resolve_baseline, split_combination
 
-from analysis_fixtures import Spec, make_store, rows, store_from_rows
+from analysis_fixtures import SyntheticStudy, make_store, rows, store_from_rows
 
 DIRS = {("seg", "miou"): True, ("seg", "acc"): True, ("depth", "err"): False}
 
@@ -48,11 +48,11 @@ def test_per_seed_delta_m_averages_to_delta_m_of_means(tmp_path):
 
 
 def test_bootstrap_ci_covers_the_point_and_is_nan_for_one_seed(tmp_path):
-    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0, "rlw:normal": 2.0}}, seeds=list(range(6)), epochs=3))
+    store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0, "rlw:normal": 2.0}}, seeds=list(range(6)), epochs=3))
     dm = analysis.delta_m(analysis.select(analysis.load(store))).set_index("variant")
     assert dm.loc["rlw:normal", "ci_low"] < dm.loc["rlw:normal", "delta_m"] < dm.loc["rlw:normal", "ci_high"]
     assert dm.loc["rlw:normal", "delta_m"] == pytest.approx(2.0, abs=0.6)
-    one = make_store(tmp_path / "one", Spec({"d": {"ew": 0, "uw": 1.0}}, seeds=[0], epochs=2))
+    one = make_store(tmp_path / "one", SyntheticStudy({"d": {"ew": 0, "uw": 1.0}}, seeds=[0], epochs=2))
     dm1 = analysis.delta_m(analysis.select(analysis.load(one)))
     assert dm1["ci_low"].isna().all() and (dm1["n_seeds"] == 1).all()
 
@@ -91,7 +91,7 @@ def test_best_val_direction_lower_is_better(tmp_path):
 
 
 def test_load_filters_and_accepts_file_and_dataset_dir(tmp_path):
-    store = make_store(tmp_path / "s", Spec({"a": {"ew": 0}, "b": {"ew": 0}}, seeds=[0], epochs=2))
+    store = make_store(tmp_path / "s", SyntheticStudy({"a": {"ew": 0}, "b": {"ew": 0}}, seeds=[0], epochs=2))
     assert set(analysis.load(store, dataset="a")["dataset"]) == {"a"}
     assert set(analysis.load(store, stage=["final"])["stage"]) == {"final"}
     assert len(analysis.load(store / "metrics")) == len(analysis.load(store))
@@ -104,7 +104,7 @@ def test_load_filters_and_accepts_file_and_dataset_dir(tmp_path):
 
 
 def test_hidden_and_tmp_files_are_ignored(tmp_path):
-    store = make_store(tmp_path / "s", Spec({"a": {"ew": 0}}, seeds=[0], epochs=2))
+    store = make_store(tmp_path / "s", SyntheticStudy({"a": {"ew": 0}}, seeds=[0], epochs=2))
     (store / "metrics" / "x.parquet.tmp").write_bytes(b"partial")
     (store / "metrics" / ".hidden.parquet").write_bytes(b"junk")
     (store / "metrics" / "_tmp.parquet").write_bytes(b"junk")
@@ -117,7 +117,7 @@ def test_empty_store_and_corrupted_file(tmp_path):
         analysis.load(tmp_path / "empty")
     with pytest.raises(AnalysisError, match="not found"):
         analysis.load(tmp_path / "missing")
-    store = make_store(tmp_path / "s", Spec({"a": {"ew": 0, "uw": 0}}, seeds=[0, 1], epochs=2))
+    store = make_store(tmp_path / "s", SyntheticStudy({"a": {"ew": 0, "uw": 0}}, seeds=[0, 1], epochs=2))
     bad = store / "metrics" / "zz-corrupt.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(AnalysisError, match="zz-corrupt.parquet"):
@@ -163,7 +163,7 @@ def test_naming_groups_and_baseline_resolution():
 
 
 def test_failed_trials_are_counted_not_used(tmp_path):
-    spec = Spec({"d": {"ew": 0, "uw": 1.0}}, seeds=[0, 1, 2], epochs=2,
+    spec = SyntheticStudy({"d": {"ew": 0, "uw": 1.0}}, seeds=[0, 1, 2], epochs=2,
                 status={("d", "uw", 2): "diverged", ("d", "ew", 1): "failed"})
     store = make_store(tmp_path / "s", spec)
     frame = analysis.load(store)

@@ -1,6 +1,6 @@
 """Directional tests, their intervals, the design rule for failed seeds, and the simulations behind the
 claims of docs/statistics.md (coverage, size, power, the diverged-seed case). Numbers in the docs come
-from `python bench/statistics.py` (larger runs of the same functions)."""
+from `python bench/inference_sims.py` (larger runs of the same functions)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_compare_with_200_shared_seeds_and_many_comparisons_in_bounded_memory():
     assert peak < 400e6
 
 
-# ---- simulations (small versions of bench/statistics.py) -------------------------------------------
+# ---- simulations (small versions of bench/inference_sims.py) -------------------------------------------
 
 @pytest.mark.parametrize("seeds", [3, 5, 10])
 def test_delta_m_interval_reaches_nominal_coverage(seeds):

@@ -11,14 +11,14 @@ import analysis
 from analysis import cli
 from analysis.tables import num
 
-from analysis_fixtures import Spec, make_store
+from analysis_fixtures import SyntheticStudy, make_store
 
 EFFECTS = {"ew": 0.0, "uw": 0.3, "cagrad": 2.0, "rlw+cagrad:normal": 2.5, "rlw:normal": 1.0, "rlw:uniform": 0.8}
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    spec = Spec({d: EFFECTS for d in ("a", "b", "c")}, seeds=list(range(5)), epochs=4,
+    spec = SyntheticStudy({d: EFFECTS for d in ("a", "b", "c")}, seeds=list(range(5)), epochs=4,
                 status={("a", "uw", 4): "diverged"}, families={"cagrad": "gradient"})
     return make_store(tmp_path_factory.mktemp("s") / "store", spec)
 
@@ -47,7 +47,7 @@ def test_paper_table_markdown_and_latex(store):
 
 
 def test_significance_marks_with_enough_seeds(tmp_path):
-    spec = Spec({"d": {"ew": 0.0, "big": 5.0}}, seeds=list(range(8)), epochs=2, seed_sd=0.2)
+    spec = SyntheticStudy({"d": {"ew": 0.0, "big": 5.0}}, seeds=list(range(8)), epochs=2, seed_sd=0.2)
     s = make_store(tmp_path / "s", spec)
     text = analysis.summary_table(s)
     assert "↑" in text and "better" in text
@@ -58,7 +58,7 @@ def test_architecture_table(tmp_path):
     import pandas as pd
     frames, trials = [], []
     for arch, shift in (("hps", 0.0), ("mtan", 1.0)):
-        spec = Spec({"d": {"ew": shift, "rlw:normal": shift + 1}}, seeds=[0, 1, 2], epochs=2, arch=arch)
+        spec = SyntheticStudy({"d": {"ew": shift, "rlw:normal": shift + 1}}, seeds=[0, 1, 2], epochs=2, arch=arch)
         frames.append(metrics_frame(spec))
         trials.append(trials_frame(spec))
     s = write_store(tmp_path / "s", pd.concat(frames), pd.concat(trials))
@@ -147,7 +147,7 @@ def test_report_test_flag_selects_the_verdict_test(tmp_path) -> None:
 
     from analysis.cli import register
 
-    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 5.0}}, seeds=list(range(4)),
+    store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 5.0}}, seeds=list(range(4)),
                                             epochs=2, seed_sd=0.2))
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

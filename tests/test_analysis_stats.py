@@ -14,7 +14,7 @@ import analysis
 from analysis import power, ranks, robust
 from analysis.stats import correct, holm, run_tests
 
-from analysis_fixtures import Spec, make_store, rows, store_from_rows
+from analysis_fixtures import SyntheticStudy, make_store, rows, store_from_rows
 
 
 def _pairs(x, y, hib=True, paired=False):
@@ -67,7 +67,7 @@ def test_holm_and_bh_on_known_p_values():
 
 
 def test_compare_family_correction_and_reference(tmp_path):
-    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0, "rlw:normal": 1.0, "uw": 0.5}}, seeds=list(range(5)),
+    store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0, "rlw:normal": 1.0, "uw": 0.5}}, seeds=list(range(5)),
                                             epochs=3))
     sel = analysis.select(analysis.load(store))
     c = analysis.compare(sel, baseline="rlw", reference="ew")
@@ -80,7 +80,7 @@ def test_compare_family_correction_and_reference(tmp_path):
 
 
 def test_verdict_large_effect_is_better_and_no_effect_is_equivalent(tmp_path):
-    spec = Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 4.0, "same": 0.0}}, seeds=list(range(8)),
+    spec = SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 4.0, "same": 0.0}}, seeds=list(range(8)),
                 epochs=3, seed_sd=0.2, epoch_sd=0.02)
     store = make_store(tmp_path / "s", spec)
     v = analysis.verdicts(analysis.select(analysis.load(store)), against="rlw", reference="ew",
@@ -94,7 +94,7 @@ def test_verdict_large_effect_is_better_and_no_effect_is_equivalent(tmp_path):
 def test_three_seeds_exact_test_cannot_decide_t_test_can(tmp_path):
     """3 shared seeds: the exact sign-flip test cannot go below 1/8 (its reason says so); the default
     t-test decides a large effect and its reason does not cite the exact floor."""
-    spec = Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 4.0}}, seeds=[0, 1, 2], epochs=2)
+    spec = SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 4.0}}, seeds=[0, 1, 2], epochs=2)
     sel = analysis.select(analysis.load(make_store(tmp_path / "s", spec)))
     perm = analysis.verdicts(sel, against="rlw", test="perm").set_index("variant").loc["big"]
     assert perm["verdict"] == "inconclusive" and "cannot go below p = 0.125" in perm["reason"]
@@ -181,7 +181,7 @@ def test_iqm_and_probability_of_improvement():
 
 
 def test_single_seed_summary_does_not_crash(tmp_path):
-    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0, "rlw:normal": 1.0, "uw": 0.5}}, seeds=[0], epochs=2))
+    store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0, "rlw:normal": 1.0, "uw": 0.5}}, seeds=[0], epochs=2))
     text = analysis.summary_table(store)
     assert "one seed per method" in text and "| rlw:normal |" in text
     assert "inconclusive" in text
@@ -190,7 +190,7 @@ def test_single_seed_summary_does_not_crash(tmp_path):
 def test_failed_seed_keeps_the_pairing_and_is_scored_worst(tmp_path):
     """A failed seed does not switch the comparison to unpaired: it is scored as the worst value of its
     comparison group (all variants and seeds), on every metric and on Delta-m."""
-    spec = Spec({"d": {"ew": 0, "uw": 1.0}}, seeds=[0, 1, 2, 3], epochs=2, status={("d", "uw", 3): "failed"})
+    spec = SyntheticStudy({"d": {"ew": 0, "uw": 1.0}}, seeds=[0, 1, 2, 3], epochs=2, status={("d", "uw", 3): "failed"})
     store = make_store(tmp_path / "s", spec)
     frame = analysis.load(store)
     c = analysis.compare(frame, baseline="ew")

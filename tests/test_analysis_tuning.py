@@ -1,5 +1,5 @@
 """Tuning variance (replicate -> seed), the convergence check: behaviour on stores and the simulations
-behind docs/statistics.md (larger runs: `python bench/statistics.py`)."""
+behind docs/statistics.md (larger runs: `python bench/inference_sims.py`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import analysis
 from analysis import convergence, simulation as sim, tuning
-from analysis.synthetic import Spec, make_store
+from analysis.synthetic import SyntheticStudy, make_store
 
 
 def test_variance_components_match_a_hand_anova():
@@ -23,7 +23,7 @@ def test_variance_components_match_a_hand_anova():
 
 
 def test_replicates_are_read_from_the_trials_table_and_tested_on_replicate_means(tmp_path):
-    spec = Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 3.0}}, seeds=list(range(4)), epochs=3,
+    spec = SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0, "big": 3.0}}, seeds=list(range(4)), epochs=3,
                 replicates=3, tuning_sd=1.0)
     store = make_store(tmp_path / "s", spec)
     trials = analysis.load_trials(store)
@@ -45,7 +45,7 @@ def test_replicates_are_read_from_the_trials_table_and_tested_on_replicate_means
 
 
 def test_one_replicate_says_tuning_variance_is_not_accounted_for(tmp_path):
-    store = make_store(tmp_path / "s", Spec({"d": {"ew": 0.0, "rlw:normal": 0.0, "m": 1.0}}, seeds=[0, 1, 2]))
+    store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0, "m": 1.0}}, seeds=[0, 1, 2]))
     assert "tuning variance is not accounted for" in analysis.summary_table(store)
 
 
@@ -72,9 +72,9 @@ def test_convergence_share_and_warning():
 def test_report_warns_when_training_stops_too_early(tmp_path):
     """Synthetic curves still rising at their last epoch (2 epochs) trigger the warning; a long plateau
     (60 epochs) does not."""
-    short = make_store(tmp_path / "short", Spec({"d": {"ew": 0.0, "rlw:normal": 0.0}}, seeds=[0, 1, 2],
+    short = make_store(tmp_path / "short", SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0}}, seeds=[0, 1, 2],
                                                  epochs=2, epoch_sd=0.01))
     assert convergence.WARNING in analysis.summary_table(short)
-    long = make_store(tmp_path / "long", Spec({"d": {"ew": 0.0, "rlw:normal": 0.0}}, seeds=[0, 1, 2],
+    long = make_store(tmp_path / "long", SyntheticStudy({"d": {"ew": 0.0, "rlw:normal": 0.0}}, seeds=[0, 1, 2],
                                                epochs=60, epoch_sd=1.0))
     assert convergence.WARNING not in analysis.summary_table(long)

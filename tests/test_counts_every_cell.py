@@ -25,7 +25,7 @@ def _store(tmp_path: Path, failed_datasets=("broken",), diverged=(), seeds=(0, 1
                 status[(ds, v, s)] = "failed"
     for key in diverged:
         status[key] = "diverged"
-    spec = synthetic.Spec(effects={"fine": dict(VARIANTS), "broken": dict(VARIANTS)}, seeds=list(seeds), epochs=2,
+    spec = synthetic.SyntheticStudy(effects={"fine": dict(VARIANTS), "broken": dict(VARIANTS)}, seeds=list(seeds), epochs=2,
                           status=status, study="cells")
     trials = synthetic.trials_frame(spec)
     metrics = synthetic.metrics_frame(spec)

@@ -10,7 +10,7 @@ import pytest
 import analysis
 from analysis import plots, ranks
 
-from analysis_fixtures import Spec, make_store
+from analysis_fixtures import SyntheticStudy, make_store
 
 
 def _segments(ranks_: pd.Series):
@@ -53,7 +53,7 @@ def test_cd_can_separate():
 
 def test_report_leaves_out_a_cd_figure_that_cannot_separate(tmp_path):
     effects = {"ew": 0.0, "uw": 0.5, "cagrad": 1.0, "rlw:normal": 0.2}
-    store = make_store(tmp_path / "s", Spec({d: effects for d in ("a", "b")}, seeds=[0, 1, 2], epochs=2))
+    store = make_store(tmp_path / "s", SyntheticStudy({d: effects for d in ("a", "b")}, seeds=[0, 1, 2], epochs=2))
     out = tmp_path / "rep"
     analysis.write_report(store, out, n_resamples=100)
     index = (out / "index.md").read_text()

@@ -15,16 +15,16 @@ import pytest
 from analysis import AnalysisError, load, select
 from analysis.select import store_selection
 from analysis.store import plain_strings
-from analysis.synthetic import Spec, metrics_frame, trials_frame
+from analysis.synthetic import SyntheticStudy, metrics_frame, trials_frame
 from study.compact import compact
 from study.recorder import TrialRecorder
 from study.store import Store
 
-SPEC = Spec(effects={"a": {"ew": 0.0, "rlw:normal": 1.0, "uw": -1.0}, "b": {"ew": 0.0, "rlw:normal": 0.5}},
+SPEC = SyntheticStudy(effects={"a": {"ew": 0.0, "rlw:normal": 1.0, "uw": -1.0}, "b": {"ew": 0.0, "rlw:normal": 0.5}},
             seeds=[0, 1, 2], epochs=5, status={("a", "uw", 1): "failed"})
 
 
-def write_like_driver(root: Path, spec: Spec = SPEC) -> Store:
+def write_like_driver(root: Path, spec: SyntheticStudy = SPEC) -> Store:
     """The synthetic study written through the store's own writer: one part per epoch, one record per trial."""
     store = Store(root)
     m = metrics_frame(spec)

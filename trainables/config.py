@@ -7,10 +7,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from litmus.errors import ConfigError
+
 from . import architectures, datasets, divergence, weighting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "step", "cosine")
+LR_SCHEDULERS = ("none", "step", "cosine")
 SPACES = ("param", "rep")
 
 
@@ -55,9 +57,9 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         if "dataset" not in d:
-            raise ValueError("a training config needs 'dataset'")
+            raise ConfigError("a training config needs 'dataset'")
         return cls(**d)
 
 
@@ -66,8 +68,8 @@ def _positive(name: str, value: Any, kind: type = float, allow_zero: bool = Fals
     if kind is int:
         ok = ok and int(value) == value
     if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
-                         f"{'integer' if kind is int else 'number'}, got {value!r}")
+        raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
+                          f"{'integer' if kind is int else 'number'}, got {value!r}")
 
 
 def single_task(method: str) -> bool:
@@ -114,11 +116,11 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
     _positive("lr (learning rate)", cfg.lr)
     _positive("weight_decay", cfg.weight_decay, allow_zero=True)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed!r}")
     if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    if cfg.scheduler not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {cfg.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if cfg.scheduler not in LR_SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {cfg.scheduler!r}; valid: {', '.join(LR_SCHEDULERS)}")
     if cfg.scheduler == "step":
         cfg.step_size = cfg.step_size or d.scheduler_options.get("step_size") or max(1, cfg.epochs // 2)
         _positive("step_size", cfg.step_size, int)
@@ -132,36 +134,36 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, "datasets.Benchmark"]:
     _positive("num_workers", cfg.num_workers, int, allow_zero=True)
     divergence.check_factor(cfg.divergence_factor)
     if cfg.device not in ("auto", "cpu") and not str(cfg.device).startswith(("cuda", "mps")):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
 
     # the method: names, family, hyperparameters, distribution, space
     if cfg.distribution is not None and not weighting.takes_distribution(cfg.method):
-        raise ValueError(f"distribution {cfg.distribution!r} given for method {cfg.method!r}, which takes none "
-                         f"(random weighting methods: "
-                         f"{', '.join(n for n in weighting.names() if weighting.takes_distribution(n))})")
+        raise ConfigError(f"distribution {cfg.distribution!r} given for method {cfg.method!r}, which takes none "
+                          f"(random weighting methods: "
+                          f"{', '.join(n for n in weighting.names() if weighting.takes_distribution(n))})")
     if cfg.distribution is not None:
         weighting.sampling.check_distribution(cfg.distribution)
     pipeline = weighting.build_pipeline(cfg.method, len(bench.tasks), method_hparams(cfg))
     grad = pipeline.grad
     if grad is None and cfg.space is not None:
-        raise ValueError(f"method {cfg.method!r} is a loss weighting: it has no gradient space, "
-                         f"remove 'space' (gradient methods: {', '.join(weighting.names('grad'))})")
+        raise ConfigError(f"method {cfg.method!r} is a loss weighting: it has no gradient space, "
+                          f"remove 'space' (gradient methods: {', '.join(weighting.names('grad'))})")
     space = None if grad is None else cfg.space or grad.default_space
     if space is not None and space not in SPACES:
-        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
     try:
         pipeline.loss.check(arch_cls, None, bench.multi_input)
         if grad is not None:
             grad.check(arch_cls, space, bench.multi_input)
     except ValueError as e:
-        raise ValueError(f"{e} (dataset {cfg.dataset!r}, arch {cfg.arch!r})") from None
+        raise ConfigError(f"{e} (dataset {cfg.dataset!r}, arch {cfg.arch!r})") from None
     if pipeline.loss.single_task or cfg.arch == "stl":
         # one independent model per task (architectures/stl.py): nothing shared, nothing coupled
         if grad is not None:
-            raise ValueError(f"{cfg.method!r} with one model per task: no parameter is shared, so there is nothing "
-                             f"for the gradient method {grad.name!r} to balance")
+            raise ConfigError(f"{cfg.method!r} with one model per task: no parameter is shared, so there is nothing "
+                              f"for the gradient method {grad.name!r} to balance")
         if cfg.grad_clip is not None:
-            raise ValueError("grad_clip clips the global norm of all task models together, which couples single-task "
-                             "models; remove it for stl")
+            raise ConfigError("grad_clip clips the global norm of all task models together, which couples single-task "
+                              "models; remove it for stl")
     cfg.space = space
     return cfg, bench

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 #: default multiple of the first step's loss above which a trial has diverged
 DEFAULT_FACTOR = 100.0
 
@@ -54,5 +56,5 @@ def check_factor(value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 1:
-        raise ValueError(f"divergence_factor must be a number > 1 (a multiple of the first step's loss) or null, "
-                         f"got {value!r}")
+        raise ConfigError(f"divergence_factor must be a number > 1 (a multiple of the first step's loss) or null, "
+                          f"got {value!r}")

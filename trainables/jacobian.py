@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from statistics import median
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
 
-def median(xs: list[float]) -> float:
-    """The median (not ``statistics.median``: bench/statistics.py shadows the module when run from bench/)."""
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
 def batched(outputs: Tensor, inputs: list[Tensor], rows: Tensor) -> list[Tensor]:
@@ -59,7 +56,7 @@ class Jacobian:
 
     def __init__(self, trials: int = 3, force: str | None = None) -> None:
         if force is not None and force not in CANDIDATES:
-            raise ValueError(f"unknown Jacobian path {force!r}; valid: {', '.join(CANDIDATES)}")
+            raise ConfigError(f"unknown Jacobian path {force!r}; valid: {', '.join(CANDIDATES)}")
         #: measured calls per candidate before choosing; ``force``: one path, no measurement (tests, benchmarks)
         self.trials, self.force = trials, force
         self.chosen: dict[str, str] = {}

@@ -12,6 +12,8 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from .batching import META_STREAM, Batch, batches, subset
 from .datasets.base import Benchmark, Splits
 from .weighting import LossWeighting
@@ -38,7 +40,7 @@ class MetaSplit:
         n = len(train)
         k = max(1, round(n * float(fraction)))
         if k >= n:
-            raise ValueError(f"meta_fraction {fraction} leaves no training data ({n} examples)")
+            raise ConfigError(f"meta_fraction {fraction} leaves no training data ({n} examples)")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + META_STREAM))
         meta_idx, train_idx = perm[:k].sort().values, perm[k:].sort().values
         meta = cls(subset(train, meta_idx), meta_idx, train_idx, batch_size, device,

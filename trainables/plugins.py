@@ -31,11 +31,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
+from litmus.errors import PluginError  # noqa: F401 - part of this module's interface
+
 ENTRY_POINT_GROUPS = ("litmus.methods", "litmus.datasets", "litmus.architectures")
-
-
-class PluginError(ValueError):
-    """A plugin that cannot be loaded: missing, failing to import, or registering something invalid."""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,10 @@ import importlib
 import pkgutil
 from typing import Callable, Generic, Iterable, TypeVar
 
+from litmus.errors import RegistryError  # noqa: F401 - part of this module's interface
+from litmus.errors import ConfigError
+
 C = TypeVar("C", bound=type)
-
-
-class RegistryError(ValueError):
-    """A class that cannot be registered: no name, wrong base class, or a name already taken."""
 
 
 def origin_of(cls: type) -> str:
@@ -67,7 +66,7 @@ class Registry(Generic[C]):
     def get(self, name: str) -> C:
         if name not in self._classes:
             extra = self.hint(name) if self.hint else ""
-            raise ValueError(f"unknown {self.kind} {name!r}{extra}; valid: {', '.join(self.names())}")
+            raise ConfigError(f"unknown {self.kind} {name!r}{extra}; valid: {', '.join(self.names())}")
         return self._classes[name]
 
     def origin(self, name: str) -> str:

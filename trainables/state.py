@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from litmus.errors import CheckpointError  # noqa: F401 - part of this module's interface
+
 #: nn.Module bookkeeping that is not state (hooks, the submodule/parameter/buffer tables handled below)
 _MODULE_INTERNALS = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "training",
                                "_state_dict_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks",
@@ -33,10 +35,6 @@ _MODULE_INTERNALS = frozenset({"_parameters", "_buffers", "_modules", "_non_pers
 _KIND = "__litmus_state__"
 #: packages whose plain Python objects (no __slots__, state in __dict__) may be walked into
 _WALKABLE = ("trainables.", "torchjd.")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is not tensors and plain data, or does not fit the object it is loaded into."""
 
 
 def _dtype(name: str) -> torch.dtype:

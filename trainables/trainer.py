@@ -15,17 +15,20 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
+
+from litmus.errors import ConfigError
 
 from . import architectures, checkpoint, divergence, weighting
 from .batching import DATA_STREAM, WEIGHT_STREAM, Batch, train_batches
 from .config import TrainConfig, method_hparams, model_arch, resolve
 from .datasets.base import Benchmark, Splits
 from .evaluation import evaluate, metric_rows
-from .jacobian import Jacobian, median
+from .jacobian import Jacobian
 from .meta import MetaSplit, meta_step
 from .optimizers import build_optimizer, build_scheduler
 from .paths import Forward, GradientPath, LossOnly, Parts, plain_forward, predict, select
@@ -78,7 +81,7 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available on this machine")
     return dev
 
 

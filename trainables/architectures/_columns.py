@@ -6,6 +6,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError, MethodError
+
 from ..datasets.base import Benchmark
 from ._mixing import reject_unknown, stage_widths
 from .base import MTLModel
@@ -35,13 +37,13 @@ class ColumnModel(MTLModel):
         self._extra_options(unknown)
         reject_unknown(unknown, self.name, self.option_names)
         if shared not in SHARED_MODES:
-            raise ValueError(f"architecture '{self.name}' option shared must be one of {', '.join(SHARED_MODES)}, got {shared!r}")
+            raise ConfigError(f"architecture '{self.name}' option shared must be one of {', '.join(SHARED_MODES)}, got {shared!r}")
         self.shared_mode = shared
         self.benchmark = benchmark
         columns = [benchmark.encoder_blocks() for _ in self.tasks]
         self.n_stages = len(columns[0])
         if self.n_stages < 1:
-            raise ValueError(f"dataset '{benchmark.name}' returned no encoder stages")
+            raise MethodError(f"dataset '{benchmark.name}' returned no encoder stages")
         self.widths = stage_widths(columns[0], channels)
         self.columns = nn.ModuleDict({t: nn.ModuleList(c) for t, c in zip(self.tasks, columns)})
         self.units = nn.ModuleList([self.make_unit(w, len(self.tasks)) for w in self.widths[:-1]])

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 
 def feature_dim(x: Tensor) -> int:
     """The axis holding features: 1 for 4-D/5-D tensors, the last axis otherwise."""
@@ -40,7 +42,7 @@ def num_features(block: nn.Module) -> int:
             return int(m.out_features)
         if isinstance(m, nn.LayerNorm):
             return int(m.normalized_shape[-1])
-    raise ValueError(
+    raise ConfigError(
         f"cannot tell the output width of encoder stage {type(block).__name__}: it has no Conv/BatchNorm/Linear/"
         "LayerNorm layer; pass the widths as the architecture option 'channels: [c1, c2, ...]'"
     )
@@ -50,7 +52,7 @@ def stage_widths(blocks: Sequence[nn.Module], channels: Sequence[int] | None) ->
     """Output width of each stage (``channels`` overrides the inference)."""
     if channels is not None:
         if len(channels) != len(blocks):
-            raise ValueError(f"architecture option channels has {len(channels)} entries for {len(blocks)} encoder stages")
+            raise ConfigError(f"architecture option channels has {len(channels)} entries for {len(blocks)} encoder stages")
         return [int(c) for c in channels]
     widths: list[int] = []
     for b in blocks:
@@ -64,7 +66,7 @@ def stage_widths(blocks: Sequence[nn.Module], channels: Sequence[int] | None) ->
 def check_width(x: Tensor, expected: int, where: str) -> None:
     got = x.shape[feature_dim(x)] if x.dim() > 1 else 1
     if got != expected:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: the stage output has {got} features on axis {feature_dim(x)} (shape {tuple(x.shape)}), "
             f"the mixing unit was built for {expected}; pass the architecture option 'channels'"
         )
@@ -79,7 +81,7 @@ def input_width(block: nn.Module) -> tuple[str, int]:
             return "linear", int(m.in_features)
         if isinstance(m, nn.Embedding) or getattr(m, "config", None) is not None:
             break
-    raise ValueError(
+    raise ConfigError(
         f"the encoder's first stage ({type(block).__name__}) does not start with a Conv2d or Linear layer, "
         "so the architecture cannot read its input (image or vector inputs only)"
     )
@@ -104,5 +106,5 @@ class ChannelsLast(nn.Module):
 
 def reject_unknown(options: dict[str, Any], arch: str, valid: Sequence[str]) -> None:
     if options:
-        raise ValueError(f"unknown option(s) {', '.join(sorted(options))} for architecture '{arch}'; "
-                         f"valid: {', '.join(valid)}")
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(options))} for architecture '{arch}'; "
+                          f"valid: {', '.join(valid)}")

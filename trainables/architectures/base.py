@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from ..datasets.base import Benchmark
 from ..registry import Registry
 
@@ -35,10 +37,10 @@ class MTLModel(nn.Module):
         raise NotImplementedError
 
     def encode(self, x: Tensor) -> Tensor:
-        raise ValueError(f"architecture '{self.name}' has no single shared representation (rep mode needs hps)")
+        raise ConfigError(f"architecture '{self.name}' has no single shared representation (rep mode needs hps)")
 
     def decode(self, rep: Tensor, x: Tensor, tasks: tuple[str, ...] | None = None) -> dict[str, Tensor]:
-        raise ValueError(f"architecture '{self.name}' has no single shared representation (rep mode needs hps)")
+        raise ConfigError(f"architecture '{self.name}' has no single shared representation (rep mode needs hps)")
 
 
 _REGISTRY: Registry[type[MTLModel]] = Registry("architecture", MTLModel)

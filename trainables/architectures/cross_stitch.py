@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError, MethodError
+
 from ._columns import ColumnModel
 from .base import register
 
@@ -32,7 +34,7 @@ class CrossStitchUnit(nn.Module):
     def forward(self, feats: list[Tensor], where: str = "cross-stitch unit") -> list[Tensor]:
         shapes = {tuple(f.shape) for f in feats}
         if len(shapes) != 1:
-            raise ValueError(f"{where}: task columns produced different shapes {sorted(shapes)}")
+            raise MethodError(f"{where}: task columns produced different shapes {sorted(shapes)}")
         stacked = torch.stack(feats)  # [T, N, ...]
         mixed = torch.tensordot(self.alpha, stacked, dims=([1], [0]))
         return list(mixed.unbind(0))
@@ -47,7 +49,7 @@ class CrossStitch(ColumnModel):
     def _extra_options(self, unknown: dict[str, object]) -> None:
         sw = float(unknown.pop("self_weight", 0.9))  # type: ignore[arg-type]
         if not 0.0 <= sw <= 1.0:
-            raise ValueError(f"cross_stitch option self_weight must be in [0, 1], got {sw}")
+            raise ConfigError(f"cross_stitch option self_weight must be in [0, 1], got {sw}")
         self.self_weight = sw
 
     def make_unit(self, width: int, n_tasks: int) -> nn.Module:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError, MethodError
+
 from ..datasets.base import Benchmark
 from ._mixing import input_width, reject_unknown
 from .base import MTLModel, register
@@ -34,7 +36,7 @@ class MMoE(MTLModel):
         reject_unknown(unknown, self.name, ("experts", "gate_pool"))
         for k, v in (("experts", experts), ("gate_pool", gate_pool)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"mmoe option {k} must be a positive integer, got {v!r}")
+                raise ConfigError(f"mmoe option {k} must be a positive integer, got {v!r}")
         self.benchmark = benchmark
         self.experts = nn.ModuleList([nn.Sequential(*benchmark.encoder_blocks()) for _ in range(experts)])
         self.kind, cin = input_width(self.experts[0][0])
@@ -46,7 +48,7 @@ class MMoE(MTLModel):
     def gate_input(self, x: Tensor) -> Tensor:
         if self.kind == "conv":
             if x.dim() != 4:
-                raise ValueError(f"mmoe: expected image inputs [N, C, H, W], got shape {tuple(x.shape)}")
+                raise MethodError(f"mmoe: expected image inputs [N, C, H, W], got shape {tuple(x.shape)}")
             return nn.functional.adaptive_avg_pool2d(x, self.gate_pool).flatten(1)
         return x.flatten(1)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from ._columns import ColumnModel
 from ._mixing import ChannelsLast, check_width, feature_dim
 from .base import register
@@ -61,7 +63,7 @@ class NDDR(ColumnModel):
     def _extra_options(self, unknown: dict[str, object]) -> None:
         sw = float(unknown.pop("self_weight", 0.9))  # type: ignore[arg-type]
         if not 0.0 <= sw <= 1.0:
-            raise ValueError(f"nddr option self_weight must be in [0, 1], got {sw}")
+            raise ConfigError(f"nddr option self_weight must be in [0, 1], got {sw}")
         self.self_weight = sw
         self.activation = bool(unknown.pop("activation", True))
 

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, Depth, Normal, Segmentation
 from ._aspp import ASPPHead, Sized
 from ._resnet import WIDTH, check_backbone, check_pretrained, resnet, resnet_stages
@@ -140,25 +142,25 @@ class DenseBenchmark(Benchmark):
     def check(self) -> None:
         o = self.opts
         if o["root"] is None:
-            raise ValueError(f"{self.name} needs the option root: the folder holding train/ and val/ (see docs/data.md)")
+            raise DataError(f"{self.name} needs the option root: the folder holding train/ and val/ (see docs/data.md)")
         root = data_root(o["root"])
         if not root.is_dir():
-            raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
+            raise DataError(f"{self.name}: root {root} does not exist or is not a directory")
         self.folders = self._task_folders(root)
         for split in FOLDERS:
             for folder in ("image",) + tuple(self.folders[t] for t in self.tasks):
                 d = root / split / folder
                 if not d.is_dir():
                     alt = f" or {split}/label_{self.num_classes}/ as in MTAN's archive" if folder == "label" else ""
-                    raise ValueError(f"{self.name}: missing folder {d} (expected {split}/{folder}/<i>.npy files{alt})")
+                    raise DataError(f"{self.name}: missing folder {d} (expected {split}/{folder}/<i>.npy files{alt})")
             if not _indices(root / split / "image"):
-                raise ValueError(f"{self.name}: no .npy files in {root / split / 'image'}")
+                raise DataError(f"{self.name}: no .npy files in {root / split / 'image'}")
         check_pretrained(o["pretrained"], o["weights"], self.name, self.given)
         check_backbone(o["backbone"], self.name)
         if not isinstance(o["val_fraction"], (int, float)) or not 0.0 <= o["val_fraction"] < 1.0:
-            raise ValueError(f"{self.name} option val_fraction must be in [0, 1), got {o['val_fraction']!r}")
+            raise DataError(f"{self.name} option val_fraction must be in [0, 1), got {o['val_fraction']!r}")
         if not isinstance(o["head_channels"], int) or o["head_channels"] < 1:
-            raise ValueError(f"{self.name} option head_channels must be a positive integer, got {o['head_channels']!r}")
+            raise DataError(f"{self.name} option head_channels must be a positive integer, got {o['head_channels']!r}")
 
     @property
     def root(self) -> Path:
@@ -179,27 +181,27 @@ class DenseBenchmark(Benchmark):
             try:
                 img = np.load(f, mmap_mode="r")
             except Exception as err:  # noqa: BLE001
-                raise ValueError(f"{self.name}: cannot read {f}: {err}") from err
+                raise DataError(f"{self.name}: cannot read {f}: {err}") from err
             if img.ndim != 3 or img.shape[2] != 3:
-                raise ValueError(f"{self.name}: {f} has shape {img.shape}, expected (H, W, 3)")
+                raise DataError(f"{self.name}: {f} has shape {img.shape}, expected (H, W, 3)")
             if hw is None:
                 hw = (int(img.shape[0]), int(img.shape[1]))
             elif img.shape[:2] != hw:
-                raise ValueError(f"{self.name}: {f} is {img.shape[0]}x{img.shape[1]}, other images are {hw[0]}x{hw[1]}")
+                raise DataError(f"{self.name}: {f} is {img.shape[0]}x{img.shape[1]}, other images are {hw[0]}x{hw[1]}")
             for t in self.tasks:
                 g = base / self.folders[t] / f"{i}.npy"
                 if not g.is_file():
-                    raise ValueError(f"{self.name}: missing file {g} (every image needs its {self.folders[t]})")
+                    raise DataError(f"{self.name}: missing file {g} (every image needs its {self.folders[t]})")
                 arr = np.load(g, mmap_mode="r")
                 ch = {"segmentation": 0, "depth": 1, "normal": 3}[t]
                 if not _channels(arr.shape, hw, ch):
                     want = {0: "(H, W)", 1: "(H, W, 1) or (H, W)", 3: "(H, W, 3)"}[ch].replace("H", str(hw[0])).replace("W", str(hw[1]))
-                    raise ValueError(f"{self.name}: {g} has shape {arr.shape}, expected {want}")
+                    raise DataError(f"{self.name}: {g} has shape {arr.shape}, expected {want}")
                 if t == "segmentation":
                     lab = np.asarray(arr)
                     if lab.size and (lab.min() < -1 or lab.max() >= self.num_classes or not np.all(lab == np.round(lab))):
-                        raise ValueError(f"{self.name}: {g} has labels in [{lab.min()}, {lab.max()}], expected integers "
-                                         f"in [0, {self.num_classes - 1}] or -1 (ignore)")
+                        raise DataError(f"{self.name}: {g} has labels in [{lab.min()}, {lab.max()}], expected integers "
+                                        f"in [0, {self.num_classes - 1}] or -1 (ignore)")
         assert hw is not None
         return ids, hw
 
@@ -214,8 +216,8 @@ class DenseBenchmark(Benchmark):
         if self.opts["val_fraction"] > 0 and n_val == 0:
             n_val = 1
         if n_val >= len(perm):
-            raise ValueError(f"{self.name}: val_fraction {self.opts['val_fraction']} leaves no training image "
-                             f"out of {len(perm)}")
+            raise DataError(f"{self.name}: val_fraction {self.opts['val_fraction']} leaves no training image "
+                            f"out of {len(perm)}")
         val_ids = sorted(perm[:n_val], key=lambda s: (len(s), s))
         fit_ids = sorted(perm[n_val:], key=lambda s: (len(s), s))
         tr = self.root / "train"

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from litmus.errors import DataError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -29,7 +31,7 @@ def load_image(path: Path) -> "object":
         with Image.open(path) as im:
             return im.convert("RGB")
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"cannot read image {path}: {err}") from err
+        raise DataError(f"cannot read image {path}: {err}") from err
 
 
 def resolve(root: Path, rel: str) -> str | None:
@@ -54,23 +56,23 @@ def read_list(path: Path, num_classes: int, root: Path) -> list[tuple[str, int]]
             continue
         parts = line.rstrip().rsplit(None, 1)
         if len(parts) != 2:
-            raise ValueError(f"{path}, line {n}: expected 'relative/path label', got {line!r}")
+            raise DataError(f"{path}, line {n}: expected 'relative/path label', got {line!r}")
         rel, lab = parts
         try:
             y = int(lab)
         except ValueError:
-            raise ValueError(f"{path}, line {n}: label {lab!r} is not an integer") from None
+            raise DataError(f"{path}, line {n}: label {lab!r} is not an integer") from None
         if not 0 <= y < num_classes:
-            raise ValueError(f"{path}, line {n}: label {y} out of range, expected 0..{num_classes - 1}")
+            raise DataError(f"{path}, line {n}: label {y} out of range, expected 0..{num_classes - 1}")
         found = resolve(root, rel)
         if found is None:
             first = rel.partition("/")[0]
             alt = first.replace("_", " ") if "_" in first else first.replace(" ", "_")
             also = f" (nor under {alt!r})" if alt != first and "/" in rel else ""
-            raise ValueError(f"{path}, line {n}: image {root / rel} does not exist{also}")
+            raise DataError(f"{path}, line {n}: image {root / rel} does not exist{also}")
         items.append((found, y))
     if not items:
-        raise ValueError(f"{path} lists no images")
+        raise DataError(f"{path} lists no images")
     return items
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, Accuracy
 from ._images import ImageList, read_list
 from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
@@ -44,18 +46,18 @@ class OfficeBenchmark(Benchmark):
     def check(self) -> None:
         o = self.opts
         if o["root"] is None:
-            raise ValueError(f"{self.name} needs the option root: the folder holding the images and split lists (see docs/data.md)")
+            raise DataError(f"{self.name} needs the option root: the folder holding the images and split lists (see docs/data.md)")
         root = data_root(o["root"])
         if not root.is_dir():
-            raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
+            raise DataError(f"{self.name}: root {root} does not exist or is not a directory")
         for t in self.tasks:
             for s in SPLITS:
                 f = list_file(root, t, s)
                 if not f.is_file():
-                    raise ValueError(f"{self.name}: missing split list {f} (create the lists with "
-                                     f"`python -m trainables.datasets.make_splits {root}`)")
+                    raise DataError(f"{self.name}: missing split list {f} (create the lists with "
+                                    f"`python -m trainables.datasets.make_splits {root}`)")
         if not isinstance(o["image_size"], int) or o["image_size"] < 8:
-            raise ValueError(f"{self.name} option image_size must be an integer >= 8, got {o['image_size']!r}")
+            raise DataError(f"{self.name} option image_size must be an integer >= 8, got {o['image_size']!r}")
         check_pretrained(o["pretrained"], o["weights"], self.name, self.given)
 
     def load(self) -> Splits:

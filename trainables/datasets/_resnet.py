@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ._paths import data_root
 from ._weights import backbone_weights, ensure
 
@@ -25,24 +27,24 @@ WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 def check_pretrained(pretrained: Any, weights: Any, dataset: str, given: set[str] | frozenset[str] = frozenset()) -> None:
     """``pretrained`` is a bool; ``weights`` is ``None`` or an existing state-dict file (and implies pretrained)."""
     if isinstance(pretrained, str):
-        raise ValueError(f"{dataset} option pretrained must be true or false, got {pretrained!r}; give a local "
-                         "state-dict file as the option weights: PATH")
+        raise DataError(f"{dataset} option pretrained must be true or false, got {pretrained!r}; give a local "
+                        "state-dict file as the option weights: PATH")
     if not isinstance(pretrained, bool):
-        raise ValueError(f"{dataset} option pretrained must be true or false, got {pretrained!r}")
+        raise DataError(f"{dataset} option pretrained must be true or false, got {pretrained!r}")
     if weights is None:
         return
     if not isinstance(weights, str) or not weights:
-        raise ValueError(f"{dataset} option weights must be the path of a torchvision ResNet state dict, got {weights!r}")
+        raise DataError(f"{dataset} option weights must be the path of a torchvision ResNet state dict, got {weights!r}")
     if not data_root(weights).is_file():
-        raise ValueError(f"{dataset} option weights: state-dict file {weights} does not exist "
-                         "(expected the path of a torchvision ResNet state dict)")
+        raise DataError(f"{dataset} option weights: state-dict file {weights} does not exist "
+                        "(expected the path of a torchvision ResNet state dict)")
     if "pretrained" in given and pretrained is False:
-        raise ValueError(f"{dataset}: option weights ({weights}) is set but pretrained is false; drop one of them")
+        raise DataError(f"{dataset}: option weights ({weights}) is set but pretrained is false; drop one of them")
 
 
 def check_backbone(value: Any, dataset: str) -> None:
     if value not in BACKBONES:
-        raise ValueError(f"{dataset} option backbone must be one of {', '.join(BACKBONES)}, got {value!r}")
+        raise DataError(f"{dataset} option backbone must be one of {', '.join(BACKBONES)}, got {value!r}")
 
 
 def _dilate_basic(layer: nn.Sequential, dilation: int) -> None:
@@ -76,14 +78,14 @@ def resnet(name: str, *, pretrained: bool = False, weights: str | None = None, d
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"cannot read the state dict {path}: {err}") from err
+            raise DataError(f"cannot read the state dict {path}: {err}") from err
         if not isinstance(state, dict):
-            raise ValueError(f"{path} holds a {type(state).__name__}, expected a torchvision {name} state dict")
+            raise DataError(f"{path} holds a {type(state).__name__}, expected a torchvision {name} state dict")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
-            raise ValueError(f"{path} is not a torchvision {name} state dict: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise DataError(f"{path} is not a torchvision {name} state dict: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model
 
 

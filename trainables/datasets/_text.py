@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ._paths import data_root
 from ._weights import SUPPLY_HF, HFWeights, Weights
 from .base import Benchmark, Option
@@ -31,7 +33,7 @@ def read_lines(path: Path, limit: int | None = None) -> list[str]:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             text = fh.read() if limit is None else fh.read(1 << 16)
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text: {err}") from None
+        raise DataError(f"{path} is not UTF-8 text: {err}") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -52,10 +54,10 @@ def tokenizer(model: str) -> Any:
     try:
         tok = AutoTokenizer.from_pretrained(model)
     except Exception as err:  # noqa: BLE001 - re-raised with the name
-        raise ValueError(f"cannot load the tokenizer of {model!r} (a Hugging Face name or a local directory): "
-                         f"{_first_line(err)}; {SUPPLY_HF}") from err
+        raise DataError(f"cannot load the tokenizer of {model!r} (a Hugging Face name or a local directory): "
+                        f"{_first_line(err)}; {SUPPLY_HF}") from err
     if not getattr(tok, "is_fast", False):
-        raise ValueError(f"the tokenizer of {model!r} is not a fast tokenizer (word alignment needs one)")
+        raise DataError(f"the tokenizer of {model!r} is not a fast tokenizer (word alignment needs one)")
     return tok
 
 
@@ -77,8 +79,8 @@ class HFEncoder(nn.Module):
         try:
             self.model = AutoModel.from_pretrained(model)
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"cannot load the encoder {model!r} (a Hugging Face name or a local directory): "
-                             f"{_first_line(err)}; {SUPPLY_HF}") from err
+            raise DataError(f"cannot load the encoder {model!r} (a Hugging Face name or a local directory): "
+                            f"{_first_line(err)}; {SUPPLY_HF}") from err
         self.config = self.model.config
         self._types = getattr(self.config, "type_vocab_size", 0) > 0
 
@@ -127,26 +129,26 @@ class TextBenchmark(Benchmark):
         if isinstance(langs, str):
             langs = [langs]
         if not langs or not all(isinstance(x, str) for x in langs) or len(set(langs)) != len(langs):
-            raise ValueError(f"{self.name} option languages must be a non-empty list of distinct language codes, got {langs!r}")
+            raise DataError(f"{self.name} option languages must be a non-empty list of distinct language codes, got {langs!r}")
         self.tasks = tuple(langs)  # type: ignore[misc]  # the tasks are the chosen languages
         if o["root"] is None:
-            raise ValueError(f"{self.name} needs the option root: the folder of the data files (see docs/data.md)")
+            raise DataError(f"{self.name} needs the option root: the folder of the data files (see docs/data.md)")
         root = data_root(o["root"])
         if not root.is_dir():
-            raise ValueError(f"{self.name}: root {root} does not exist or is not a directory")
+            raise DataError(f"{self.name}: root {root} does not exist or is not a directory")
         for lang in self.tasks:
             for s in self.splits_files.values():
                 self.check_file(self.data_file(s, lang))
         if not isinstance(o["max_length"], int) or o["max_length"] < 8:
-            raise ValueError(f"{self.name} option max_length must be an integer >= 8, got {o['max_length']!r}")
+            raise DataError(f"{self.name} option max_length must be an integer >= 8, got {o['max_length']!r}")
         if not isinstance(o["model"], str) or not o["model"]:
-            raise ValueError(f"{self.name} option model must be a Hugging Face name or a local directory, got {o['model']!r}")
+            raise DataError(f"{self.name} option model must be a Hugging Face name or a local directory, got {o['model']!r}")
 
     def data_file(self, prefix: str, lang: str) -> Path:
         """The file of one split (``train``, ``dev``, ``test``) and language; raises naming what is missing."""
         f = self.root / f"{prefix}-{lang}{self.suffix}"
         if not f.is_file():
-            raise ValueError(f"{self.name}: missing file {f} (expected {{train,dev,test}}-{{lang}}{self.suffix})")
+            raise DataError(f"{self.name}: missing file {f} (expected {{train,dev,test}}-{{lang}}{self.suffix})")
         return f
 
     def check_file(self, path: Path) -> None:
@@ -171,8 +173,8 @@ class TextBenchmark(Benchmark):
         try:
             return int(AutoConfig.from_pretrained(self.encoder_name).hidden_size)
         except Exception as err:  # noqa: BLE001 - re-raised with the name and the ways to supply it
-            raise ValueError(f"cannot load the config of {self.encoder_name!r} (a Hugging Face name or a local "
-                             f"directory): {_first_line(err)}; {SUPPLY_HF}") from err
+            raise DataError(f"cannot load the config of {self.encoder_name!r} (a Hugging Face name or a local "
+                            f"directory): {_first_line(err)}; {SUPPLY_HF}") from err
 
     def encoder_blocks(self) -> list[nn.Module]:
         return [HFEncoder(self.encoder_name)]

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from litmus.errors import DataError
+
 from ._paths import data_root
 
 SUPPLY_TORCHVISION = ("run `litmus weights fetch SPEC` on a machine with internet and copy its cache here "
@@ -75,7 +77,7 @@ class Weights:
 
     def fetch(self) -> None:
         """Download into the cache (raises ``ValueError`` naming what failed and how to supply them)."""
-        raise ValueError(self.missing())
+        raise DataError(self.missing())
 
     def supply(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -114,9 +116,9 @@ class TorchvisionWeights(Weights):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             download_url(self.url, self.path)
         except Exception as err:  # noqa: BLE001 - any network or disk failure, re-raised as one clear line
-            raise ValueError(self.missing(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")) from err
+            raise DataError(self.missing(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")) from err
         if not self.present():
-            raise ValueError(self.missing("the download wrote no file"))
+            raise DataError(self.missing("the download wrote no file"))
 
     def supply(self) -> str:
         return SUPPLY_TORCHVISION
@@ -170,13 +172,13 @@ class HFWeights(Weights):
 
     def fetch(self) -> None:
         if self.local:
-            raise ValueError(self.missing())
+            raise DataError(self.missing())
         try:
             download_hf(self.model, None if self.cache_dir is None else Path(self.cache_dir))
         except Exception as err:  # noqa: BLE001 - any network or disk failure, re-raised as one clear line
-            raise ValueError(self.missing(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")) from err
+            raise DataError(self.missing(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")) from err
         if not self.present():
-            raise ValueError(self.missing("the download did not provide config, weights and tokenizer"))
+            raise DataError(self.missing("the download did not provide config, weights and tokenizer"))
 
     def supply(self) -> str:
         return SUPPLY_HF

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, MetricSpec
 from ..registry import Registry
 from ._weights import Weights
@@ -36,7 +38,7 @@ class TensorSplit:
         n = len(self.inputs)
         for task, t in self.targets.items():
             if len(t) != n:
-                raise ValueError(f"task {task!r} has {len(t)} targets for {n} inputs")
+                raise DataError(f"task {task!r} has {len(t)} targets for {n} inputs")
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -96,7 +98,7 @@ class Benchmark:
         known = {o.name: o for o in self.options}
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValueError(
+            raise DataError(
                 f"unknown option(s) {', '.join(unknown)} for dataset '{self.name}'; "
                 f"valid: {', '.join(sorted(known)) or 'none'}"
             )
@@ -113,7 +115,7 @@ class Benchmark:
         for k in keys:
             v = self.opts[k]
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{self.name} option {k} must be a positive integer, got {v!r}")
+                raise DataError(f"{self.name} option {k} must be a positive integer, got {v!r}")
 
     def pretrained_weights(self) -> list[Weights]:
         """The pretrained weights the model loads (checked before a study starts; ``litmus weights fetch``)."""
@@ -173,7 +175,7 @@ def required_weights(name: str, **options: Any) -> list[Weights]:
     known = {o.name: o for o in cls.options}
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for dataset '{name}'; valid: {', '.join(sorted(known))}")
+        raise DataError(f"unknown option(s) {', '.join(unknown)} for dataset '{name}'; valid: {', '.join(sorted(known))}")
     bench.opts = {k: options.get(k, o.default) for k, o in known.items()}
     bench.given = frozenset(options)
     return bench.pretrained_weights()

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, Accuracy
 from ._images import load_image, transform
 from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
@@ -40,29 +42,29 @@ def read_attributes(path: Path) -> dict[str, list[int]]:
     """``{file: [40 values in {0, 1}]}`` from ``list_attr_celeba.txt`` (validated)."""
     lines = path.read_text(encoding="utf-8").splitlines()
     if len(lines) < 2:
-        raise ValueError(f"{path}: expected a count line and an attribute-name line")
+        raise DataError(f"{path}: expected a count line and an attribute-name line")
     names = tuple(lines[1].split())
     if names != ATTRIBUTES:
-        raise ValueError(f"{path}, line 2: expected the 40 CelebA attribute names ({ATTRIBUTES[0]} ... {ATTRIBUTES[-1]}), "
-                         f"got {len(names)} names starting {names[:2]}")
+        raise DataError(f"{path}, line 2: expected the 40 CelebA attribute names ({ATTRIBUTES[0]} ... {ATTRIBUTES[-1]}), "
+                        f"got {len(names)} names starting {names[:2]}")
     out: dict[str, list[int]] = {}
     for n, line in enumerate(lines[2:], start=3):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 41:
-            raise ValueError(f"{path}, line {n}: expected a file name and 40 values, got {len(parts)} fields")
+            raise DataError(f"{path}, line {n}: expected a file name and 40 values, got {len(parts)} fields")
         vals = parts[1:]
         if any(v not in ("1", "-1") for v in vals):
             bad = next(v for v in vals if v not in ("1", "-1"))
-            raise ValueError(f"{path}, line {n}: attribute value {bad!r}, expected 1 or -1")
+            raise DataError(f"{path}, line {n}: attribute value {bad!r}, expected 1 or -1")
         out[parts[0]] = [1 if v == "1" else 0 for v in vals]
     try:
         count = int(lines[0].strip())
     except ValueError:
-        raise ValueError(f"{path}, line 1: expected the number of images, got {lines[0]!r}") from None
+        raise DataError(f"{path}, line 1: expected the number of images, got {lines[0]!r}") from None
     if count != len(out):
-        raise ValueError(f"{path}: line 1 says {count} images, the file lists {len(out)}")
+        raise DataError(f"{path}: line 1 says {count} images, the file lists {len(out)}")
     return out
 
 
@@ -73,7 +75,7 @@ def read_partition(path: Path) -> dict[str, str]:
         if not parts:
             continue
         if len(parts) != 2 or parts[1] not in SPLIT_CODES:
-            raise ValueError(f"{path}, line {n}: expected 'file 0|1|2', got {line!r}")
+            raise DataError(f"{path}, line {n}: expected 'file 0|1|2', got {line!r}")
         out[parts[0]] = SPLIT_CODES[parts[1]]
     return out
 
@@ -107,15 +109,15 @@ class CelebA(Benchmark):
     def check(self) -> None:
         o = self.opts
         if o["root"] is None:
-            raise ValueError("celeba needs the option root: the folder of the standard release (see docs/data.md)")
+            raise DataError("celeba needs the option root: the folder of the standard release (see docs/data.md)")
         root = data_root(o["root"])
         if not root.is_dir():
-            raise ValueError(f"celeba: root {root} does not exist or is not a directory")
+            raise DataError(f"celeba: root {root} does not exist or is not a directory")
         for f in FILES:
             if not (root / f).exists():
-                raise ValueError(f"celeba: missing {root / f} (expected {', '.join(FILES)} in root)")
+                raise DataError(f"celeba: missing {root / f} (expected {', '.join(FILES)} in root)")
         if not isinstance(o["image_size"], int) or o["image_size"] < 8:
-            raise ValueError(f"celeba option image_size must be an integer >= 8, got {o['image_size']!r}")
+            raise DataError(f"celeba option image_size must be an integer >= 8, got {o['image_size']!r}")
         check_pretrained(o["pretrained"], o["weights"], self.name, self.given)
 
     def load(self) -> Splits:
@@ -124,17 +126,17 @@ class CelebA(Benchmark):
         part = read_partition(root / "list_eval_partition.txt")
         missing = sorted(set(attrs) ^ set(part))
         if missing:
-            raise ValueError(f"celeba: {missing[0]} is in only one of list_attr_celeba.txt and list_eval_partition.txt "
-                             f"({len(missing)} such files)")
+            raise DataError(f"celeba: {missing[0]} is in only one of list_attr_celeba.txt and list_eval_partition.txt "
+                            f"({len(missing)} such files)")
         folder = root / "img_align_celeba"
         out = {}
         for s in ("train", "val", "test"):
             files = sorted(f for f, v in part.items() if v == s)
             if not files:
-                raise ValueError(f"celeba: {root / 'list_eval_partition.txt'} assigns no image to {s}")
+                raise DataError(f"celeba: {root / 'list_eval_partition.txt'} assigns no image to {s}")
             for f in files:
                 if not (folder / f).is_file():
-                    raise ValueError(f"celeba: image {folder / f} (listed in list_attr_celeba.txt) does not exist")
+                    raise DataError(f"celeba: image {folder / f} (listed in list_attr_celeba.txt) does not exist")
             labels = torch.tensor([attrs[f] for f in files], dtype=torch.int64)
             out[s] = CelebASplit(folder, files, labels, self.opts["image_size"])
         return Splits(**out)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, Accuracy
 from ._digits import source_pools
 from .base import Benchmark, Defaults, Option, Splits, TensorSplit, conv_block, register, seeded
@@ -54,7 +56,7 @@ class DigitAttributes(Benchmark):
     def check(self) -> None:
         self.require_positive_ints("n_train", "n_val", "n_test", "width")
         if not isinstance(self.opts["noise"], (int, float)) or self.opts["noise"] < 0:
-            raise ValueError(f"digit_attributes option noise must be >= 0, got {self.opts['noise']!r}")
+            raise DataError(f"digit_attributes option noise must be >= 0, got {self.opts['noise']!r}")
 
     def load(self) -> Splits:
         pools = source_pools(self.opts["data_seed"])

@@ -18,6 +18,8 @@ import random
 import sys
 from pathlib import Path
 
+from litmus.errors import DataError
+
 from ._images import IMAGE_SUFFIXES
 
 FRACTIONS = (0.6, 0.2, 0.2)
@@ -32,20 +34,20 @@ def make_splits(root: str | Path, domains: list[str] | None = None, seed: int = 
     """Write the split lists into ``root``; return ``{domain: {split: count}}``."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise ValueError(f"root {root} does not exist or is not a directory")
+        raise DataError(f"root {root} does not exist or is not a directory")
     if domains is None:
         domains = sorted(p.name for p in root.iterdir() if p.is_dir())
     images: dict[str, dict[str, list[str]]] = {}
     for d in domains:
         base = root / d
         if not base.is_dir():
-            raise ValueError(f"domain folder {base} does not exist")
+            raise DataError(f"domain folder {base} does not exist")
         per_class: dict[str, list[str]] = {}
         for p in sorted(base.rglob("*")):
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
                 per_class.setdefault(p.parent.name, []).append(p.relative_to(root).as_posix())
         if not per_class:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {base}")
+            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {base}")
         images[d] = per_class
     classes = sorted({c for per in images.values() for c in per})
     index = {c: i for i, c in enumerate(classes)}

@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, Accuracy
 from ._text import FirstToken, TextBenchmark, pack, read_lines, tokenizer
 from .base import Defaults, Option, Splits, TensorSplit, register
@@ -52,9 +54,9 @@ def unlabeled_message(path: Path) -> str:
 
 def _label(path: Path, n: int, value: str) -> int:
     if value.strip() == "":
-        raise ValueError(f"{path}, line {n}: the label is missing, expected 0 or 1")
+        raise DataError(f"{path}, line {n}: the label is missing, expected 0 or 1")
     if value.strip() not in ("0", "1"):
-        raise ValueError(f"{path}, line {n}: label {value!r}, expected 0 or 1")
+        raise DataError(f"{path}, line {n}: label {value!r}, expected 0 or 1")
     return int(value)
 
 
@@ -70,11 +72,11 @@ def read_release(path: Path, lines: list[str]) -> Pairs:
             continue
         row = line.split("\t")
         if len(row) == 3:
-            raise ValueError(f"{path}, line {n}: the label is missing (3 fields; expected 4 tab-separated fields "
-                             "id, sentence1, sentence2, label as the header says)")
+            raise DataError(f"{path}, line {n}: the label is missing (3 fields; expected 4 tab-separated fields "
+                            "id, sentence1, sentence2, label as the header says)")
         if len(row) != 4:
-            raise ValueError(f"{path}, line {n}: expected 4 tab-separated fields (id, sentence1, sentence2, label) "
-                             f"as the header says, got {len(row)}")
+            raise DataError(f"{path}, line {n}: expected 4 tab-separated fields (id, sentence1, sentence2, label) "
+                            f"as the header says, got {len(row)}")
         _, a, b, y = row
         labels.append(_label(path, n, y))
         s1.append(a)
@@ -96,16 +98,16 @@ def read_xtreme(path: Path, lines: list[str]) -> Pairs:
             continue
         row = next(csv.reader([line], delimiter="\t"))
         if _csv_line(row) != line:
-            raise ValueError(f"{path}, line {n}: not quoted as csv.writer quotes (a field with a double quote is "
-                             "wrapped in quotes, its quotes doubled); expected XTREME's 'sentence1, sentence2, label' "
-                             f"rows or the PAWS-X header '{chr(9).join(HEADER)}' on line 1")
+            raise DataError(f"{path}, line {n}: not quoted as csv.writer quotes (a field with a double quote is "
+                            "wrapped in quotes, its quotes doubled); expected XTREME's 'sentence1, sentence2, label' "
+                            f"rows or the PAWS-X header '{chr(9).join(HEADER)}' on line 1")
         if len(row) == 2:
             if not labels:
-                raise ValueError(unlabeled_message(path))
-            raise ValueError(f"{path}, line {n}: the label is missing (2 fields; expected sentence1, sentence2, label)")
+                raise DataError(unlabeled_message(path))
+            raise DataError(f"{path}, line {n}: the label is missing (2 fields; expected sentence1, sentence2, label)")
         if len(row) != 3:
-            raise ValueError(f"{path}, line {n}: expected XTREME's 3 tab-separated fields (sentence1, sentence2, label) "
-                             f"or the PAWS-X header '{chr(9).join(HEADER)}' on line 1, got {len(row)} fields")
+            raise DataError(f"{path}, line {n}: expected XTREME's 3 tab-separated fields (sentence1, sentence2, label) "
+                            f"or the PAWS-X header '{chr(9).join(HEADER)}' on line 1, got {len(row)} fields")
         a, b, y = row
         labels.append(_label(path, n, y))
         s1.append(a)
@@ -117,11 +119,11 @@ def read_pawsx(path: Path) -> Pairs:
     """Sentence pairs and labels of one PAWS-X file in either published form (validated)."""
     lines = read_lines(path)
     if lines and "sentence1" in lines[0] and not is_release_header(lines[0]):
-        raise ValueError(f"{path}, line 1: header {lines[0]!r}, expected '{chr(9).join(HEADER)}' (the PAWS-X release) "
-                         "or no header (XTREME's processed files)")
+        raise DataError(f"{path}, line 1: header {lines[0]!r}, expected '{chr(9).join(HEADER)}' (the PAWS-X release) "
+                        "or no header (XTREME's processed files)")
     pairs = read_release(path, lines) if lines and is_release_header(lines[0]) else read_xtreme(path, lines)
     if not pairs[2]:
-        raise ValueError(f"{path} holds no sentence pair")
+        raise DataError(f"{path} holds no sentence pair")
     return pairs
 
 
@@ -138,14 +140,14 @@ class PAWSX(TextBenchmark):
     def data_file(self, prefix: str, lang: str) -> Path:
         f = self.root / f"{prefix}-{lang}.tsv"
         if not f.is_file():
-            raise ValueError(f"{self.name}: missing file {f} (the PAWS-X release's {release_file(f)}; XTREME's "
-                             "pawsx folder has a training file for en only; see docs/data.md)")
+            raise DataError(f"{self.name}: missing file {f} (the PAWS-X release's {release_file(f)}; XTREME's "
+                            "pawsx folder has a training file for en only; see docs/data.md)")
         return f
 
     def check_file(self, path: Path) -> None:
         first = read_lines(path, limit=1)
         if first and not is_release_header(first[0]) and len(next(csv.reader(first, delimiter="\t"))) == 2:
-            raise ValueError(unlabeled_message(path))
+            raise DataError(unlabeled_message(path))
 
     def load(self) -> Splits:
         tok = tokenizer(self.encoder_name)

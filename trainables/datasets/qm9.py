@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, Regression
 from ._paths import data_root
 from .base import Benchmark, Defaults, Option, Splits, TensorSplit, register
@@ -94,26 +96,26 @@ class DenseMPNN(nn.Module):
 def _validate(path: Path, data: dict[str, np.ndarray]) -> None:
     for k in KEYS:
         if k not in data:
-            raise ValueError(f"qm9: {path} has no array {k!r} (expected arrays {', '.join(KEYS)})")
+            raise DataError(f"qm9: {path} has no array {k!r} (expected arrays {', '.join(KEYS)})")
     z, pos, bonds, y = (data[k] for k in KEYS)
     if z.ndim != 2:
-        raise ValueError(f"qm9: {path}: z has shape {z.shape}, expected [molecules, max_atoms]")
+        raise DataError(f"qm9: {path}: z has shape {z.shape}, expected [molecules, max_atoms]")
     m, a = z.shape
     for k, arr, want in (("pos", pos, (m, a, 3)), ("bonds", bonds, (m, a, a))):
         if arr.shape != want:
-            raise ValueError(f"qm9: {path}: {k} has shape {arr.shape}, expected {want}")
+            raise DataError(f"qm9: {path}: {k} has shape {arr.shape}, expected {want}")
     if y.ndim != 2 or y.shape[0] != m or y.shape[1] <= max(TARGETS.values()):
-        raise ValueError(f"qm9: {path}: y has shape {y.shape}, expected ({m}, 19) (PyG target order)")
+        raise DataError(f"qm9: {path}: y has shape {y.shape}, expected ({m}, 19) (PyG target order)")
     bad = ~np.isin(z, ELEMENTS)
     if bad.any():
         i = int(np.argwhere(bad)[0][0])
-        raise ValueError(f"qm9: {path}: molecule {i} has atomic number {int(z[bad][0])}; expected 0 (padding) or H, C, N, O, F")
+        raise DataError(f"qm9: {path}: molecule {i} has atomic number {int(z[bad][0])}; expected 0 (padding) or H, C, N, O, F")
     if ((z > 0).sum(1) == 0).any():
-        raise ValueError(f"qm9: {path}: molecule {int(np.argmax((z > 0).sum(1) == 0))} has no atom")
+        raise DataError(f"qm9: {path}: molecule {int(np.argmax((z > 0).sum(1) == 0))} has no atom")
     if bonds.min() < 0 or bonds.max() >= N_BOND_TYPES:
-        raise ValueError(f"qm9: {path}: bond types in [{bonds.min()}, {bonds.max()}], expected 0..{N_BOND_TYPES - 1}")
+        raise DataError(f"qm9: {path}: bond types in [{bonds.min()}, {bonds.max()}], expected 0..{N_BOND_TYPES - 1}")
     if not np.isfinite(y[:, list(TARGETS.values())]).all() or not np.isfinite(pos).all():
-        raise ValueError(f"qm9: {path}: y or pos holds NaN or infinite values")
+        raise DataError(f"qm9: {path}: y or pos holds NaN or infinite values")
 
 
 @register
@@ -137,16 +139,16 @@ class QM9(Benchmark):
     def check(self) -> None:
         o = self.opts
         if o["root"] is None:
-            raise ValueError(f"qm9 needs the option root: the folder holding {FILE} (see docs/data.md)")
+            raise DataError(f"qm9 needs the option root: the folder holding {FILE} (see docs/data.md)")
         root = data_root(o["root"])
         if not root.is_dir():
-            raise ValueError(f"qm9: root {root} does not exist or is not a directory")
+            raise DataError(f"qm9: root {root} does not exist or is not a directory")
         if not (root / FILE).is_file():
-            raise ValueError(f"qm9: missing {root / FILE} (arrays {', '.join(KEYS)}; convert a torch_geometric copy with "
-                             "`python -m trainables.datasets.convert_qm9 PYG_ROOT OUT_DIR`)")
+            raise DataError(f"qm9: missing {root / FILE} (arrays {', '.join(KEYS)}; convert a torch_geometric copy with "
+                            "`python -m trainables.datasets.convert_qm9 PYG_ROOT OUT_DIR`)")
         for k in ("n_test", "n_val", "dim"):
             if not isinstance(o[k], int) or o[k] < 1:
-                raise ValueError(f"qm9 option {k} must be a positive integer, got {o[k]!r}")
+                raise DataError(f"qm9 option {k} must be a positive integer, got {o[k]!r}")
 
     def load(self) -> Splits:
         path = data_root(self.opts["root"]) / FILE
@@ -154,12 +156,12 @@ class QM9(Benchmark):
             with np.load(path) as f:
                 data = {k: f[k] for k in f.files}
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"qm9: cannot read {path}: {err}") from err
+            raise DataError(f"qm9: cannot read {path}: {err}") from err
         _validate(path, data)
         m = len(data["z"])
         n_test, n_val = self.opts["n_test"], self.opts["n_val"]
         if n_test + n_val >= m:
-            raise ValueError(f"qm9: {path} has {m} molecules, fewer than n_test + n_val + 1 = {n_test + n_val + 1}")
+            raise DataError(f"qm9: {path} has {m} molecules, fewer than n_test + n_val + 1 = {n_test + n_val + 1}")
         perm = torch.randperm(m, generator=torch.Generator().manual_seed(self.opts["split_seed"]))
         idx = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
         x = pack(data["z"], data["pos"], data["bonds"])
@@ -190,7 +192,7 @@ def convert_pyg(pyg_root: str | Path, out_dir: str | Path) -> Path:
     try:
         from torch_geometric.datasets import QM9 as PygQM9  # type: ignore[import-not-found]
     except ImportError:
-        raise ValueError("converting needs torch_geometric (pip install torch_geometric); litmus itself does not") from None
+        raise DataError("converting needs torch_geometric (pip install torch_geometric); litmus itself does not") from None
     ds = PygQM9(str(pyg_root))
     a = max(int(d.num_nodes) for d in ds)
     m = len(ds)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ..metrics import Accumulator, Depth, Normal, Segmentation
 from .base import Benchmark, Defaults, Option, Splits, TensorSplit, conv_block, register, seeded
 
@@ -112,7 +114,7 @@ class Scenes(Benchmark):
     def check(self) -> None:
         self.require_positive_ints("n_train", "n_val", "n_test", "width", "size")
         if self.opts["size"] % 2 or self.opts["size"] < 16:
-            raise ValueError(f"scenes option size must be even and >= 16, got {self.opts['size']}")
+            raise DataError(f"scenes option size must be even and >= 16, got {self.opts['size']}")
 
     def load(self) -> Splits:
         out = {}

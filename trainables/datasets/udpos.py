@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import DataError
+
 from ..metrics import F1, Accumulator
 from ._text import TextBenchmark, TokenLogits, pack, read_lines, tokenizer
 from .base import Defaults, Option, Splits, TensorSplit, register
@@ -110,11 +112,11 @@ def read_conllu(path: Path, lang: str = "default") -> list[Sentence]:
             if len(cols) != 10:
                 hint = (f" (a word<TAB>tag line: XTREME's processed form is read from {path.stem}.tsv)"
                         if len(cols) in (1, 2) else "")
-                raise ValueError(f"{path}, line {n}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}{hint}")
+                raise DataError(f"{path}, line {n}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}{hint}")
             block.append((n, cols))
     close()
     if not sents:
-        raise ValueError(f"{path} holds no sentence")
+        raise DataError(f"{path} holds no sentence")
     return sents
 
 
@@ -130,14 +132,14 @@ def _sentence(path: Path, block: list[tuple[int, list[str]]], lang: str) -> Sent
         if "-" in wid:
             a, _, b = wid.partition("-")
             if not (a.isdigit() and b.isdigit() and int(a) < int(b)):
-                raise ValueError(f"{path}, line {n}: multi-word token id {wid!r}, expected 'first-last'")
+                raise DataError(f"{path}, line {n}: multi-word token id {wid!r}, expected 'first-last'")
             spans.append((int(a), int(b), cols[1], n))
             continue
         if not wid.isdigit():
-            raise ValueError(f"{path}, line {n}: word id {wid!r}, expected an integer, a range or a decimal")
+            raise DataError(f"{path}, line {n}: word id {wid!r}, expected an integer, a range or a decimal")
         i = int(wid)
         if cols[3] not in TAG:
-            raise ValueError(f"{path}, line {n}: UPOS tag {cols[3]!r} is not one of the 17 UD tags")
+            raise DataError(f"{path}, line {n}: UPOS tag {cols[3]!r} is not one of the 17 UD tags")
         forms[i], upos[i] = cols[1], cols[3]
         hs = [int(cols[6])] if cols[6].isdigit() else []
         if cols[8] != "_":
@@ -147,7 +149,7 @@ def _sentence(path: Path, block: list[tuple[int, list[str]]], lang: str) -> Sent
     for a, b, form, n in spans:
         span = list(range(a, b + 1))
         if any(i not in forms for i in span):
-            raise ValueError(f"{path}, line {n}: multi-word token {a}-{b} covers words that the sentence lacks")
+            raise DataError(f"{path}, line {n}: multi-word token {a}-{b} covers words that the sentence lacks")
         head = _span_head(span, heads, upos, lang)
         forms[head] = form
         removed.update(i for i in span if i != head)
@@ -172,18 +174,18 @@ def read_xtreme_tsv(path: Path) -> list[Sentence]:
         cols = line.split("\t")
         if len(cols) == 1:
             if not sents and not words:
-                raise ValueError(unlabeled_message(path))
-            raise ValueError(f"{path}, line {n}: a word without a tag, expected 'word<TAB>tag'")
+                raise DataError(unlabeled_message(path))
+            raise DataError(f"{path}, line {n}: a word without a tag, expected 'word<TAB>tag'")
         if len(cols) != 2:
-            raise ValueError(f"{path}, line {n}: expected 'word<TAB>tag', got {len(cols)} tab-separated fields")
+            raise DataError(f"{path}, line {n}: expected 'word<TAB>tag', got {len(cols)} tab-separated fields")
         if cols[1] not in TAG:
-            raise ValueError(f"{path}, line {n}: UPOS tag {cols[1]!r} is not one of the 17 UD tags")
+            raise DataError(f"{path}, line {n}: UPOS tag {cols[1]!r} is not one of the 17 UD tags")
         words.append(cols[0])
         tags.append(TAG[cols[1]])
     if words:
         sents.append((words, tags))
     if not sents:
-        raise ValueError(f"{path} holds no sentence")
+        raise DataError(f"{path} holds no sentence")
     return sents
 
 
@@ -227,14 +229,14 @@ class UDPOS(TextBenchmark):
             f = self.root / f"{prefix}-{lang}{suffix}"
             if f.is_file():
                 return f
-        raise ValueError(f"{self.name}: missing file {self.root / f'{prefix}-{lang}.conllu'} (or XTREME's "
-                         f"{prefix}-{lang}.tsv; see docs/data.md)")
+        raise DataError(f"{self.name}: missing file {self.root / f'{prefix}-{lang}.conllu'} (or XTREME's "
+                        f"{prefix}-{lang}.tsv; see docs/data.md)")
 
     def check_file(self, path: Path) -> None:
         if path.suffix == ".tsv":
             first = next((ln for ln in read_lines(path, limit=1)), "")
             if first and "\t" not in first:
-                raise ValueError(unlabeled_message(path))
+                raise DataError(unlabeled_message(path))
 
     def load(self) -> Splits:
         tok = tokenizer(self.encoder_name)

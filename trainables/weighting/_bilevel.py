@@ -15,6 +15,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from .base import HParam, LossFn, LossWeighting
 
 BILEVEL_HPARAMS = (
@@ -31,8 +33,8 @@ class BilevelWeighting(LossWeighting):
     def __init__(self, num_tasks: int, outer_lr: float = 1e-3, inner_lr: float = 0.1, meta_fraction: float = 0.1) -> None:
         super().__init__(num_tasks)
         if outer_lr <= 0 or inner_lr <= 0 or not 0 < meta_fraction < 1:
-            raise ValueError(f"{self.name} needs outer_lr > 0, inner_lr > 0 and 0 < meta_fraction < 1, "
-                             f"got {outer_lr}, {inner_lr}, {meta_fraction}")
+            raise ConfigError(f"{self.name} needs outer_lr > 0, inner_lr > 0 and 0 < meta_fraction < 1, "
+                              f"got {outer_lr}, {inner_lr}, {meta_fraction}")
         self.outer_lr, self.inner_lr, self.meta_fraction = outer_lr, inner_lr, meta_fraction
         self.beta = nn.Parameter(torch.zeros(num_tasks))
         self._opt = torch.optim.Adam([self.beta], lr=outer_lr)

@@ -20,17 +20,19 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from litmus.errors import MethodError
+
 from .base import GradientMethod
 
 
 def check_inputs(name: str, num_tasks: int, jacobian: Tensor, losses: Tensor) -> None:
     """Raise ``ValueError`` when ``jacobian`` / ``losses`` do not follow the contract."""
     if jacobian.dim() < 2:
-        raise ValueError(f"{name}: jacobian must be [T, ...] with at least 2 dims, got shape {tuple(jacobian.shape)}")
+        raise MethodError(f"{name}: jacobian must be [T, ...] with at least 2 dims, got shape {tuple(jacobian.shape)}")
     if jacobian.shape[0] != num_tasks:
-        raise ValueError(f"{name}: jacobian has {jacobian.shape[0]} rows for {num_tasks} tasks")
+        raise MethodError(f"{name}: jacobian has {jacobian.shape[0]} rows for {num_tasks} tasks")
     if losses.shape != (num_tasks,):
-        raise ValueError(f"{name}: losses must have shape ({num_tasks},), got {tuple(losses.shape)}")
+        raise MethodError(f"{name}: losses must have shape ({num_tasks},), got {tuple(losses.shape)}")
 
 
 def combine(weights: Tensor, jacobian: Tensor) -> Tensor:

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from ._grad import draw_seed
 
 _LOG_STD_MIN, _LOG_STD_MAX = -20.0, 2.0
@@ -34,7 +36,7 @@ class ReplayBuffer:
 
     def __init__(self, state_dim: int, action_dim: int, capacity: int) -> None:
         if capacity < 1:
-            raise ValueError(f"replay buffer capacity must be >= 1, got {capacity}")
+            raise ConfigError(f"replay buffer capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.state = torch.zeros(capacity, state_dim)
         self.action = torch.zeros(capacity, action_dim)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from torch import Tensor
 from torchjd.aggregation import AlignedMTLWeighting
 
+from litmus.errors import ConfigError
+
 from ._grad import WeightedGradientMethod, gramian
 from .base import HParam
 from .registry import register
@@ -37,7 +39,7 @@ class AlignedMTL(WeightedGradientMethod):
     def __init__(self, num_tasks: int, scale_mode: str = "min") -> None:
         super().__init__(num_tasks)
         if scale_mode not in SCALE_MODES:
-            raise ValueError(f"aligned_mtl.scale_mode must be one of {list(SCALE_MODES)}, got {scale_mode!r}")
+            raise ConfigError(f"aligned_mtl.scale_mode must be one of {list(SCALE_MODES)}, got {scale_mode!r}")
         self.scale_mode = scale_mode
         self._weighting = AlignedMTLWeighting(scale_mode=scale_mode)  # type: ignore[arg-type]
 

@@ -1,6 +1,6 @@
 """Method contracts shared by every weighting method.
 
-Two families (DESIGN.md):
+Two families (docs/design.md):
 
 * :class:`LossWeighting`: task losses -> effective loss weights ``[T]``.
   The trainer's objective is ``sum_t w_t * L_t`` (+ the method's own
@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..architectures.base import MTLModel
 
@@ -65,22 +67,22 @@ class HParam:
         where = f"{method}.{self.name}"
         if self.kind == "categorical":
             if self.choices is not None and value not in self.choices:
-                raise ValueError(f"{where} must be one of {list(self.choices)}, got {value!r}")
+                raise ConfigError(f"{where} must be one of {list(self.choices)}, got {value!r}")
             return value
         if self.kind == "bool":
             if not isinstance(value, bool):
-                raise ValueError(f"{where} must be true or false, got {value!r}")
+                raise ConfigError(f"{where} must be true or false, got {value!r}")
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where} must be a number, got {value!r}")
+            raise ConfigError(f"{where} must be a number, got {value!r}")
         if self.kind == "int":
             if int(value) != value:
-                raise ValueError(f"{where} must be an integer, got {value!r}")
+                raise ConfigError(f"{where} must be an integer, got {value!r}")
             value = int(value)
         else:
             value = float(value)
             if not math.isfinite(value):
-                raise ValueError(f"{where} must be finite, got {value!r}")
+                raise ConfigError(f"{where} must be finite, got {value!r}")
         return value
 
     def search_space(self) -> dict[str, Any]:
@@ -109,7 +111,7 @@ class Method(nn.Module):
     def __init__(self, num_tasks: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if num_tasks < 1:
-            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+            raise ConfigError(f"num_tasks must be >= 1, got {num_tasks}")
         self.num_tasks = num_tasks
         self.generator = generator
 
@@ -118,8 +120,8 @@ class Method(nn.Module):
         """Raise ``ValueError`` (one line) if the method cannot train architecture ``arch`` in ``space``
         (None for loss weightings) on a dataset with one training set per task (``multi_input``)."""
         if cls.single_task and arch.name not in ("hps", "stl"):
-            raise ValueError(f"method {cls.name!r} trains one hps-style model per task; use arch hps or stl, "
-                             f"not {arch.name!r}")
+            raise ConfigError(f"method {cls.name!r} trains one hps-style model per task; use arch hps or stl, "
+                              f"not {arch.name!r}")
 
     def set_base_lr(self, lr: float) -> None:
         """Hook: the model's learning rate, for methods with their own optimiser at a ratio of it (RotoGrad)."""
@@ -157,8 +159,8 @@ class LossWeighting(Method):
     def check(cls, arch: type["MTLModel"], space: str | None, multi_input: bool = False) -> None:
         super().check(arch, space, multi_input)
         if cls.needs_meta and multi_input:
-            raise ValueError(f"{cls.name!r} needs a meta split of one training set; a multi-input dataset has one "
-                             "per task (not supported)")
+            raise ConfigError(f"{cls.name!r} needs a meta split of one training set; a multi-input dataset has one "
+                              "per task (not supported)")
 
     def meta_step(self, loss_fn: LossFn, params: dict[str, Tensor], train_batch: object, meta_batch: object) -> None:
         """Hook (``needs_meta``): update the weights from a lookahead of the model on a meta batch."""
@@ -191,15 +193,15 @@ class GradientMethod(Method):
     def check(cls, arch: type["MTLModel"], space: str | None, multi_input: bool = False) -> None:
         super().check(arch, space, multi_input)
         if space not in cls.spaces:
-            raise ValueError(f"method {cls.name!r} cannot work in {space!r} space; it supports: {', '.join(cls.spaces)}")
+            raise ConfigError(f"method {cls.name!r} cannot work in {space!r} space; it supports: {', '.join(cls.spaces)}")
         if space == "rep" and not arch.supports_rep:
-            raise ValueError(f"{cls.name!r} in rep space needs a single shared representation; architecture "
-                             f"{arch.name!r} has none (use hps, or space: param)")
+            raise ConfigError(f"{cls.name!r} in rep space needs a single shared representation; architecture "
+                              f"{arch.name!r} has none (use hps, or space: param)")
         if space == "rep" and multi_input:
-            raise ValueError("rep space is not supported on a multi-input dataset (one input per task); "
-                             "use space: param")
+            raise ConfigError("rep space is not supported on a multi-input dataset (one input per task); "
+                              "use space: param")
         if cls.transforms_rep and not arch.supports_rep:
-            raise ValueError(f"{cls.name!r} transforms the shared representation; architecture {arch.name!r} has none")
+            raise ConfigError(f"{cls.name!r} transforms the shared representation; architecture {arch.name!r} has none")
 
     def direction(self, jacobian: Tensor, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -234,7 +236,7 @@ def check_hparams(cls: type[Method], given: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(given) - set(known))
     if unknown:
         valid = ", ".join(sorted(known)) or "none"
-        raise ValueError(
+        raise ConfigError(
             f"unknown hyperparameter(s) {', '.join(unknown)} for method '{cls.name}'; valid: {valid}"
         )
     out = {}

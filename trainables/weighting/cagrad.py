@@ -28,6 +28,8 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 from ._grad import WeightedGradientMethod, gramian
 from .base import HParam
 from .registry import register
@@ -107,9 +109,9 @@ class CAGrad(WeightedGradientMethod):
     def __init__(self, num_tasks: int, c: float = 0.4, rescale: int = 1) -> None:
         super().__init__(num_tasks)
         if c < 0:
-            raise ValueError(f"cagrad.c must be >= 0, got {c}")
+            raise ConfigError(f"cagrad.c must be >= 0, got {c}")
         if rescale not in RESCALES:
-            raise ValueError(f"cagrad.rescale must be one of {list(RESCALES)}, got {rescale!r}")
+            raise ConfigError(f"cagrad.rescale must be one of {list(RESCALES)}, got {rescale!r}")
         self.c, self.rescale = c, rescale
         self._factor = num_tasks / (1.0, 1.0 + c * c, 1.0 + c)[rescale]
 

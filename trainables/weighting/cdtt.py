@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError, MethodError
+
 from ._grad import WeightedGradientMethod, gramian
 from .base import HParam
 from .edm import edm_convex_weights
@@ -97,9 +99,9 @@ class CDTT(WeightedGradientMethod):
     def __init__(self, num_tasks: int, alpha: float = 0.6, window: int = 10) -> None:
         super().__init__(num_tasks)
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"cdtt.alpha must be in [0, 1], got {alpha}")
+            raise ConfigError(f"cdtt.alpha must be in [0, 1], got {alpha}")
         if window < 1:
-            raise ValueError(f"cdtt.window must be >= 1, got {window}")
+            raise ConfigError(f"cdtt.window must be >= 1, got {window}")
         self.alpha, self.window = alpha, window
         self.norms = np.zeros((num_tasks, window))
         self.iterations = 0
@@ -124,7 +126,7 @@ class CDTT(WeightedGradientMethod):
             sums = self.norms.sum(axis=1)
             if self.prev_sums is not None:
                 if not np.all(l > 0):
-                    raise ValueError(f"cdtt needs positive losses (log10 of the loss), got {l.tolist()}")
+                    raise MethodError(f"cdtt needs positive losses (log10 of the loss), got {l.tolist()}")
                 tau = tension(sums / self.prev_sums + np.log10(l), self.alpha)
                 self.last_tension = tau
                 w, degenerate = tensioned_weights(g, c, tau)

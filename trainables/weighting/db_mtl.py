@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 from ._grad import check_inputs
 from .base import GradientMethod, HParam
 from .registry import register
@@ -39,7 +41,7 @@ class DBMTL(GradientMethod):
     def __init__(self, num_tasks: int, beta: float = 0.9, beta_sigma: float = 0.0) -> None:
         super().__init__(num_tasks)
         if not 0.0 <= beta < 1.0 or beta_sigma < 0:
-            raise ValueError(f"db_mtl needs 0 <= beta < 1 and beta_sigma >= 0, got beta={beta}, beta_sigma={beta_sigma}")
+            raise ConfigError(f"db_mtl needs 0 <= beta < 1 and beta_sigma >= 0, got beta={beta}, beta_sigma={beta_sigma}")
         self.beta, self.beta_sigma = beta, beta_sigma
         self.steps = 0
         self.register_buffer("grad_ema", None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 from .base import HParam, LossWeighting
 from .registry import register
 
@@ -23,7 +25,7 @@ class DWA(LossWeighting):
     def __init__(self, num_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(num_tasks)
         if temperature <= 0:
-            raise ValueError(f"dwa.temperature must be > 0, got {temperature}")
+            raise ConfigError(f"dwa.temperature must be > 0, got {temperature}")
         self.temperature = temperature
         self.history: list[Tensor] = []
         self.register_buffer("_w", torch.ones(num_tasks))

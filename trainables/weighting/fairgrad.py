@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torchjd.aggregation import FairGradWeighting
 
+from litmus.errors import ConfigError
+
 from ._grad import WeightedGradientMethod, gramian
 from .base import HParam
 from .registry import register
@@ -33,7 +35,7 @@ class FairGrad(WeightedGradientMethod):
     def __init__(self, num_tasks: int, alpha: float = 1.0) -> None:
         super().__init__(num_tasks)
         if alpha <= 0:
-            raise ValueError(f"fairgrad.alpha must be > 0, got {alpha}")
+            raise ConfigError(f"fairgrad.alpha must be > 0, got {alpha}")
         self.alpha = alpha
         self._weighting = FairGradWeighting(alpha=alpha)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from .base import HParam, LossWeighting
 from .registry import register
 
@@ -33,7 +35,7 @@ class FAMO(LossWeighting):
     def __init__(self, num_tasks: int, gamma: float = 1e-3, lr: float = 0.025) -> None:
         super().__init__(num_tasks)
         if gamma < 0 or lr <= 0:
-            raise ValueError(f"famo needs gamma >= 0 and lr > 0, got gamma={gamma}, lr={lr}")
+            raise ConfigError(f"famo needs gamma >= 0 and lr > 0, got gamma={gamma}, lr={lr}")
         self.gamma, self.lr = gamma, lr
         self.logits = nn.Parameter(torch.zeros(num_tasks))
         self.register_buffer("min_losses", torch.zeros(num_tasks))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 from .base import HParam, LossWeighting
 from .registry import register
 
@@ -24,10 +26,10 @@ class Fixed(LossWeighting):
             w = torch.ones(num_tasks)
         else:
             if not isinstance(task_weights, (list, tuple)) or len(task_weights) != num_tasks:
-                raise ValueError(f"fixed.task_weights must be a list of {num_tasks} numbers, got {task_weights!r}")
+                raise ConfigError(f"fixed.task_weights must be a list of {num_tasks} numbers, got {task_weights!r}")
             w = torch.tensor([float(x) for x in task_weights])
             if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-                raise ValueError(f"fixed.task_weights must be finite, non-negative and not all zero, got {task_weights!r}")
+                raise ConfigError(f"fixed.task_weights must be finite, non-negative and not all zero, got {task_weights!r}")
         self.task_weights = task_weights
         self.register_buffer("_w", w * num_tasks / w.sum())
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 from ._grad import check_inputs, draw_seed, make_generator
 from .base import GradientMethod, HParam
 from .registry import register
@@ -38,7 +40,7 @@ class GradDrop(GradientMethod):
     def __init__(self, num_tasks: int, generator: torch.Generator | None = None, leak: float = 0.0, seed: int = 0) -> None:
         super().__init__(num_tasks, make_generator(generator, seed))
         if not 0.0 <= leak <= 1.0:
-            raise ValueError(f"graddrop.leak must be in [0, 1], got {leak}")
+            raise ConfigError(f"graddrop.leak must be in [0, 1], got {leak}")
         self.leak, self.seed = leak, seed
         self.activation: Tensor | None = None
         self._device_generators: dict[torch.device, torch.Generator] = {}

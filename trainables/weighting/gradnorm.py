@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from ._grad import WeightedGradientMethod
 from .base import HParam
 from .registry import register
@@ -41,7 +43,7 @@ class GradNorm(WeightedGradientMethod):
     def __init__(self, num_tasks: int, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__(num_tasks)
         if alpha < 0 or lr <= 0:
-            raise ValueError(f"gradnorm needs alpha >= 0 and lr > 0, got alpha={alpha}, lr={lr}")
+            raise ConfigError(f"gradnorm needs alpha >= 0 and lr > 0, got alpha={alpha}, lr={lr}")
         self.alpha, self.lr = alpha, lr
         self.task_weights = nn.Parameter(torch.ones(num_tasks))
         self.register_buffer("initial_losses", torch.ones(num_tasks))

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torchjd.aggregation import GradVacWeighting
 
+from litmus.errors import ConfigError
+
 from ._grad import WeightedGradientMethod, gramian, make_generator, seeded_global_rng
 from .base import HParam
 from .registry import register
@@ -40,7 +42,7 @@ class GradVac(WeightedGradientMethod):
     def __init__(self, num_tasks: int, generator: torch.Generator | None = None, beta: float = 0.5, seed: int = 0) -> None:
         super().__init__(num_tasks, make_generator(generator, seed))
         if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"gradvac.beta must be in [0, 1], got {beta}")
+            raise ConfigError(f"gradvac.beta must be in [0, 1], got {beta}")
         self.beta, self.seed = beta, seed
         self._weighting = GradVacWeighting(beta=beta)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 from .base import HParam, LossWeighting
 from .registry import register
 
@@ -25,7 +27,7 @@ class IGBv1(LossWeighting):
     def __init__(self, num_tasks: int, base_epoch: int = 1) -> None:
         super().__init__(num_tasks)
         if base_epoch < 1:
-            raise ValueError(f"igb_v1.base_epoch must be >= 1, got {base_epoch}")
+            raise ConfigError(f"igb_v1.base_epoch must be >= 1, got {base_epoch}")
         self.base_epoch = base_epoch
         self.base: Tensor | None = None
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError, MethodError
+
 from ._grad import make_generator
 from ._sac import SAC, ReplayBuffer
 from .base import HParam, LossWeighting
@@ -62,9 +64,9 @@ class IGBv2(LossWeighting):
         for k, v in (("sac_lr", sac_lr), ("buffer_size", buffer_size), ("sac_batch", sac_batch),
                      ("update_every", update_every), ("hidden", hidden)):
             if v <= 0:
-                raise ValueError(f"igb_v2.{k} must be > 0, got {v}")
+                raise ConfigError(f"igb_v2.{k} must be > 0, got {v}")
         if warmup_epochs < 0 or update_after < 1:
-            raise ValueError(f"igb_v2 needs warmup_epochs >= 0 and update_after >= 1, got {warmup_epochs}, {update_after}")
+            raise ConfigError(f"igb_v2 needs warmup_epochs >= 0 and update_after >= 1, got {warmup_epochs}, {update_after}")
         self.sac_lr, self.buffer_size, self.sac_batch = sac_lr, buffer_size, sac_batch
         self.warmup_epochs, self.update_after, self.update_every = warmup_epochs, update_after, update_every
         self.hidden, self.seed = hidden, seed
@@ -88,7 +90,7 @@ class IGBv2(LossWeighting):
     def weights(self, losses: Tensor) -> Tensor:
         state = losses.detach().float().cpu()
         if not bool((state > 0).all()):
-            raise ValueError(f"igb_v2 needs positive losses (log of the loss), got {state.tolist()}")
+            raise MethodError(f"igb_v2 needs positive losses (log of the loss), got {state.tolist()}")
         if self.base is not None and self._prev is not None:
             prev_losses, prev_w = self._prev
             reward = float(((prev_losses - state) / self.base).min())

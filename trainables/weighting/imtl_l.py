@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from .base import HParam, LossWeighting
 from .registry import register
 
@@ -23,7 +25,7 @@ class IMTLL(LossWeighting):
     def __init__(self, num_tasks: int, lr: float = 0.025) -> None:
         super().__init__(num_tasks)
         if lr <= 0:
-            raise ValueError(f"imtl_l.lr must be > 0, got {lr}")
+            raise ConfigError(f"imtl_l.lr must be > 0, got {lr}")
         self.lr = lr
         self.log_scale = nn.Parameter(torch.zeros(num_tasks))
 

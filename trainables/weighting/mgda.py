@@ -23,6 +23,8 @@ import quadprog
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError, MethodError
+
 from ._grad import WeightedGradientMethod, gramian
 from .base import HParam
 from .registry import register
@@ -55,7 +57,7 @@ def normalizers(kind: str, sq_norms: np.ndarray, losses: np.ndarray, method: str
     """Sener & Koltun's gradient normalisers ``n_t`` (gradients are divided by them)."""
     norms = np.sqrt(np.clip(sq_norms, 0.0, None))
     if kind in ("loss", "loss+") and not np.all(losses > 0):
-        raise ValueError(f"{method}: normalization {kind!r} needs positive losses, got {losses.tolist()}")
+        raise MethodError(f"{method}: normalization {kind!r} needs positive losses, got {losses.tolist()}")
     if kind == "none":
         return np.ones_like(norms)
     if kind == "l2":
@@ -79,7 +81,7 @@ class MGDA(WeightedGradientMethod):
     def __init__(self, num_tasks: int, normalization: str = "loss+") -> None:
         super().__init__(num_tasks)
         if normalization not in NORMALIZATIONS:
-            raise ValueError(f"{self.name}.normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}")
+            raise ConfigError(f"{self.name}.normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}")
         self.normalization = normalization
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:

@@ -35,6 +35,8 @@ import torch
 from torch import Tensor
 from torchjd.aggregation._nash_mtl import _NashMTLWeighting
 
+from litmus.errors import ConfigError
+
 from ._grad import WeightedGradientMethod
 from .base import HParam
 from .registry import register
@@ -126,7 +128,7 @@ class NashMTL(WeightedGradientMethod):
     def __init__(self, num_tasks: int, update_every: int = 1, max_iter: int = 20, max_norm: float = 1.0) -> None:
         super().__init__(num_tasks)
         if update_every < 1 or max_iter < 1 or max_norm < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"nash_mtl needs update_every >= 1, max_iter >= 1, max_norm >= 0; "
                 f"got {update_every}, {max_iter}, {max_norm}"
             )

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from litmus.errors import ConfigError
+
 from ..registry import Registry
 from .base import GradientMethod, LossWeighting, Method, check_hparams
 
@@ -118,11 +120,11 @@ def split_name(name: str) -> tuple[str, str | None]:
     Raises ``ValueError`` for unknown parts and for parts of the wrong family.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"method name must be a non-empty string, got {name!r}")
+        raise ConfigError(f"method name must be a non-empty string, got {name!r}")
     name = ALIASES.get(name, name)
     parts = name.split("+")
     if len(parts) > 2:
-        raise ValueError(f"method {name!r}: a combination is LOSS+GRAD with exactly two parts")
+        raise ConfigError(f"method {name!r}: a combination is LOSS+GRAD with exactly two parts")
     for p in parts:
         get(p)
     if len(parts) == 1:
@@ -130,7 +132,7 @@ def split_name(name: str) -> tuple[str, str | None]:
         return (parts[0], None) if cls.kind == "loss" else ("ew", parts[0])
     loss, grad = parts
     if get(loss).kind != "loss" or get(grad).kind != "grad":
-        raise ValueError(
+        raise ConfigError(
             f"method {name!r}: a combination is LOSS+GRAD, a loss weighting ({', '.join(names('loss'))}) "
             f"then a gradient method ({', '.join(names('grad'))})"
         )
@@ -151,15 +153,15 @@ def split_hparams(name: str, hparams: dict[str, Any]) -> tuple[dict[str, Any], d
             part, sub = key.split(".", 1)
             match = [(i, c) for i, c in owners if c.name == part]
             if not match:
-                raise ValueError(f"method {name!r}: hyperparameter {key!r} names no part of it")
+                raise ConfigError(f"method {name!r}: hyperparameter {key!r} names no part of it")
             out[match[0][0]][sub] = value
             continue
         match = [(i, c) for i, c in owners if key in {p.name for p in c.hparams}]
         if len(match) > 1:
-            raise ValueError(f"method {name!r}: {key!r} belongs to several parts; write it as PART.{key}")
+            raise ConfigError(f"method {name!r}: {key!r} belongs to several parts; write it as PART.{key}")
         if not match:
             valid = sorted({f"{c.name}.{p.name}" for _, c in owners for p in c.hparams})
-            raise ValueError(
+            raise ConfigError(
                 f"unknown hyperparameter {key!r} for method {name!r}; valid: {', '.join(valid) or 'none'}"
             )
         out[match[0][0]][key] = value

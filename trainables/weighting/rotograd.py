@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError, MethodError
+
 from ._grad import check_inputs
 from .base import GradientMethod, HParam
 from .registry import register
@@ -43,7 +45,7 @@ class RotoGrad(GradientMethod):
     def __init__(self, num_tasks: int, lr_ratio: float = 1.0) -> None:
         super().__init__(num_tasks)
         if lr_ratio <= 0:
-            raise ValueError(f"rotograd.lr_ratio must be > 0, got {lr_ratio}")
+            raise ConfigError(f"rotograd.lr_ratio must be > 0, got {lr_ratio}")
         self.lr_ratio = lr_ratio
         self.base_lr = 1e-3
         self.generators: nn.Parameter | None = None  # [T, d, d], created on the first representation seen
@@ -75,7 +77,7 @@ class RotoGrad(GradientMethod):
             self.generators = nn.Parameter(torch.zeros(self.num_tasks, d, d, device=like.device, dtype=like.dtype))
             self._opt = torch.optim.Adam([self.generators], lr=self.base_lr * self.lr_ratio)
         elif self.generators.shape[-1] != d:
-            raise ValueError(f"rotograd: representation width changed from {self.generators.shape[-1]} to {d}")
+            raise MethodError(f"rotograd: representation width changed from {self.generators.shape[-1]} to {d}")
 
     def rotations(self) -> Tensor:
         """``[T, d, d]`` orthogonal matrices."""

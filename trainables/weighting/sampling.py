@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from litmus.errors import ConfigError
+
 Sampler = Callable[[int, torch.Generator, torch.device], Tensor]
 
 
@@ -58,7 +60,7 @@ DISTRIBUTIONS: dict[str, Sampler] = {
 
 def check_distribution(name: str) -> str:
     if name not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
+        raise ConfigError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
     return name
 
 

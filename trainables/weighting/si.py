@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from litmus.errors import MethodError
+
 from .base import LossWeighting
 from .registry import register
 
@@ -22,5 +24,5 @@ class SI(LossWeighting):
     def weights(self, losses: Tensor) -> Tensor:
         d = losses.detach()
         if not bool((d > 0).all()):
-            raise ValueError(f"si needs positive losses (log of the loss), got {d.tolist()}")
+            raise MethodError(f"si needs positive losses (log of the loss), got {d.tolist()}")
         return 1.0 / d

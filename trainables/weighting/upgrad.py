@@ -15,6 +15,8 @@ from torch import Tensor
 from torchjd.linalg import QuadprogProjector
 from torchjd.aggregation import UPGradWeighting
 
+from litmus.errors import ConfigError
+
 from ._grad import WeightedGradientMethod, gramian
 from .base import HParam
 from .registry import register
@@ -34,7 +36,7 @@ class UPGrad(WeightedGradientMethod):
     def __init__(self, num_tasks: int, reg_eps: float = 1e-4) -> None:
         super().__init__(num_tasks)
         if reg_eps < 0:
-            raise ValueError(f"upgrad.reg_eps must be >= 0, got {reg_eps}")
+            raise ConfigError(f"upgrad.reg_eps must be >= 0, got {reg_eps}")
         self.reg_eps = reg_eps
         self._weighting = UPGradWeighting(projector=QuadprogProjector(reg_eps=reg_eps))
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from litmus.errors import ConfigError
+
 from .base import HParam, LossWeighting
 from .registry import register
 
@@ -25,7 +27,7 @@ class UW(LossWeighting):
     def __init__(self, num_tasks: int, lr: float = 0.025) -> None:
         super().__init__(num_tasks)
         if lr <= 0:
-            raise ValueError(f"uw.lr must be > 0, got {lr}")
+            raise ConfigError(f"uw.lr must be > 0, got {lr}")
         self.lr = lr
         self.log_var = nn.Parameter(torch.zeros(num_tasks))
 

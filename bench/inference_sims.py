@@ -1,8 +1,8 @@
 """The simulation numbers of docs/statistics.md: interval coverage, size and power of the verdict test,
 the diverged-seed case, tuning variance. Larger runs of the functions the tests check (analysis/simulation.py).
 
-    PYTHONPATH=. python bench/statistics.py            # about a minute on 2 cores
-    PYTHONPATH=. python bench/statistics.py --quick
+    PYTHONPATH=. python bench/inference_sims.py            # about a minute on 2 cores
+    PYTHONPATH=. python bench/inference_sims.py --quick
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""litmus: what the three packages share (only the exceptions, litmus.errors)."""
