@@ -17,7 +17,9 @@ read once, from its per-trial copy, and reported by :func:`sources`.
 from __future__ import annotations
 
 import json
+import re
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +31,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from litmus.errors import Vanished  # noqa: F401 - part of this module's interface
+from litmus.errors import StoreWarning, Vanished  # noqa: F401 - part of this module's interface
 
 from .errors import AnalysisError
 from .naming import variant_column, variant_name
-from .schema import COMPACTED_DIR, MANIFEST, MANIFEST_FORMAT, METRICS_SCHEMA, TABLES, TRIALS_SCHEMA, WEIGHTS_SCHEMA, Status
+from .schema import (COMPACTED_DIR, MANIFEST, MANIFEST_FORMAT, METRICS_SCHEMA, SCHEMAS, TABLES, TRIALS_SCHEMA,
+                     WEIGHTS_SCHEMA, Status)
 
 # Columns that must never be null in the metrics table (distribution may be).
 REQUIRED_METRICS = [c for c in METRICS_SCHEMA.names if c not in ("distribution", "value")]
@@ -53,6 +56,33 @@ def _parquet_files(path: Path) -> list[Path]:
             continue
         files.append(f)
     return files
+
+
+#: a per-trial file: ``<trial id>.parquet`` or ``<trial id>/<first epoch>.parquet`` (study/ids.py: stage initial
+#: and 15 hex digits)
+_TRIAL_FILE = re.compile(r"^[0-9a-z][0-9a-f]{15}(\.parquet|/[^/]+\.parquet)$")
+
+
+def _litmus_files(table_dir: Path, table: str) -> list[Path]:
+    """The table's per-trial files. A file not named like one (``<trial id>.parquet``, ``<trial id>/<part>``)
+    has its footer read: without the table's columns it is named in a warning and left out (a file of another
+    schema would otherwise be read as rows of nulls, or skipped without a word)."""
+    needed = set(SCHEMAS[table].names) - {"family", "node", "gpu_ids", "replicate"}  # older stores lack these
+    out = []
+    for f in _parquet_files(table_dir):
+        if not _TRIAL_FILE.match(f.relative_to(table_dir).as_posix()):
+            try:
+                names = set(pq.read_schema(f).names)
+            except (pa.ArrowException, OSError) as err:
+                names = set()
+                reason = f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            else:
+                reason = f"columns {', '.join(sorted(names)[:6])}{' ...' if len(names) > 6 else ''}"
+            if not needed <= names:
+                warnings.warn(f"{f}: not a litmus {table} file ({reason}); left out", StoreWarning, stacklevel=2)
+                continue
+        out.append(f)
+    return out
 
 
 def read_manifest(root: Path) -> dict | None:
@@ -117,7 +147,7 @@ def sources(store: str | Path, table: str) -> Sources:
     is_store = any((path / t).is_dir() for t in TABLES) or (path / COMPACTED_DIR).is_dir()
     if not is_store:
         return Sources(table, _parquet_files(path) if table == "metrics" else [])
-    per_trial = _parquet_files(path / table) if (path / table).is_dir() else []
+    per_trial = _litmus_files(path / table, table) if (path / table).is_dir() else []
     manifest = read_manifest(path)
     if manifest is None:
         return Sources(table, per_trial, store=path)

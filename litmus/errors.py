@@ -116,3 +116,7 @@ class Vanished(AnalysisError):
 
 class DesignError(InputError):
     """A sequential design that cannot work; the message names the field and the smallest workable value."""
+
+
+class StoreWarning(UserWarning):
+    """Something in a store that litmus leaves out, named so that nothing is skipped without a word."""

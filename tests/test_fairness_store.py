@@ -154,3 +154,25 @@ def test_a_reader_never_sees_a_partial_file(tmp_path) -> None:
     assert reads[0] > 10, "the reader did not overlap the writes"
     assert errors == []
     assert len(store.trial_metrics("t0")) == 100 * ROWS_PER_EPOCH
+
+
+def test_a_foreign_file_in_the_store_is_named_in_a_warning_and_left_out(tmp_path):
+    import warnings as _w
+
+    import pandas as pd
+
+    from analysis.store import load_trials, sources
+    from analysis.synthetic import SyntheticStudy, make_store
+    from litmus.errors import StoreWarning
+
+    store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0.0, "uw": 1.0}}, seeds=[0, 1], epochs=2))
+    foreign = store / "metrics" / "exported_by_hand.parquet"
+    pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_parquet(foreign)
+    n_files = len([f for f in (store / "metrics").rglob("*.parquet")])
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        src = sources(store, "metrics")
+    assert foreign not in src.per_trial and len(src.per_trial) == n_files - 1
+    named = [w for w in caught if issubclass(w.category, StoreWarning)]
+    assert len(named) == 1 and str(foreign) in str(named[0].message)
+    assert len(load_trials(store)) == 4  # the trials table is untouched
