@@ -91,8 +91,9 @@ def test_shipped_quickstart_is_valid_and_identical():
     packaged = spec_mod.quickstart_path()
     assert packaged.read_text() == (root / "studies" / "quickstart.yaml").read_text()
     s = spec_mod.load(packaged)
-    assert s.name == "quickstart" and s.method("rlw").distributions == list(
-        ["normal", "uniform", "dirichlet", "bernoulli", "c-bernoulli"])
+    assert s.name == "quickstart" and s.method("rlw").distributions == ["normal"]
+    # trained to convergence by one rule for every method, tuned with common random numbers
+    assert all(ds.patience == 2 for ds in s.datasets) and s.tuning.trials == 3 and len(s.final_seeds) == 8
 
 
 def _write(tmp_path: Path, d: dict) -> str:
