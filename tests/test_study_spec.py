@@ -139,7 +139,7 @@ def test_gpu_asked_on_a_cluster_without_gpu(tmp_path, capsys):
     d["store"] = str(tmp_path / "store")
     assert main(["run", _write(tmp_path, d), "--cpus", "1"]) == 2
     err = capsys.readouterr().err
-    assert "resources.gpu" in err and "no GPU" in err
+    assert "resources.gpu" in err and "no CUDA GPU" in err
     assert not list((tmp_path / "store" / "metrics").glob("*.parquet"))
 
 
