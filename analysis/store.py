@@ -73,13 +73,12 @@ def _litmus_files(table_dir: Path, table: str) -> list[Path]:
         if not _TRIAL_FILE.match(f.relative_to(table_dir).as_posix()):
             try:
                 names = set(pq.read_schema(f).names)
-            except (pa.ArrowException, OSError) as err:
-                names = set()
-                reason = f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-            else:
-                reason = f"columns {', '.join(sorted(names)[:6])}{' ...' if len(names) > 6 else ''}"
-            if not needed <= names:
-                warnings.warn(f"{f}: not a litmus {table} file ({reason}); left out", StoreWarning, stacklevel=2)
+            except (pa.ArrowException, OSError):
+                names = None  # unreadable: kept, so that reading it fails with a message naming the file
+            if names is not None and not needed <= names:
+                shown = f"{', '.join(sorted(names)[:6])}{' ...' if len(names) > 6 else ''}"
+                warnings.warn(f"{f}: not a litmus {table} file (columns {shown}); left out", StoreWarning,
+                              stacklevel=2)
                 continue
         out.append(f)
     return out
