@@ -324,11 +324,16 @@ def load_decisions(root: str | Path, study: str) -> pd.DataFrame:
     return pq.read_table(path, schema=DECISION_SCHEMA).to_pandas()
 
 
+def latest_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Each comparison's last recorded row (its state after the latest round it took part in)."""
+    return decisions.sort_values("round").groupby(["dataset", "arch", "variant", "against"], sort=False).tail(1)
+
+
 def verdict_table(decisions: pd.DataFrame) -> pd.DataFrame:
     """Per comparison, its last recorded state: verdict, seeds used, round of decision, boundary crossed."""
     if decisions.empty:
         return decisions
-    latest = decisions.sort_values("round").groupby(["dataset", "arch", "variant", "against"], sort=False).tail(1)
+    latest = latest_decisions(decisions)
     out = latest.assign(verdict=latest["state"].map(
         lambda s: {State.CAPPED.value: "inconclusive (capped)", State.CONTINUE.value: "open (next round)"}.get(s, s)))
     return out[["dataset", "arch", "variant", "against", "verdict", "diff_delta_m", "seeds", "round", "boundary",

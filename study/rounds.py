@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq  # noqa: F401
+import pyarrow.parquet as pq
 
 from analysis.sequential import (DECISION_SCHEMA, Design, DesignError, State, check_sequential_design, decide,
-                                 decisions_path, load_decisions)
+                                 decisions_path, latest_decisions, load_decisions)
 
 from .driver import FINISHED, Outcome
 from .final import pending
@@ -91,7 +91,7 @@ def open_after(decisions: pd.DataFrame, family: list[Comparison]) -> tuple[int, 
     if decisions.empty:
         return 0, list(family)
     last = int(decisions["round"].max())
-    latest = decisions.sort_values("round").groupby(["dataset", "arch", "variant", "against"]).tail(1)
+    latest = latest_decisions(decisions)
     still = {(r.dataset, r.arch, r.variant, r.against) for r in latest.itertuples() if r.state == State.CONTINUE.value}
     return last, [c for c in family if (c.dataset, c.arch, c.variant, c.against) in still]
 
@@ -249,9 +249,7 @@ def planned_final(root: Path, spec_json: dict[str, Any], study: str) -> dict[str
     dec = load_decisions(root, study)
     family = _family_of_json(spec_json)
     need: dict[tuple[str, str, str], int] = {}
-    latest = {} if dec.empty else {
-        (r.dataset, r.arch, r.variant, r.against): r
-        for r in dec.sort_values("round").itertuples()}
+    latest = {(r.dataset, r.arch, r.variant, r.against): r for r in latest_decisions(dec).itertuples()}
     for c in family:
         r = latest.get((c.dataset, c.arch, c.variant, c.against))
         n = looks[0] if r is None else (looks[min(r.round, len(looks) - 1)] if r.state == "continue" else r.seeds)
@@ -273,7 +271,7 @@ def status_lines(root: Path, spec_json: dict[str, Any], study: str) -> list[str]
     lines = [f"  sequential final stage: looks at {', '.join(map(str, seq['looks']))} seeds"]
     if dec.empty:
         return lines + ["  round 1: no decision recorded yet"]
-    latest = dec.sort_values("round").groupby(["dataset", "arch", "variant", "against"], sort=False).tail(1)
+    latest = latest_decisions(dec)
     cells: dict[tuple[str, str, str], list[str]] = {}
     for r in latest.itertuples():
         state = f"running (round {r.round + 1})" if r.state == "continue" else f"{r.state} at {r.seeds} seeds"
