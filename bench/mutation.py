@@ -1,23 +1,30 @@
 """Mutation testing of the modules where a silent bug changes a conclusion (mutmut 3; not in CI: slow).
 
     pip install -e '.[mutation]'
-    python bench/mutation.py                          # every group below
+    python bench/mutation.py                          # every group, its deciding functions
     python bench/mutation.py --only verdict stats     # some groups
+    python bench/mutation.py --only tuning --mutants 'study.tuning.x_best_params*'   # some functions
+    python bench/mutation.py --only store --resume    # rerun only last run's survivors (tests changed)
     python bench/mutation.py --list
 
-For each group the working tree is copied to ``/tmp/litmus-mutation/<group>`` (without .git), the
-group's modules are set as mutmut's ``source_paths`` and its fast tests (``-m "not slow"``, no Ray) as
-the test selection, and ``mutmut run`` mutates every function and runs the tests that cover it (a
-fork per mutant from
-the process that collected the coverage; mutmut's fork server restarted again and again here). The script prints, per module: mutants, killed,
-survived, no tests, timeouts and the score ``killed / (killed + survived + no tests)``, then every
-surviving mutant with its diff (``mutmut show``). Which survivors are equivalent mutants is judged by
-hand in docs/testing.md.
+Each group is a few modules and the SMALL set of fast test files that guard them (never Ray, never a
+slow test). For each group the working tree is copied to ``/tmp/litmus-mutation/<group>`` (without
+.git), the group's modules are set as mutmut's ``source_paths`` and its test files as the test
+selection (``-m "not slow" -x``), and ``mutmut run`` mutates the group's deciding functions (all
+functions of a small module; ``--all-functions`` for every function of every module) and runs, per
+mutant, only the tests that called the mutated function (a fork per mutant). A mutant is stopped
+after ``(its tests' time + 1 s) x timeout-multiplier x 2`` seconds and counted killed (timeout).
+
+The script prints, per module: mutants, killed, survived, no tests, timeouts, the survivors judged
+equivalent (:data:`EQUIVALENT`: a function, the text of the mutated line, and why no behaviour of
+litmus changes) and the score ``killed / (killed + survived + no tests - equivalent)``, then every
+other survivor with its diff (``mutmut show``). docs/testing.md keeps the scores and the judgements.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -25,40 +32,77 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = Path("/tmp/litmus-mutation")
+PACKAGES = ["trainables", "study", "analysis", "litmus"]
 
-# group -> (modules to mutate, tests that guard them)
-GROUPS: dict[str, tuple[list[str], list[str]]] = {
-    "verdict": (["analysis/verdict.py"], ["tests/test_fairness_verdicts.py"]),
-    "stats": (["analysis/stats.py"], ["tests/test_fairness_verdicts.py", "tests/test_analysis_stats.py",
-                                      "tests/test_analysis_core.py"]),
-    "delta_m": (["analysis/delta_m.py"], ["tests/test_analysis_core.py", "tests/test_analysis_stats.py",
-                                          "tests/test_fairness_verdicts.py"]),
-    "select": (["analysis/select.py"], ["tests/test_analysis_core.py", "tests/test_analysis_stats.py"]),
-    "store": (["study/store.py"], ["tests/test_fairness_store.py", "tests/test_fairness_tuning.py"]),
-    "tuning": (["study/tuning.py"], ["tests/test_fairness_tuning.py", "tests/test_study_tuning.py"]),
-    "tune": (["trainables/tune.py"], ["tests/test_fairness_tuning.py"]),
-    "driver": (["study/driver.py"], ["tests/test_fairness_tuning.py", "tests/test_fairness_driver.py"]),
-    "weighting": (["trainables/weighting/"], ["tests/test_loss_methods.py", "tests/test_grad_methods.py",
-                                              "tests/test_grad_properties.py", "tests/test_methods_extra.py"]),
+
+@dataclass(frozen=True)
+class Group:
+    modules: list[str]
+    tests: list[str]
+    #: mutant name patterns (fnmatch) of the functions that decide an outcome; empty: every function
+    functions: list[str] = field(default_factory=list)
+
+
+def _fn(module: str, *names: str) -> list[str]:
+    """Patterns of ``module``'s functions (``name``) and methods (``Class.method``, ``Class.*``)."""
+    out = []
+    for n in names:
+        cls, _, meth = n.rpartition(".")
+        out.append(f"{module}.xǁ{cls}ǁ{meth}__mutmut_*" if cls else f"{module}.x_{n}__mutmut_*")
+    return out
+
+
+WEIGHTING = ["base", "_grad", "sampling", "ew", "rlw", "rgw", "uw", "pcgrad", "cagrad", "mgda"]
+
+GROUPS: dict[str, Group] = {
+    "verdict": Group(["analysis/verdict.py"], ["tests/test_fairness_verdicts.py", "tests/test_mutants_verdict.py"]),
+    "stats": Group(["analysis/stats.py"], ["tests/test_fairness_verdicts.py", "tests/test_mutants_stats.py"]),
+    "delta_m": Group(["analysis/delta_m.py"], ["tests/test_analysis_core.py", "tests/test_mutants_delta_m.py"]),
+    "select": Group(["analysis/select.py"], ["tests/test_analysis_core.py", "tests/test_mutants_select.py"],
+                    _fn("analysis.select", "usable", "_last_epoch_rows", "validation_reference", "validation_scores",
+                        "best_val_epochs", "select", "_pick_stage", "_store_selection")),
+    "store": Group(["study/store.py"], ["tests/test_fairness_store.py", "tests/test_mutants_store.py"],
+                   _fn("study.store", "_atomic_write", "_max_epoch", "Store.parts", "Store._append",
+                       "Store.write_metrics", "Store.write_trial", "Store.write_weights", "Store.trial_metrics",
+                       "Store.stored_epochs", "Store.trial_weights", "Store._trial_table_once", "Store.statuses")),
+    "tuning": Group(["study/tuning.py"], ["tests/test_fairness_tuning.py", "tests/test_mutants_tuning.py"],
+                    _fn("study.tuning", "study_name", "reference_key", "score", "epoch_rows", "reference_values",
+                        "stored_outcome", "stored_scores", "TuningSource.*", "_best", "best_params")),
+    "tune": Group(["trainables/tune.py"], ["tests/test_mutants_tune.py"]),
+    "driver": Group(["study/driver.py", "study/final.py", "study/recorder.py"], ["tests/test_mutants_driver.py"],
+                    _fn("study.driver", "concurrency", "outcome_of", "latest_checkpoint", "_searcher",
+                        "_store_writer", "no_space")
+                    + _fn("study.final", "pending", "ListSource.*") + _fn("study.recorder", "TrialRecorder.*")),
+    "weighting": Group([f"trainables/weighting/{m}.py" for m in WEIGHTING],
+                       ["tests/test_loss_methods.py", "tests/test_grad_methods.py", "tests/test_grad_properties.py",
+                        "tests/test_mutants_weighting.py"]),
 }
-PACKAGES = ["trainables", "study", "analysis"]
+
+# Survivors judged equivalent (no behaviour of litmus changes), by function pattern and the text of the
+# mutated line (the diff's "+" line, stripped); the reason goes to the report and docs/testing.md.
+EQUIVALENT: list[tuple[str, str, str]] = [
+    ("study.tuning.x_stored_outcome__mutmut_*", "return Outcome(None)",
+     "_maybe_tell tells FAIL for any status other than completed, None included"),
+]
 
 
-def _config(modules: list[str], tests: list[str]) -> str:
+def _config(group: Group, timeout_multiplier: float) -> str:
     toml_list = lambda xs: "[" + ", ".join(json.dumps(x) for x in xs) + "]"  # noqa: E731
     return (
         "\n[tool.mutmut]\n"
-        f"source_paths = {toml_list(modules)}\n"
+        f"source_paths = {toml_list(group.modules)}\n"
         f"also_copy = {toml_list(PACKAGES)}\n"
         f"pytest_add_cli_args = {toml_list(['-m', 'not slow', '-p', 'no:cacheprovider', '-q', '-x'])}\n"
-        f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
         'process_isolation = "fork"\n'
         "use_git_change_detection = false\n"
-        "timeout_multiplier = 5.0\n"
+        f"timeout_multiplier = {timeout_multiplier}\n"
+        "timeout_constant = 1.0\n"
     )
 
 
@@ -73,59 +117,100 @@ def without_mutmut_table(text: str) -> str:
     return "".join(out)
 
 
-def prepare(group: str) -> Path:
-    modules, tests = GROUPS[group]
-    dest = SCRATCH / group
-    if dest.exists():
+IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "mutants", "litmus-results", ".pytest_cache")
+
+
+def prepare(name: str, group: Group, timeout_multiplier: float, resume: bool) -> Path:
+    """The scratch copy; with ``resume`` mutmut's state (``mutants/``) is kept and the tree copied over it."""
+    dest = SCRATCH / name
+    if dest.exists() and not resume:
         shutil.rmtree(dest)
-    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "mutants",
-                                                              "litmus-results", ".pytest_cache"))
+    shutil.copytree(ROOT, dest, ignore=IGNORE, dirs_exist_ok=True)
+    missing = [t for t in group.tests if not (dest / t).exists()]
+    if missing:
+        raise SystemExit(f"{name}: test files missing: {', '.join(missing)}")
     py = dest / "pyproject.toml"
-    py.write_text(without_mutmut_table(py.read_text()) + _config(modules, [t for t in tests if (dest / t).exists()]))
+    py.write_text(without_mutmut_table(py.read_text()) + _config(group, timeout_multiplier))
     return dest
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # mutmut puts mutants/ first; the original tree must not be importable
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", LITMUS_FLUSH_SECONDS="0")
     return env
 
 
-def run(group: str, max_children: int, mutants: list[str] | None = None) -> dict:
-    dest = prepare(group)
-    t0 = time.time()
-    mutmut = [sys.executable, "-m", "mutmut"]
-    proc = subprocess.run([*mutmut, "run", "--max-children", str(max_children), *(mutants or [])], cwd=dest,
-                          env=_env(), capture_output=True, text=True)
-    seconds = time.time() - t0
-    (dest / "mutmut-run.log").write_text(proc.stdout + proc.stderr)
-    res = subprocess.run([*mutmut, "results", "--all", "true"], cwd=dest, env=_env(), capture_output=True, text=True)
-    per_module: dict[str, dict[str, int]] = {}
-    survivors: list[str] = []
+def _mutmut(dest: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=dest, env=_env(), capture_output=True,
+                          text=True)
+
+
+def _statuses(dest: Path) -> dict[str, str]:
+    res = _mutmut(dest, "results", "--all", "true")
+    out = {}
     for line in res.stdout.splitlines():
         m = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
-        if not m:
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _added_line(diff: str) -> str:
+    added = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    return added[0] if added else ""
+
+
+def equivalent_reason(name: str, diff: str) -> str | None:
+    line = _added_line(diff)
+    for pattern, text, reason in EQUIVALENT:
+        if fnmatch.fnmatch(name, pattern) and line == text:
+            return reason
+    return None
+
+
+def run(name: str, group: Group, max_children: int, mutants: list[str] | None, timeout_multiplier: float,
+        resume: bool) -> dict:
+    dest = prepare(name, group, timeout_multiplier, resume)
+    patterns = mutants or group.functions
+    if resume:
+        before = _statuses(dest)
+        patterns = [m for m, s in before.items() if s in ("survived", "no tests")
+                    and (not patterns or any(fnmatch.fnmatch(m, p) for p in patterns))]
+        if not patterns:
+            print(f"{name}: no survivors to rerun")
+    t0 = time.time()
+    proc = _mutmut(dest, "run", "--max-children", str(max_children), *patterns) if patterns or not resume else None
+    seconds = time.time() - t0
+    if proc is not None:
+        (dest / "mutmut-run.log").write_text(proc.stdout + proc.stderr)
+    statuses = _statuses(dest)
+    selected = group.functions if not mutants else mutants
+    per_module: dict[str, dict[str, int]] = {}
+    survivors: dict[str, str] = {}
+    equivalent: dict[str, str] = {}
+    for mname, status in statuses.items():
+        if status == "not checked" or (selected and not any(fnmatch.fnmatch(mname, p) for p in selected)):
             continue
-        name, status = m.group(1), m.group(2).strip()
-        if status == "not checked":
-            continue  # outside --mutants
-        module = name.split(".x_")[0].split(".xǁ")[0]
+        module = mname.split(".x_")[0].split(".xǁ")[0]
         counts = per_module.setdefault(module, {})
         counts[status] = counts.get(status, 0) + 1
         if status in ("survived", "no tests"):
-            survivors.append(name)
-    diffs = {}
-    for name in survivors:
-        show = subprocess.run([*mutmut, "show", name], cwd=dest, env=_env(), capture_output=True, text=True)
-        diffs[name] = show.stdout.strip()
-    return {"group": group, "seconds": seconds, "per_module": per_module, "survivors": diffs,
-            "returncode": proc.returncode, "log": str(dest / "mutmut-run.log")}
+            diff = _mutmut(dest, "show", mname).stdout.strip()
+            reason = equivalent_reason(mname, diff)
+            if reason:
+                equivalent[mname] = reason
+                counts["equivalent"] = counts.get("equivalent", 0) + 1
+            else:
+                survivors[mname] = diff
+    return {"group": name, "seconds": seconds, "per_module": per_module, "survivors": survivors,
+            "equivalent": equivalent, "returncode": proc.returncode if proc else 0,
+            "log": str(dest / "mutmut-run.log")}
 
 
 def score(counts: dict[str, int]) -> float:
     killed = counts.get("killed", 0) + counts.get("timeout", 0) + counts.get("segfault", 0)
-    alive = counts.get("survived", 0) + counts.get("no tests", 0)
+    alive = counts.get("survived", 0) + counts.get("no tests", 0) - counts.get("equivalent", 0)
     return killed / (killed + alive) if killed + alive else float("nan")
 
 
@@ -134,25 +219,40 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help=f"groups (default: all of {', '.join(GROUPS)})")
     ap.add_argument("--max-children", type=int, default=2, help="parallel mutant runs (default 2)")
     ap.add_argument("--mutants", nargs="*", help="mutant name patterns (fnmatch), e.g. 'study.tuning.x_best_params*'")
+    ap.add_argument("--all-functions", action="store_true", help="every function of the group's modules")
+    ap.add_argument("--timeout-multiplier", type=float, default=5.0,
+                    help="a mutant is stopped after (tests' time + 1 s) x this x 2 seconds (default 5)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the scratch copy's mutmut state; rerun only its survivors (after adding tests)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     if args.list:
-        for g, (mods, tests) in GROUPS.items():
-            print(f"{g:10s} {' '.join(mods):40s} <- {' '.join(tests)}")
+        for g, grp in GROUPS.items():
+            print(f"{g:10s} {' '.join(grp.modules)}\n{'':10s} <- {' '.join(grp.tests)}\n{'':10s} functions: "
+                  f"{' '.join(grp.functions) or 'all'}")
         return 0
+    unknown = sorted(set(args.only or []) - set(GROUPS))
+    if unknown:
+        raise SystemExit(f"unknown group(s) {', '.join(unknown)}; valid: {', '.join(GROUPS)}")
     results = []
-    for group in args.only or list(GROUPS):
-        r = run(group, args.max_children, args.mutants)
+    for name in args.only or list(GROUPS):
+        group = GROUPS[name]
+        if args.all_functions:
+            group = Group(group.modules, group.tests)
+        r = run(name, group, args.max_children, args.mutants, args.timeout_multiplier, args.resume)
         results.append(r)
-        print(f"\n== {group} ({r['seconds']:.0f} s; log {r['log']})")
-        print(f"{'module':45s} {'mutants':>7s} {'killed':>6s} {'survived':>8s} {'no tests':>8s} {'timeout':>7s} {'score':>6s}")
+        print(f"\n== {name} ({r['seconds']:.0f} s; log {r['log']}) {time.strftime('%Y-%m-%d %H:%M')}")
+        print(f"{'module':30s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'no tests':>8s} "
+              f"{'equiv':>5s} {'score':>6s}")
         for module, c in sorted(r["per_module"].items()):
-            total = sum(c.values())
-            print(f"{module:45s} {total:7d} {c.get('killed', 0):6d} {c.get('survived', 0):8d} "
-                  f"{c.get('no tests', 0):8d} {c.get('timeout', 0):7d} {score(c):6.1%}")
-        for name, diff in r["survivors"].items():
-            print(f"\n-- surviving: {name}\n{diff}")
+            total = sum(v for k, v in c.items() if k != "equivalent")
+            print(f"{module:30s} {total:7d} {c.get('killed', 0):6d} {c.get('timeout', 0):7d} "
+                  f"{c.get('survived', 0):8d} {c.get('no tests', 0):8d} {c.get('equivalent', 0):5d} {score(c):6.1%}")
+        for mname, reason in r["equivalent"].items():
+            print(f"   equivalent: {mname}: {reason}")
+        for mname, diff in r["survivors"].items():
+            print(f"\n-- surviving: {mname}\n{diff}")
         sys.stdout.flush()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
