@@ -136,7 +136,7 @@ def per_seed(frame: pd.DataFrame, baseline: str = "ew", per: str = "task",
     out = g["term"].agg(["sum", "count"]).reset_index()
     complete = out["count"].to_numpy() == out["dataset"].map(k).to_numpy()
     out["delta_m"] = np.where(complete, out["sum"], np.nan)
-    return out.drop(columns=["sum", "count"]).rename(columns={"count": "n_metrics"})
+    return out.drop(columns=["sum", "count"])
 
 
 def _cell_intervals(ps: pd.DataFrame, confidence: float, baseline_arch: str | None) -> pd.DataFrame:
