@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,10 @@ from study.store import Store
 CONFIG = {"dataset": "multi_digits", "arch": "hps", "method": "uw", "distribution": None, "seed": 3, "epochs": 2}
 
 
-def _spec(tmp_path: Path, **extra: Any):
+def _spec(tmp_path: Path, epochs: int = 2, **extra: Any):
     return parse({"name": "drv", "store": str(tmp_path / "store"),
                   "datasets": [{"name": "multi_digits", "options": {"n_train": 64, "n_val": 32, "n_test": 32},
-                                "epochs": 2}],
+                                "epochs": epochs}],
                   "methods": ["ew"], **extra})
 
 
@@ -388,3 +389,145 @@ def test_recorder_failed_trial_keeps_its_epochs_and_error(tmp_path) -> None:
     assert store.stored_epochs("t1") == 1
     with pytest.raises(ValueError):
         rec.finish("unknown")
+
+
+# --- run_jobs: what the driver hands Ray Tune (no cluster: Tune's Tuner is replaced by a recorder) -------------
+class _Tuner:
+    made: list["_Tuner"] = []
+
+    def __init__(self, trainable, tune_config, run_config) -> None:
+        self.trainable, self.tune_config, self.run_config = trainable, tune_config, run_config
+        Path(run_config.storage_path).mkdir(parents=True, exist_ok=True)  # as Tune does
+        _Tuner.made.append(self)
+        self.error: BaseException | None = None
+
+    def fit(self) -> None:
+        if _Tuner.raise_in_fit is not None:
+            raise _Tuner.raise_in_fit
+
+
+def _run_jobs(monkeypatch, tmp_path, spec, finished=True, raise_in_fit=None, ray_storage=None):
+    from ray import tune
+
+    from study import driver
+
+    captured: dict[str, Any] = {}
+    monkeypatch.setattr(tune, "with_resources", lambda fn, res: captured.setdefault("resources", res) and fn)
+    _Tuner.made, _Tuner.raise_in_fit = [], raise_in_fit
+    monkeypatch.setattr(tune, "Tuner", _Tuner)
+    monkeypatch.setattr(driver.tune_patches, "survive_lost_workers", lambda: None)
+    monkeypatch.setattr(driver.tune_patches, "keep_secrets_out_of_runtime_env", lambda: None)
+    monkeypatch.delenv("LITMUS_MAX_PENDING_TRIALS", raising=False)
+    store = Store(spec.store)
+    src = ListSource([])
+    src.finished = finished
+    driver.run_jobs(spec, store, src, Progress("final", 1, 3, lambda s: None), ray_storage=ray_storage)
+    return captured, _Tuner.made[0], store
+
+
+def test_run_jobs_asks_tune_for_the_specs_cpu_and_gpu_share(monkeypatch, tmp_path) -> None:
+    spec = _spec(tmp_path, resources={"cpu": 2, "gpu": 0.5}, retries=3)
+    captured, tuner, store = _run_jobs(monkeypatch, tmp_path, spec)
+    assert captured["resources"] == {"cpu": 2.0, "gpu": 0.5}
+    assert tuner.tune_config.max_concurrent_trials == 3 and tuner.tune_config.num_samples == -1
+    assert tuner.tune_config.reuse_actors is True and tuner.tune_config.scheduler is None
+    assert tuner.run_config.failure_config.max_failures == 3
+    assert tuner.run_config.checkpoint_config.num_to_keep == 2
+    assert tuner.run_config.storage_path == str(store.root / "ray")
+    assert re.fullmatch(r"drv-\d{8}-\d{6}-\d+", tuner.run_config.name)
+    assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "3"
+    assert os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] == "1"
+    cpu_only = _spec(tmp_path / "b", resources={"cpu": 1})
+    assert _run_jobs(monkeypatch, tmp_path, cpu_only)[0]["resources"] == {"cpu": 1.0, "gpu": 0}
+
+
+def test_run_jobs_removes_its_experiment_folders_only_when_the_study_finished(monkeypatch, tmp_path) -> None:
+    spec = _spec(tmp_path)
+    ray_dir = Path(spec.store) / "ray"
+    old = ray_dir / "drv-20260101-120000-1"
+    other = ray_dir / "other-20260101-120000-1"
+    for d in (old, other):
+        d.mkdir(parents=True)
+    _run_jobs(monkeypatch, tmp_path, spec, finished=False)
+    assert old.exists()  # an interrupted study keeps its checkpoints
+    _run_jobs(monkeypatch, tmp_path, spec, finished=True)
+    assert not old.exists() and other.exists()
+
+
+def test_run_jobs_errors_name_what_tune_said(monkeypatch, tmp_path) -> None:
+    from litmus.errors import RayRunError
+
+    spec = _spec(tmp_path)
+    with pytest.raises(RayRunError, match=r"Ray Tune stopped \(ValueError: first line\)"):
+        _run_jobs(monkeypatch, tmp_path, spec, raise_in_fit=ValueError("first line\nsecond"))
+    with pytest.raises(RayRunError, match=r"Ray Tune stopped \(KeyError: KeyError\)"):
+        _run_jobs(monkeypatch, tmp_path, spec, raise_in_fit=KeyError())
+    full = RuntimeError("wrapped")
+    full.__cause__ = OSError(errno.ENOSPC, "No space left on device", "/disk/x")
+    with pytest.raises(NoSpaceError, match="no space left on /disk/x"):
+        _run_jobs(monkeypatch, tmp_path, spec, raise_in_fit=full)
+
+
+def test_the_asha_scheduler_scores_tuning_trials_on_validation_only(tmp_path) -> None:
+    from ray.tune.schedulers import TrialScheduler
+
+    from study.driver import _scheduler
+
+    assert _scheduler(_spec(tmp_path)) is None
+    spec = _spec(tmp_path, epochs=9, tuning={"methods": ["ew"], "trials": 2, "seeds": [100],
+                                             "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 3},
+                                             "shared": {"lr": {"low": 1e-4, "high": 1e-2}}})
+    sched = _scheduler(spec)
+    assert (sched._reduction_factor, sched._max_t, sched._metric, sched._mode) == (3, 9, "score", "max")
+    assert [r[0] for r in sched._brackets[0]._rungs] == [6, 2]  # milestones from the grace period 2
+    assert sched._time_attr == "training_iteration"
+    default = _scheduler(_spec(tmp_path, epochs=9, tuning={"methods": ["ew"], "trials": 2, "seeds": [100],
+                                                         "scheduler": {"type": "asha"},
+                                                         "shared": {"lr": {"low": 1e-4, "high": 1e-2}}}))
+    assert default._reduction_factor == 2 and [r[0] for r in default._brackets[0]._rungs] == [8, 4, 2, 1]
+    ref = {"left/accuracy": 0.5}
+    trial = SimpleTrial({"stage": "final", "reference": ref})
+    assert sched.on_trial_result(None, trial, {"rows": []}) == TrialScheduler.CONTINUE
+    tuned = SimpleTrial({"stage": "tune", "label": "cand", "reference": ref})
+    res = {"rows": [{"split": "val", "task": "left", "metric": "accuracy", "value": 0.6, "higher_is_better": True},
+                    {"split": "test", "task": "left", "metric": "accuracy", "value": 0.9, "higher_is_better": True}],
+           "training_iteration": 1}
+    seen = []
+    import ray.tune.schedulers as schedulers
+
+    orig = schedulers.ASHAScheduler.on_trial_result
+    try:
+        schedulers.ASHAScheduler.on_trial_result = lambda self, tc, t, r: seen.append(r["score"]) or "CONTINUE"
+        sched.on_trial_result(None, tuned, dict(res))
+        reference = SimpleTrial({"stage": "tune", "label": "reference", "reference": ref})
+        assert sched.on_trial_result(None, reference, dict(res)) == TrialScheduler.CONTINUE
+    finally:
+        schedulers.ASHAScheduler.on_trial_result = orig
+    assert seen == [pytest.approx(20.0)]  # 100 * (0.6 - 0.5) / 0.5 on val; test would give 80
+
+
+class SimpleTrial:
+    def __init__(self, litmus: dict) -> None:
+        self.config = {"litmus": litmus, "train": dict(CONFIG)}
+
+
+def test_the_early_stopper_scores_against_the_jobs_reference(tmp_path) -> None:
+    from study.driver import _early_stopper
+
+    store = Store(tmp_path / "store")
+    stopper = _early_stopper(store)
+    ref = {"left/accuracy": 0.5}
+
+    def result(epoch, value, reference=ref):
+        return {"status": "running", "epoch": epoch,
+                "rows": [{"split": "val", "task": "left", "metric": "accuracy", "value": value,
+                          "higher_is_better": True}],
+                "config": {"litmus": {"trial_id": "t1", "patience": 1, "reference": reference},
+                           "train": dict(CONFIG, epochs=5)}}
+
+    assert not stopper("r", result(1, 0.6))
+    assert not stopper("r", result(2, 0.7))
+    assert stopper("r", result(3, 0.65)) and stopper.stopped == {"t1": 3}
+    with pytest.raises(RuntimeError, match=r"no EW reference for multi_digits \(hps\): cannot stop early"):
+        stopper("r2", {**result(1, 0.6, reference=None),
+                       "config": {"litmus": {"trial_id": "t2", "patience": 1}, "train": dict(CONFIG, epochs=5)}})
