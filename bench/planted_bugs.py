@@ -26,8 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = Path("/tmp/litmus-planted")
-FIRST = ["tests/test_fairness_tuning.py", "tests/test_fairness_verdicts.py", "tests/test_fairness_store.py",
-         "tests/test_fairness_ray.py", "tests/test_grad_methods.py"]
+FIRST = ["tests/test_mutants_driver.py", "tests/test_fairness_tuning.py", "tests/test_fairness_verdicts.py",
+         "tests/test_fairness_store.py", "tests/test_grad_methods.py", "tests/test_fairness_ray.py"]
 
 
 @dataclass(frozen=True)
