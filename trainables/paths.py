@@ -11,12 +11,17 @@ A spec method ``LOSS[+GRAD]`` (Lin et al., Algorithms 1-2) takes one of four pat
 * :class:`ParamSpace` (``space: param``): the Jacobian w.r.t. the shared parameters. With a
   single shared representation (``hps``) it is chained through it
   (``J_param = J_rep d rep/d theta``) so that each head is traversed once, not T times;
-  otherwise it is taken directly from the stacked weighted losses. The direction is written
-  into the shared parameters' ``.grad``.
+  otherwise it is taken from the separate weighted task losses, the task parameters in the
+  same passes (a pass from one loss runs through that task's part of the graph only). The
+  direction is written into the shared parameters' ``.grad``.
 * :class:`MultiInput`: ``ParamSpace`` on a dataset with one input batch per task.
 
 With a gradient method each task head gets its own loss-weighted (not gradient-weighted)
-gradient, as in Algorithm 2. The paths separate getting the Jacobian from aggregating it
+gradient, as in Algorithm 2, from the passes that give the Jacobian: no path runs a second,
+weighted backward pass (a loss weighting's own objective, UW's, reaches only its parameters).
+A task parameter that serves several tasks (cross-stitch's columns with ``shared: units``)
+gets the sum of the tasks' gradients, equal to one pass of ``sum_t w_t L_t`` up to the order
+of summation (tests/test_paths.py). The paths separate getting the Jacobian from aggregating it
 (the method's ``direction``), as torchjd separates them.
 """
 
@@ -28,7 +33,7 @@ from torch import Tensor, nn
 
 from .batching import Batch
 from .datasets.base import Benchmark
-from .jacobian import Jacobian
+from .jacobian import Jacobian, dense
 from .weighting import GradientMethod
 
 
@@ -81,10 +86,11 @@ def plain_forward(p: Parts, batch: Batch, multi_input: bool) -> Forward:
             x, y = batch[t]
             outs[t] = p.model(x, (t,))[t]
             losses.append(p.bench.loss(t, outs[t], y[t]))
-        return Forward(outs, torch.stack(losses))
+        return Forward(outs, torch.stack(losses), task_losses=losses)
     x, y = batch
     out = predict(p, x)
-    return Forward(out, torch.stack(task_losses(p, out, y)))
+    losses = task_losses(p, out, y)
+    return Forward(out, torch.stack(losses), task_losses=losses)
 
 
 def rep_forward(p: Parts, batch: Batch) -> Forward:
@@ -110,10 +116,15 @@ def _rep_rows_and_head_grads(p: Parts, weighted: list[Tensor], rep: Tensor) -> T
         for j, g in enumerate(gs[1:]):
             if g is not None:
                 head_grads[j] = g if head_grads[j] is None else head_grads[j] + g
-    for param, g in zip(p.task_params, head_grads):
+    _accumulate(p.task_params, head_grads)
+    return torch.stack(rows)
+
+
+def _accumulate(params: list[nn.Parameter], grads: list[Tensor | None]) -> None:
+    """Add ``grads`` into the parameters' ``.grad`` (None: the parameter got no gradient)."""
+    for param, g in zip(params, grads):
         if g is not None:
             param.grad = g if param.grad is None else param.grad + g
-    return torch.stack(rows)
 
 
 class LossOnly:
@@ -194,14 +205,18 @@ class ParamSpace(GradientPath):
         if self.through_rep:
             rows = self._rep_rows(fwd, w, extra)
             assert fwd.rep is not None
-            return torch.cat([j.reshape(t, -1) for j in self.p.jacobian(fwd.rep, self.p.shared, rows=rows.to(fwd.rep.dtype))],
-                             dim=1)
-        jac = torch.cat([j.reshape(t, -1) for j in self.p.jacobian(weighted, self.p.shared)], dim=1)
-        head_obj = weighted.sum() if extra is None else weighted.sum() + extra
-        inputs = self.p.task_params + self.p.method_params
-        if inputs:
-            torch.autograd.backward(head_obj, inputs=inputs)
-        return jac
+            grads = self.p.jacobian(fwd.rep, self.p.shared, rows=rows.to(fwd.rep.dtype))
+            return torch.cat([j.reshape(t, -1) for j in dense(grads, self.p.shared, t)], dim=1)
+        # the task losses as separate scalars: the per-task passes give the shared parameters' rows and the
+        # task parameters' gradients at once (no second, weighted backward pass for the heads)
+        assert fwd.task_losses is not None
+        n = len(self.p.shared)
+        grads = self.p.jacobian([w[i].detach() * l.float() for i, l in enumerate(fwd.task_losses)],
+                                self.p.shared + self.p.task_params)
+        _accumulate(self.p.task_params, [None if g is None else g.sum(0) for g in grads[n:]])
+        if extra is not None:
+            torch.autograd.backward(extra, inputs=self.p.method_params)
+        return torch.cat([j.reshape(t, -1) for j in dense(grads[:n], self.p.shared, t)], dim=1)
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:
         offset = 0

@@ -1,0 +1,163 @@
+"""The backward paths against the plain step they replace (issue 17): seeded runs of a few Adam steps.
+
+Parameter space without a single shared representation (mtan, cross_stitch, nddr, mmoe, and a
+multi-input dataset) takes the shared parameters' rows *and* the task parameters' gradients from
+the same per-task passes over the separate task losses, and writes the shared ``.grad`` from the
+direction. The reference written here is the step as it was before: the rows of the stacked
+weighted losses (the same Jacobian candidate), then one more backward pass of
+``sum_t w_t L_t + (UW's objective)`` for the heads and UW's log-variances. Both train a copy of
+the same seeded trainer (UW+CAGrad, SGD with momentum) on the same batches.
+
+Expected: bit-identical parameters where every task parameter serves one task (its gradient is
+the same single term either way); equal to float tolerance where a "task" parameter serves
+several tasks (cross_stitch's ``shared: units``: the columns get every task's gradient, summed
+over the tasks' passes instead of accumulated inside one backward pass), and for hps in parameter
+space, where the rows are chained through the representation (``J_rep d rep/d theta``) instead
+of taken through the whole model. (SGD, not Adam: a convolution's bias before a batch norm has a
+gradient that is zero up to roundoff, ~1e-7, which Adam's normalisation turns into steps of +-lr.)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables import jacobian
+from trainables.batching import train_batches
+from trainables.config import TrainConfig
+from trainables.trainer import Trainer
+
+STEPS = 3
+OPTS = {"n_train": 48, "n_val": 8, "n_test": 8}
+
+
+def _trainer(dataset: str, arch: str, space: str, force: str, dataset_options: dict | None = None,
+             arch_options: dict | None = None, method: str = "uw+cagrad", batch_size: int = 16) -> Trainer:
+    tr = Trainer(TrainConfig(dataset=dataset, arch=arch, method=method, space=space, epochs=1, batch_size=batch_size,
+                             seed=5, device="cpu", num_threads=1, optimizer="sgd", lr=0.05, momentum=0.9,
+                             dataset_options=dataset_options or OPTS, arch_options=arch_options or {}))
+    tr.jacobian.force = force
+    return tr
+
+
+def _losses(tr: Trainer, batch) -> tuple[torch.Tensor, dict]:
+    if tr.bench.multi_input:
+        out = {t: tr.model(batch[t][0], (t,))[t] for t in tr.tasks}
+        return torch.stack([tr.bench.loss(t, out[t], batch[t][1][t]) for t in tr.tasks]).float(), out
+    x, y = batch
+    out = tr.model(x)
+    return torch.stack([tr.bench.loss(t, out[t], y[t]) for t in tr.tasks]).float(), out
+
+
+def _write_shared(tr: Trainer, direction: torch.Tensor) -> None:
+    offset = 0
+    for p in tr.shared:
+        p.grad = direction[offset: offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
+def reference_param_step(tr: Trainer, batch, force: str) -> None:
+    """The parameter-space step before issue 17's part 4: a second weighted backward pass for the heads."""
+    tr.optimizer.zero_grad(set_to_none=True)
+    losses, _ = _losses(tr, batch)
+    w = tr.loss_method.weights(losses.detach())
+    weighted = w.detach() * losses
+    t = len(tr.tasks)
+    rows = jacobian.dense(jacobian.CANDIDATES[force](weighted, tr.shared, torch.eye(t)), tr.shared, t)
+    jac = torch.cat([r.reshape(t, -1) for r in rows], dim=1)
+    direction = tr.grad_method.direction(jac, weighted.detach())
+    obj = weighted.sum() + (w * losses.detach()).sum() + tr.loss_method.regularizer()  # UW's objective
+    torch.autograd.backward(obj, inputs=tr.task_params + tr.method_params)
+    _write_shared(tr, direction)
+    tr.optimizer.step()
+
+
+def reference_rep_step(tr: Trainer, batch, force: str) -> None:
+    """Representation space, the plain way: one backward per task from a detached copy of the
+    representation, the heads from ``sum_t w_t L_t``, then ``rep.backward(direction)``."""
+    tr.optimizer.zero_grad(set_to_none=True)
+    x, y = batch
+    rep = tr.model.encode(x)
+    leaf = rep.detach().requires_grad_(True)
+    out = tr.model.decode(leaf, x)
+    losses = torch.stack([tr.bench.loss(t, out[t], y[t]) for t in tr.tasks]).float()
+    w = tr.loss_method.weights(losses.detach())
+    weighted = w.detach() * losses
+    rows = torch.stack([torch.autograd.grad(weighted[i], leaf, retain_graph=True)[0] for i in range(len(tr.tasks))])
+    direction = tr.grad_method.direction(rows, weighted.detach())
+    obj = weighted.sum() + (w * losses.detach()).sum() + tr.loss_method.regularizer()
+    torch.autograd.backward(obj, inputs=tr.task_params + tr.method_params)
+    rep.backward(direction)
+    tr.optimizer.step()
+
+
+def _run(tr: Trainer, ref: Trainer, space: str, force: str, steps: int = STEPS) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    data = list(train_batches(tr.splits.train, tr.tasks, tr.bench.multi_input, tr.cfg.batch_size, gen, torch.device("cpu")))
+    assert len(data) >= steps
+    step = reference_rep_step if space == "rep" else reference_param_step
+    for i in range(steps):
+        torch.manual_seed(i)  # the same dropout masks for both
+        tr.train_step(data[i], 1, i + 1)
+        torch.manual_seed(i)
+        step(ref, data[i], force)
+    params = lambda m: [p.detach() for p in m.model.parameters()] + [p.detach() for p in m.method_params]  # noqa: E731
+    return params(tr), params(ref)
+
+
+CASES = [
+    # dataset, arch, arch options, space, bit-identical?
+    ("multi_digits", "mtan", {}, "param", True),
+    ("multi_digits", "mmoe", {}, "param", True),
+    ("multi_digits", "cross_stitch", {}, "param", True),
+    ("multi_digits", "nddr", {}, "param", True),
+    ("multi_digits", "cross_stitch", {"shared": "units"}, "param", False),
+    ("multi_digits", "hps", {}, "rep", True),
+    ("multi_digits", "hps", {}, "param", False),
+]
+
+
+def _check(dataset: str, arch: str, arch_options: dict, space: str, identical: bool, force: str) -> None:
+    opts = {"n_train": 32, "n_val": 4, "n_test": 4} if dataset == "scenes" else dict(OPTS, width=8)
+    tr = _trainer(dataset, arch, space, force, opts, arch_options, batch_size=8 if dataset == "scenes" else 16)
+    ref = copy.deepcopy(tr)
+    start = [p.detach().clone() for p in tr.model.parameters()]
+    got, want = _run(tr, ref, space, force)
+    if identical:
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+    else:
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert not all(torch.equal(a, b) for a, b in zip(got, start))  # the steps moved the model
+
+
+@pytest.mark.parametrize("force", ["looped", "batched"])
+@pytest.mark.parametrize("dataset,arch,arch_options,space,identical", CASES)
+def test_path_equals_the_plain_step(dataset: str, arch: str, arch_options: dict, space: str, identical: bool,
+                                    force: str) -> None:
+    _check(dataset, arch, arch_options, space, identical, force)
+
+
+@pytest.mark.parametrize("arch,space,force", [("mtan", "param", "looped"), ("hps", "rep", "batched")])
+def test_path_equals_the_plain_step_with_dense_heads(arch: str, space: str, force: str) -> None:
+    """scenes: three dense heads (a pass from one task's loss runs through its own head only)."""
+    _check("scenes", arch, {}, space, True, force)
+
+
+def test_multi_input_path_equals_the_plain_step(tmp_path: Path) -> None:
+    """office31 (one input batch per task, dropout in the encoder), tiny fixture images; bit-identical."""
+    from test_datasets_images import write_office
+
+    from trainables.datasets import make_splits
+
+    root = write_office(tmp_path / "office31", {"amazon": "images", "dslr": "images", "webcam": "images"},
+                        per_class=8)
+    make_splits.make_splits(root)
+    opts = {"root": str(root), "image_size": 16, "pretrained": False}
+    tr = _trainer("office31", "hps", "param", "looped", opts, batch_size=4)
+    ref = copy.deepcopy(tr)
+    got, want = _run(tr, ref, "param", "looped", steps=2)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
