@@ -10,8 +10,11 @@ raw losses), multiplied by ``T``: the effective weights on the raw task gradient
 Scale: ``T`` identical gradients ``g`` (equal losses ``L``) give ``T * g / n``, i.e. ``T * g``
 with ``none``, ``T g/|g|`` with ``l2``, ``T g/L`` with ``loss`` and ``T g/(L |g|)`` with ``loss+``.
 
-Solver: the QP is solved exactly (Goldfarb-Idnani dual method, ``quadprog``) on the trace-normalised
-``T x T`` Gramian in float64, one device->host copy of ``T^2 + T`` numbers per step. torchjd's
+Solver (:func:`min_norm_simplex`): on the ``T x T`` Gramian in float64, one device->host copy of
+``T^2 + T`` numbers per step. ``T = 2`` in closed form (the minimum of a quadratic in one variable,
+clipped to ``[0, 1]``, as Sener & Koltun's ``_min_norm_element_from2``); otherwise the QP is
+solved exactly (Goldfarb-Idnani dual active-set method, ``quadprog``) on the trace-normalised
+Gramian. torchjd's
 ``MGDA`` (Frank-Wolfe, stops on the step size) was measured 0.8-4 % above the true minimum norm
 on random 2-8 task problems, so it is not used. ``loss`` normalisations need positive losses.
 """
@@ -39,6 +42,8 @@ def min_norm_simplex(g: np.ndarray) -> np.ndarray:
     trace = float(np.trace(g))
     if t == 1 or trace <= 0.0:
         return np.full(t, 1.0 / t)
+    if t == 2:
+        return _min_norm_two(g)
     p = g / trace
     p = 0.5 * (p + p.T)
     # quadprog needs strict convexity: lift the smallest eigenvalue (which roundoff can make
@@ -51,6 +56,16 @@ def min_norm_simplex(g: np.ndarray) -> np.ndarray:
     alpha = quadprog.solve_qp(p, np.zeros(t), c, b, 1)[0]
     alpha = np.clip(alpha, 0.0, None)
     return alpha / alpha.sum()
+
+
+def _min_norm_two(g: np.ndarray) -> np.ndarray:
+    """``a g_1 + (1 - a) g_2`` of least norm: ``a = (G22 - G12) / |g_1 - g_2|^2`` clipped to ``[0, 1]``."""
+    cross = 0.5 * (g[0, 1] + g[1, 0])
+    denom = g[0, 0] + g[1, 1] - 2.0 * cross
+    if denom <= 1e-12 * (g[0, 0] + g[1, 1]):  # (nearly) equal gradients: every point of the hull is the same
+        return np.array([0.5, 0.5])
+    a = min(max((g[1, 1] - cross) / denom, 0.0), 1.0)
+    return np.array([a, 1.0 - a])
 
 
 def normalizers(kind: str, sq_norms: np.ndarray, losses: np.ndarray, method: str) -> np.ndarray:
