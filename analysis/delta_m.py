@@ -172,7 +172,8 @@ def _cell_intervals(ps: pd.DataFrame, confidence: float, baseline_arch: str | No
 
 
 def delta_m(frame: pd.DataFrame, baseline: str = "ew", per: str = "task", confidence: float = 0.95,
-            n_resamples: int = 2000, baseline_arch: str | None = None, seed: int = 0) -> pd.DataFrame:
+            n_resamples: int = 2000, baseline_arch: str | None = None, seed: int = 0,
+            ps: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per dataset x arch x variant: Delta-m (percent) on seed means, with a t confidence interval.
 
     ``frame`` is the output of :func:`analysis.select` (a raw metrics frame is
@@ -182,12 +183,14 @@ def delta_m(frame: pd.DataFrame, baseline: str = "ew", per: str = "task", confid
     both; it reaches its nominal coverage from 3 seeds on (simulations in the
     tests, docs/statistics.md). ``n_resamples`` and ``seed`` are kept for
     compatibility and unused. ``baseline_arch`` measures every architecture
-    against the baseline on that architecture (Table-4 style).
+    against the baseline on that architecture (Table-4 style). ``ps``: :func:`per_seed` of the same
+    selection when already computed.
     """
     sel = _as_selected(frame, baseline)
     if sel.empty:
         raise AnalysisError("no selected values to compute Delta-m on")
-    ps = per_seed(sel, baseline, per, baseline_arch)
+    if ps is None:
+        ps = per_seed(sel, baseline, per, baseline_arch)
     ref = baseline_means(sel, baseline, baseline_arch)
     w = metric_weights(sel, per)
     w = w.assign(dataset=w["dataset"].astype(str), task=w["task"].astype(str), metric=w["metric"].astype(str))

@@ -23,7 +23,7 @@ from .errors import AnalysisError, NothingCompleted
 from .naming import families, has_baseline, resolve_baseline
 from .power import power_warnings, seeds_needed
 from .select import select, store_selection, store_studies, validation_scores
-from .stats import DELTA, compare
+from .stats import DELTA, compare, prepare
 from .store import load, load_trials, names, plain_strings
 from .tables import LEGEND, architecture_table, combination_table, render_paper_table, table_data
 from .verdict import verdicts
@@ -145,20 +145,21 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
     sel_b = sel[sel["dataset"].isin(keep)]
     if sel_b.empty:
         raise AnalysisError(f"baseline {baseline!r} is absent from every dataset")
-    dm = delta_m(sel_b, baseline, per=per, n_resamples=n_resamples, seed=seed)
     ps = per_seed(sel_b, baseline, per)
+    dm = delta_m(sel_b, baseline, per=per, n_resamples=n_resamples, seed=seed, ps=ps)
     conv = convergence(sel, trials) if epoch == "best-val" else None
     if conv is not None and (warning := convergence_warning(conv)):
         notes.insert(0, warning)
     if trials is None or not len(trials):
         trials = index  # statuses of the trials that wrote metric rows (a store without trials table)
+    prep = prepare(sel_b, baseline, per, trials, ps)  # units and values shared by every comparison below
     tests = compare(sel_b, baseline=baseline, reference=baseline, per=per, correction=correction,
                     n_resamples=9999, seed=seed, confidence=1 - alpha, trials=trials, test=test,
-                    permutation_test=test == "perm")
+                    permutation_test=test == "perm", prepared=prep)
     vs = []
     for a in dict.fromkeys(against):
         v = verdicts(sel_b, against=a, reference=baseline, margin=margin, alpha=alpha, correction=correction,
-                     per=per, seed=seed, skip_missing=True, test=test, trials=trials, bayes=bayes)
+                     per=per, seed=seed, skip_missing=True, test=test, trials=trials, bayes=bayes, prepared=prep)
         if v.attrs.get("skipped"):
             notes.append(f"no verdicts against {a!r} on {', '.join(v.attrs['skipped'])} (absent)")
         vs.append(v)

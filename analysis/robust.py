@@ -40,11 +40,66 @@ def probability_of_improvement(x_runs: Runs, y_runs: Runs) -> float:
 
 def _resample(runs: Runs, n_resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Per dataset a [n_resamples, n_d] matrix of runs drawn with replacement within that dataset."""
-    out = []
-    for r in runs:
-        r = np.asarray(r, float)
-        out.append(r[rng.integers(0, len(r), (n_resamples, len(r)))])
+    return [np.asarray(r, float)[i] for r, i in zip(runs, _draws([len(r) for r in runs], n_resamples, rng))]
+
+
+def _draws(sizes: Sequence[int], n_resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per dataset the [n_resamples, n_d] indices of a stratified bootstrap (the draws of :func:`_resample`)."""
+    return [rng.integers(0, n, (n_resamples, n)) for n in sizes]
+
+
+def _counts(idx: np.ndarray, n: int, dtype: type) -> np.ndarray:
+    """[B, n] multiplicities of each run in each bootstrap resample ``idx`` [B, n_draws]."""
+    b = len(idx)
+    flat = (idx + (np.arange(b) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(dtype)
+
+
+def _exact_dtype(n: int, m: int) -> type:
+    """float32 when every partial sum of ``c_x' C c_y`` (an integer <= n m) is exact in it, else float64."""
+    return np.float32 if n * m <= 2 ** 24 else np.float64
+
+
+def _poi_counts(x_sizes: tuple[int, ...], y_sizes: tuple[int, ...], n_resamples: int, seed: int,
+                memo: dict | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per dataset the bootstrap multiplicities [B, n] of x and of y, drawn as :func:`improvement_ci` draws
+    them (x's datasets, then y's, from ``default_rng(seed)``). They depend on the sizes and the seed only,
+    so a table of many variants with the same seeds draws them once (``memo``)."""
+    key = (x_sizes, y_sizes, n_resamples, seed)
+    if memo is not None and key in memo:
+        return memo[key]
+    rng = np.random.default_rng(seed)
+    ix, iy = _draws(x_sizes, n_resamples, rng), _draws(y_sizes, n_resamples, rng)
+    out = ([_counts(a, n, _exact_dtype(n, m)) for a, n, m in zip(ix, x_sizes, y_sizes)],
+           [_counts(b, m, _exact_dtype(n, m)) for b, n, m in zip(iy, x_sizes, y_sizes)])
+    if memo is not None:
+        memo.clear()  # one shape at a time: bounded memory
+        memo[key] = out
     return out
+
+
+def _poi_boot(x_runs: Runs, y_runs: Runs, n_resamples: int, seed: int, memo: dict | None = None,
+              batch: int = 2048) -> np.ndarray:
+    """Bootstrap replicates of :func:`probability_of_improvement` without the [B, n, m] comparison cube:
+    with G[i, j] = 1(x_i > y_j) and E[i, j] = 1(x_i = y_j), a resample with multiplicities c_x, c_y has
+    P = c_x' G c_y / (n m) + (c_x' E c_y / (n m)) / 2. Every partial sum is an integer below 2^24 (float32)
+    or 2^53, so the result equals the element-wise mean over the resampled values bit for bit (the same
+    draws, the same divisions). Resamples are processed ``batch`` at a time."""
+    xs = [np.asarray(r, float) for r in x_runs]
+    ys = [np.asarray(r, float) for r in y_runs]
+    cxs, cys = _poi_counts(tuple(map(len, xs)), tuple(map(len, ys)), n_resamples, seed, memo)
+    probs = []
+    for x, y, cx, cy in zip(xs, ys, cxs, cys):
+        n, m = len(x), len(y)
+        w = np.concatenate([x[:, None] > y[None, :], x[:, None] == y[None, :]], axis=1).astype(cx.dtype)
+        p = np.empty(n_resamples)
+        for s in range(0, n_resamples, batch):
+            t = cx[s:s + batch] @ w  # [batch, 2m]: per resample, counts of greater / equal per y run
+            gt = (t[:, :m] * cy[s:s + batch]).sum(axis=1, dtype=np.float64)
+            eq = (t[:, m:] * cy[s:s + batch]).sum(axis=1, dtype=np.float64)
+            p[s:s + batch] = gt / (n * m) + 0.5 * (eq / (n * m))
+        probs.append(p)
+    return np.mean(probs, axis=0)
 
 
 def _ci(point: float, boots: np.ndarray, confidence: float) -> tuple[float, float, float]:
@@ -61,11 +116,11 @@ def iqm_ci(runs: Runs, n_resamples: int = 2000, confidence: float = 0.95,
 
 
 def improvement_ci(x_runs: Runs, y_runs: Runs, n_resamples: int = 2000, confidence: float = 0.95,
-                   seed: int = 0) -> tuple[float, float, float]:
-    """(P(X > Y), low, high), resampling both methods' runs within each dataset independently."""
-    rng = np.random.default_rng(seed)
-    boots = _poi_batch(_resample(x_runs, n_resamples, rng), _resample(y_runs, n_resamples, rng))
-    return _ci(probability_of_improvement(x_runs, y_runs), boots, confidence)
+                   seed: int = 0, memo: dict | None = None) -> tuple[float, float, float]:
+    """(P(X > Y), low, high), resampling both methods' runs within each dataset independently.
+    ``memo``: a dict shared by the calls of one table (the draws of equal-sized runs are computed once)."""
+    return _ci(probability_of_improvement(x_runs, y_runs), _poi_boot(x_runs, y_runs, n_resamples, seed, memo),
+               confidence)
 
 
 def runs_by_variant(per_seed, value: str = "delta_m") -> dict[str, list[np.ndarray]]:
@@ -100,12 +155,13 @@ def improvement_table(per_seed, baseline: str, n_resamples: int = 2000, confiden
     """DataFrame variant, P(variant > baseline) with CI across all datasets."""
     import pandas as pd
     runs = runs_by_variant(per_seed)
-    rows = []
+    rows: list[dict] = []
+    memo: dict = {}
     if baseline in runs:
         for variant, r in runs.items():
             if variant == baseline:
                 continue
             p, lo, hi = improvement_ci(r, runs[baseline], n_resamples=n_resamples,
-                                       confidence=confidence, seed=seed)
+                                       confidence=confidence, seed=seed, memo=memo)
             rows.append({"variant": variant, "baseline": baseline, "p_improvement": p, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=["variant", "baseline", "p_improvement", "ci_low", "ci_high"])

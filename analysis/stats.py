@@ -21,6 +21,7 @@ trials are left out of both sides and counted.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -40,14 +41,16 @@ P_OF_TEST = {"t": "p_t", "perm": "p_perm"}
 
 
 def long_values(selected: pd.DataFrame, reference: str, per: str = "task",
-                baseline_arch: str | None = None, units: pd.DataFrame | None = None) -> pd.DataFrame:
+                baseline_arch: str | None = None, units: pd.DataFrame | None = None,
+                ps: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-unit values: the selected task metrics plus one Delta-m row per trial (vs ``reference``), with
-    failed / diverged / non-finite units scored worst (column ``imputed``) and a ``replicate`` column."""
+    failed / diverged / non-finite units scored worst (column ``imputed``) and a ``replicate`` column.
+    ``ps``: the per-seed Delta-m of ``selected`` against ``reference`` when already computed."""
     cols = ["trial_id", "dataset", "arch", "variant", "seed", "task", "metric", "higher_is_better", "value"]
     v = selected[cols].copy()
     for c in ["dataset", "arch", "variant", "task", "metric", "trial_id"]:
         v[c] = v[c].astype(str)
-    d = per_seed(selected, reference, per, baseline_arch)
+    d = per_seed(selected, reference, per, baseline_arch) if ps is None else ps
     d = d.assign(task=DELTA, metric=DELTA, higher_is_better=True, value=d["delta_m"],
                  trial_id=d["trial_id"].astype(str))[cols]
     values = pd.concat([v, d], ignore_index=True)
@@ -56,10 +59,35 @@ def long_values(selected: pd.DataFrame, reference: str, per: str = "task",
     return scored_values(values, units)
 
 
+@dataclass
+class Prepared:
+    """What every comparison of one selection against one Delta-m reference shares, computed once
+    (:func:`prepare`): the design's units, the per-unit values (:func:`long_values`) and, per baseline, the
+    paired arrays (:func:`pair_arrays`). The report compares the same selection against EW and RLW, for
+    the per-metric tests and for the verdicts; :func:`compare` and :func:`analysis.verdicts` take it."""
+
+    selected: pd.DataFrame
+    reference: str
+    per: str
+    units: pd.DataFrame
+    values: pd.DataFrame
+    pairs: dict = field(default_factory=dict)
+
+
+def prepare(selected: pd.DataFrame, reference: str, per: str = "task", trials: pd.DataFrame | None = None,
+            ps: pd.DataFrame | None = None) -> Prepared:
+    """Units and per-unit values of already selected rows (see :class:`Prepared`); ``ps``: their per-seed
+    Delta-m against ``reference`` if already computed."""
+    units = design_units(selected, trials)
+    return Prepared(selected, reference, per, units, long_values(selected, reference, per, None, units, ps))
+
+
 def _align(sx: list, x: list, sy: list, y: list) -> tuple[list, list, list, int]:
     """Pair method units with baseline units by (replicate, seed). When only one side has several tuning
     replicates (an untuned baseline), each of its units is matched with the other side's unit of the same
     seed. Returns aligned x, aligned y, each pair's replicate label, and the units left unmatched."""
+    if sx == sy and len(set(sx)) == len(sx):  # the common case: the same units on both sides, in order
+        return list(x), list(y), [u[0] for u in sx], 0
     rx, ry = {u[0] for u in sx}, {u[0] for u in sy}
     by_seed = rx != ry and (len(rx) == 1 or len(ry) == 1)
     key = (lambda u: u[1]) if by_seed else (lambda u: u)
@@ -224,7 +252,8 @@ def correct(p: pd.Series, method: str = "holm") -> pd.Series:
 def compare(frame: pd.DataFrame, baseline: str = "rlw", reference: str | None = None, per: str = "task",
             confidence: float = 0.95, correction: str = "holm", n_resamples: int = 9999,
             baseline_arch: str | None = None, seed: int = 0, skip_missing: bool = False,
-            trials: pd.DataFrame | None = None, test: str = "t", permutation_test: bool = True) -> pd.DataFrame:
+            trials: pd.DataFrame | None = None, test: str = "t", permutation_test: bool = True,
+            prepared: Prepared | None = None) -> pd.DataFrame:
     """Compare every variant with ``baseline`` per dataset x arch x task x metric and on Delta-m.
 
     ``frame``: output of :func:`analysis.select` or a raw metrics frame (then
@@ -235,29 +264,48 @@ def compare(frame: pd.DataFrame, baseline: str = "rlw", reference: str | None = 
     corrected over the whole returned family; ``p_adj`` is the one of ``test``.
     ``permutation_test=False`` skips the permutation test (``p_perm`` NaN).
     ``skip_missing`` leaves out datasets without the baseline (listed in
-    ``frame.attrs['skipped']``) instead of raising.
+    ``frame.attrs['skipped']``) instead of raising. ``prepared``: :func:`prepare` of ``frame`` (selected
+    rows) with this ``reference``, ``per`` and ``trials``, shared by several calls (same result).
     """
     if test not in P_OF_TEST:
         raise AnalysisError(f"test must be one of {sorted(P_OF_TEST)}, got {test!r}")
     ref_name = reference or baseline
-    raw = frame if "split" in frame.columns else None
-    sel = _as_selected(frame, ref_name)
-    units = design_units(raw if raw is not None else sel, trials)
+    if prepared is not None:
+        if prepared.reference != ref_name or prepared.per != per or baseline_arch is not None \
+                or prepared.selected is not frame:
+            raise AnalysisError("prepared values were computed for another selection, reference or per")
+        sel, units, values = prepared.selected, prepared.units, prepared.values
+    else:
+        raw = frame if "split" in frame.columns else None
+        sel = _as_selected(frame, ref_name)
+        units = design_units(raw if raw is not None else sel, trials)
+        values = None
     datasets_without: list[str] | None = [] if skip_missing else None
     skipped: list[str] = []
+    keep = None
     if skip_missing:
         keep = [d for d, g in sel.groupby("dataset", observed=True)
                 if has_baseline(ref_name, g["variant"].astype(str).unique())
                 and has_baseline(baseline, g["variant"].astype(str).unique())]
         skipped = sorted(set(sel["dataset"].astype(str)) - set(map(str, keep)))
+        keep = [str(k) for k in keep]
         sel = sel[sel["dataset"].isin(keep)]
-        units = units[units["dataset"].isin([str(k) for k in keep])]
+        units = units[units["dataset"].isin(keep)]
+        if values is not None:  # every step of long_values is per dataset: the subset's values
+            values = values[values["dataset"].isin(keep)]
         if sel.empty:
             out = pd.DataFrame()
             out.attrs["skipped"] = skipped
             return out
-    values = long_values(sel, ref_name, per, baseline_arch, units)
-    pairs = pair_arrays(values, baseline, baseline_arch, datasets_without)
+    key = (baseline, tuple(keep) if keep is not None else None)
+    if prepared is not None and key in prepared.pairs:
+        pairs = prepared.pairs[key]
+    else:
+        if values is None:
+            values = long_values(sel, ref_name, per, baseline_arch, units)
+        pairs = pair_arrays(values, baseline, baseline_arch, datasets_without)
+        if prepared is not None:
+            prepared.pairs[key] = pairs
     res = run_tests(pairs, confidence, n_resamples, seed, permutation_test or test == "perm")
     res["p_t_adj"] = correct(res["p_t"], correction)
     res["p_perm_adj"] = correct(res["p_perm"], correction)

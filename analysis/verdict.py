@@ -34,7 +34,7 @@ import pandas as pd
 from . import inference, permutation
 from .errors import AnalysisError
 from .power import p_floor
-from .stats import DELTA, compare, correct
+from .stats import DELTA, Prepared, compare, correct
 from .tuning import tuning_columns
 from .units import unit_counts
 
@@ -110,7 +110,8 @@ def decide(diff: float, better: bool, worse: bool, equivalent: bool, n: int, m: 
 def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", margin: float = 0.5,
              alpha: float = 0.05, correction: str = "holm", test: str = "t", per: str = "task",
              n_resamples: int = 9999, seed: int = 0, skip_missing: bool = False,
-             trials: pd.DataFrame | None = None, bayes: bool = False) -> pd.DataFrame:
+             trials: pd.DataFrame | None = None, bayes: bool = False,
+             prepared: Prepared | None = None) -> pd.DataFrame:
     """One row per dataset x arch x variant: the verdict against ``against`` with the numbers behind it.
 
     ``margin`` is the equivalence margin in Delta-m points (declare it; 0.5 by
@@ -123,6 +124,7 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     With tuning replicates (``replicates`` > 1) the test runs on replicate means
     and ``tuning_share`` / ``hb_low, hb_high`` give the share of variance due to
     tuning and the hierarchical bootstrap interval (:mod:`analysis.tuning`).
+    ``prepared``: :func:`analysis.stats.prepare` of ``frame`` against ``reference`` (shared work).
     """
     if test not in TESTS:
         raise AnalysisError(f"test must be one of {sorted(TESTS)}, got {test!r}")
@@ -130,7 +132,7 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
         raise AnalysisError(f"the equivalence margin must be positive, got {margin}")
     cmp = compare(frame, baseline=against, reference=reference, per=per, correction=correction,
                   n_resamples=n_resamples, seed=seed, skip_missing=skip_missing, confidence=1 - 2 * alpha,
-                  trials=trials, test=test, permutation_test=False)
+                  trials=trials, test=test, permutation_test=False, prepared=prepared)
     skipped = cmp.attrs.get("skipped", [])
     if cmp.empty:
         out = pd.DataFrame(columns=["dataset", "arch", "variant", "against", "verdict"])
