@@ -6,9 +6,12 @@ and Bootstrap Tests of Hypotheses", 2005). All 2^n sign patterns (or C(n+m, n)
 splits) are enumerated when there are at most ``n_resamples`` of them (exact
 p); otherwise ``n_resamples`` random arrangements are drawn, shared by every
 comparison of the block, and p = (b + 1) / (R + 1) (Phipson & Smyth 2010).
-Comparisons and resamples are processed in chunks so that no intermediate
-array holds more than ``max_elements`` floats, whatever the number of seeds or
-comparisons. Results equal scipy's ``permutation_test`` (tested).
+Random arrangements come in fixed pages of ``PAGE`` resamples, page k drawn
+from ``(seed, k)``, so a p-value depends on the seed and the data only: not
+on the chunk sizes, on ``max_elements`` or on how many other comparisons share
+the call. Comparisons and resamples are processed in chunks so that no
+intermediate array holds more than ``max_elements`` floats, whatever the
+number of seeds or comparisons. Results equal scipy's ``permutation_test`` (tested).
 """
 
 from __future__ import annotations
@@ -19,6 +22,23 @@ import math
 import numpy as np
 
 MAX_ELEMENTS = 4_000_000
+PAGE = 256  # random resamples drawn together from one (seed, page) stream
+
+
+def _chunks(g: int, n: int, max_elements: int) -> tuple[int, int]:
+    """(comparisons, resamples) per chunk: the [rows, cols] null matrix and the [cols, n] arrangements stay
+    within ``max_elements`` (cols a multiple of ``PAGE``; only beyond max_elements / PAGE seeds does one
+    page of arrangements exceed it)."""
+    rows = max(1, min(g, max_elements // max(n, PAGE)))
+    cols = max(PAGE, min(max_elements // rows, max_elements // max(n, 1)) // PAGE * PAGE)
+    return rows, cols
+
+
+def _pages(seed: int, a: int, b: int, draw) -> np.ndarray:
+    """Rows a..b-1 of the random arrangements: page k = ``draw(np.random.default_rng([seed, k]))`` [PAGE, ...]."""
+    first, last = a // PAGE, (b - 1) // PAGE
+    out = np.concatenate([draw(np.random.default_rng([seed, k])) for k in range(first, last + 1)])
+    return out[a - first * PAGE:b - first * PAGE]
 
 
 def _count(null_fn, observed: np.ndarray, n_null: int, chunk_rows: int, alternative: str) -> np.ndarray:
@@ -57,21 +77,19 @@ def sign_flip(d: np.ndarray, n_resamples: int = 9999, rng: np.random.Generator |
     exact = 2 ** n <= n_resamples
     n_null = 2 ** n if exact else n_resamples
     out = np.empty(g_all)
-    rows = max(1, min(g_all, max_elements // max(n, 1)))
+    rows, cols = _chunks(g_all, n, max_elements)
     if not exact:
         signs_seed = int(rng.integers(2 ** 63))
     for g0 in range(0, g_all, rows):
         block = d[g0:g0 + rows]
         observed = block.mean(axis=1)
-        cols = max(1, min(max_elements // len(block), max_elements // max(n, 1)))
 
         def null(a: int, b: int, block=block) -> np.ndarray:
             if exact:
                 idx = np.arange(a, b)[:, None]
                 s = 1.0 - 2.0 * ((idx >> np.arange(n)[None, :]) & 1)  # [b - a, n]
-            else:
-                # the same random signs for every block: resample i depends only on (seed, i)
-                s = np.random.default_rng([signs_seed, a]).choice([-1.0, 1.0], size=(b - a, n))
+            else:  # resample i depends only on (seed, i)
+                s = _pages(signs_seed, a, b, lambda r: r.choice([-1.0, 1.0], size=(PAGE, n)))
             return block @ s.T / n
 
         ge, le = _count(null, observed, n_null, cols, alternative)
@@ -98,20 +116,18 @@ def two_sample(x: np.ndarray, y: np.ndarray, n_resamples: int = 9999, rng: np.ra
     else:
         perm_seed = int(rng.integers(2 ** 63))
     out = np.empty(len(z))
-    rows = max(1, min(len(z), max_elements // total))
+    rows, cols = _chunks(len(z), total, max_elements)
     s = z.sum(axis=1)
     for g0 in range(0, len(z), rows):
         block = z[g0:g0 + rows]
         sb = s[g0:g0 + rows]
         observed = x[g0:g0 + rows].mean(axis=1) - y[g0:g0 + rows].mean(axis=1)
-        cols = max(1, min(max_elements // len(block), max_elements // total))
 
         def null(a: int, b: int, block=block, sb=sb) -> np.ndarray:
             if exact:
                 mem = member[a:b]
-            else:
-                r = np.random.default_rng([perm_seed, a])
-                idx = np.argsort(r.random((b - a, total)), axis=1)[:, :n]
+            else:  # resample i depends only on (seed, i)
+                idx = _pages(perm_seed, a, b, lambda r: np.argsort(r.random((PAGE, total)), axis=1)[:, :n])
                 mem = np.zeros((b - a, total))
                 np.put_along_axis(mem, idx, 1.0, axis=1)
             first = block @ mem.T  # [G, b] sums of the n "method" positions

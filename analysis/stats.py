@@ -152,7 +152,8 @@ def pair_arrays(values: pd.DataFrame, baseline: str, baseline_arch: str | None =
 
 
 def _tests_block(X: np.ndarray, Y: np.ndarray, sign: np.ndarray, paired: bool, confidence: float,
-                 n_resamples: int, rng: np.random.Generator, permutation_test: bool = True) -> dict[str, np.ndarray]:
+                 n_resamples: int, rng: np.random.Generator, permutation_test: bool = True,
+                 max_elements: int = permutation.MAX_ELEMENTS) -> dict[str, np.ndarray]:
     """Vectorised two-sided tests for G comparisons of equal shape: X [G, n], Y [G, m]."""
     n, m = X.shape[1], Y.shape[1]
     out: dict[str, np.ndarray] = {}
@@ -169,9 +170,9 @@ def _tests_block(X: np.ndarray, Y: np.ndarray, sign: np.ndarray, paired: bool, c
             if not permutation_test:
                 out["p_perm"] = nan
             elif paired:
-                out["p_perm"] = permutation.sign_flip(X - Y, n_resamples, rng)
+                out["p_perm"] = permutation.sign_flip(X - Y, n_resamples, rng, max_elements=max_elements)
             else:
-                out["p_perm"] = permutation.two_sample(X, Y, n_resamples, rng)
+                out["p_perm"] = permutation.two_sample(X, Y, n_resamples, rng, max_elements=max_elements)
             sp = np.sqrt(((n - 1) * X.var(axis=1, ddof=1) + (m - 1) * Y.var(axis=1, ddof=1)) / (n + m - 2))
             j = 1 - 3 / (4 * (n + m) - 9)
             out["hedges_g"] = sign * (X.mean(1) - Y.mean(1)) / sp * j
@@ -191,8 +192,10 @@ def _tests_block(X: np.ndarray, Y: np.ndarray, sign: np.ndarray, paired: bool, c
 
 
 def run_tests(pairs: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 9999,
-              seed: int = 0, permutation_test: bool = True) -> pd.DataFrame:
-    """Add test columns to :func:`pair_arrays` output, one vectorised call per (n, m, paired) shape."""
+              seed: int = 0, permutation_test: bool = True, max_elements: int = permutation.MAX_ELEMENTS
+              ) -> pd.DataFrame:
+    """Add test columns to :func:`pair_arrays` output, one vectorised call per (n, m, paired) shape;
+    the permutation tests in chunks of at most ``max_elements`` floats (:mod:`analysis.permutation`)."""
     rng = np.random.default_rng(seed)
     res = pairs.copy()
     res["mean_method"] = [float(np.mean(a)) if len(a) else np.nan for a in res["x"]]
@@ -211,7 +214,7 @@ def run_tests(pairs: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 
         Y = np.array(block["y"].tolist(), float)
         sign = np.where(block["higher_is_better"].to_numpy(bool), 1.0, -1.0)
         for c, arr in _tests_block(X, Y, sign, bool(paired), confidence, n_resamples, rng,
-                                   permutation_test).items():
+                                   permutation_test, max_elements).items():
             res.loc[idx, c] = arr
     return res
 
@@ -253,7 +256,7 @@ def compare(frame: pd.DataFrame, baseline: str = "rlw", reference: str | None = 
             confidence: float = 0.95, correction: str = "holm", n_resamples: int = 9999,
             baseline_arch: str | None = None, seed: int = 0, skip_missing: bool = False,
             trials: pd.DataFrame | None = None, test: str = "t", permutation_test: bool = True,
-            prepared: Prepared | None = None) -> pd.DataFrame:
+            prepared: Prepared | None = None, max_elements: int = permutation.MAX_ELEMENTS) -> pd.DataFrame:
     """Compare every variant with ``baseline`` per dataset x arch x task x metric and on Delta-m.
 
     ``frame``: output of :func:`analysis.select` or a raw metrics frame (then
@@ -266,6 +269,8 @@ def compare(frame: pd.DataFrame, baseline: str = "rlw", reference: str | None = 
     ``skip_missing`` leaves out datasets without the baseline (listed in
     ``frame.attrs['skipped']``) instead of raising. ``prepared``: :func:`prepare` of ``frame`` (selected
     rows) with this ``reference``, ``per`` and ``trials``, shared by several calls (same result).
+    ``max_elements`` caps the floats of any intermediate array of the permutation tests (the resample
+    matrices are built in chunks; the p-values do not depend on it).
     """
     if test not in P_OF_TEST:
         raise AnalysisError(f"test must be one of {sorted(P_OF_TEST)}, got {test!r}")
@@ -306,7 +311,7 @@ def compare(frame: pd.DataFrame, baseline: str = "rlw", reference: str | None = 
         pairs = pair_arrays(values, baseline, baseline_arch, datasets_without)
         if prepared is not None:
             prepared.pairs[key] = pairs
-    res = run_tests(pairs, confidence, n_resamples, seed, permutation_test or test == "perm")
+    res = run_tests(pairs, confidence, n_resamples, seed, permutation_test or test == "perm", max_elements)
     res["p_t_adj"] = correct(res["p_t"], correction)
     res["p_perm_adj"] = correct(res["p_perm"], correction)
     res["p_adj"] = res[P_OF_TEST[test] + "_adj"]

@@ -67,7 +67,8 @@ def _summaries(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, se, df
 
 
-def _perm_one_sided(d: pd.DataFrame, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _perm_one_sided(d: pd.DataFrame, n_resamples: int, seed: int,
+                    max_elements: int = permutation.MAX_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     pb, pw = np.full(len(d), np.nan), np.full(len(d), np.nan)
     pos = np.arange(len(d))
@@ -79,9 +80,11 @@ def _perm_one_sided(d: pd.DataFrame, n_resamples: int, seed: int) -> tuple[np.nd
         Y = np.array(d.loc[idx, "y"].tolist(), float)
         for alt, out in (("greater", pb), ("less", pw)):
             if paired:
-                out[rows] = permutation.sign_flip(X - Y, n_resamples, rng, alternative=alt)
+                out[rows] = permutation.sign_flip(X - Y, n_resamples, rng, alternative=alt,
+                                                  max_elements=max_elements)
             else:
-                out[rows] = permutation.two_sample(X, Y, n_resamples, rng, alternative=alt)
+                out[rows] = permutation.two_sample(X, Y, n_resamples, rng, alternative=alt,
+                                                   max_elements=max_elements)
     return pb, pw
 
 
@@ -111,7 +114,7 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
              alpha: float = 0.05, correction: str = "holm", test: str = "t", per: str = "task",
              n_resamples: int = 9999, seed: int = 0, skip_missing: bool = False,
              trials: pd.DataFrame | None = None, bayes: bool = False,
-             prepared: Prepared | None = None) -> pd.DataFrame:
+             prepared: Prepared | None = None, max_elements: int = permutation.MAX_ELEMENTS) -> pd.DataFrame:
     """One row per dataset x arch x variant: the verdict against ``against`` with the numbers behind it.
 
     ``margin`` is the equivalence margin in Delta-m points (declare it; 0.5 by
@@ -124,7 +127,8 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     With tuning replicates (``replicates`` > 1) the test runs on replicate means
     and ``tuning_share`` / ``hb_low, hb_high`` give the share of variance due to
     tuning and the hierarchical bootstrap interval (:mod:`analysis.tuning`).
-    ``prepared``: :func:`analysis.stats.prepare` of ``frame`` against ``reference`` (shared work).
+    ``prepared``: :func:`analysis.stats.prepare` of ``frame`` against ``reference`` (shared work);
+    ``max_elements`` bounds the permutation tests' chunks (:mod:`analysis.permutation`).
     """
     if test not in TESTS:
         raise AnalysisError(f"test must be one of {sorted(TESTS)}, got {test!r}")
@@ -144,7 +148,7 @@ def verdicts(frame: pd.DataFrame, against: str = "rlw", reference: str = "ew", m
     ps = inference.one_sided(mean, se, df, margin)
     p_better, p_worse, p_tost = ps["p_better"], ps["p_worse"], ps["p_tost"]
     if test == "perm":
-        p_better, p_worse = _perm_one_sided(d, n_resamples, seed)
+        p_better, p_worse = _perm_one_sided(d, n_resamples, seed, max_elements)
     lb = inference.holm_levels(p_better, alpha, correction)
     lw = inference.holm_levels(p_worse, alpha, correction)
     le = inference.holm_levels(p_tost, alpha, correction)

@@ -82,18 +82,52 @@ def test_permutation_batches_equal_scipy_and_bound_memory():
     assert 0.02 < (p < 0.05).mean() < 0.09 and p.min() >= 1 / 1000
 
 
-def test_compare_with_200_shared_seeds_and_many_comparisons_in_bounded_memory():
-    """Issue 13: 200 shared seeds, 400 comparisons (100 studies x (3 metrics + Delta-m)): runs in bounded
-    memory, and the permutation p-values are valid (about 5% below 0.05 under no effect)."""
+def test_compare_with_200_shared_seeds_and_thousands_of_comparisons_in_bounded_memory(monkeypatch):
+    """Issue 13: 200 shared seeds, 1,200 comparisons (100 studies x 3 variants x (3 metrics + Delta-m)), 2,999
+    resamples: the permutation test builds its resample matrices in chunks capped by ``max_elements`` (one
+    full matrix would be 1,200 x 2,999 floats = 29 MB), and the p-values are valid (about 5% below 0.05
+    under no effect)."""
     import tracemalloc
-    f = sim.selected_frame(100, 200, {"ew": 0.0, "v": 0.0}, rng_seed=5)
-    tracemalloc.start()
-    c = analysis.compare(f, baseline="ew", test="perm", n_resamples=999)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert len(c) == 400 and c["paired"].all() and set(c["n_method"]) == {200}
-    assert 0.01 < (c["p_perm"] < 0.05).mean() < 0.1
-    assert peak < 400e6
+    f = sim.selected_frame(100, 200, {"ew": 0.0, "a": 0.0, "b": 0.0, "c": 0.0}, rng_seed=5)
+    peaks, calls = [], []
+    real = permutation.sign_flip
+
+    def spy(d, *args, **kwargs):  # memory allocated inside the test itself, beyond its input
+        calls.append((d.shape, kwargs.get("max_elements")))
+        tracemalloc.start()
+        try:
+            out = real(d, *args, **kwargs)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        return out
+
+    monkeypatch.setattr(permutation, "sign_flip", spy)
+    c = analysis.compare(f, baseline="ew", test="perm", n_resamples=2999, max_elements=100_000)
+    assert len(c) == 1200 and c["paired"].all() and set(c["n_method"]) == {200}
+    assert calls == [((1200, 200), 100_000)]
+    assert max(peaks) < 4e6  # a few chunks of 100,000 floats, not the 29 MB matrix
+    assert 0.02 < (c["p_perm"] < 0.05).mean() < 0.09 and c["p_perm"].min() >= 1 / 3000
+    # with 200 seeds the permutation p is close to the t-test's
+    assert np.abs(c["p_perm"] - c["p_t"]).max() < 0.05
+
+
+def test_monte_carlo_p_values_depend_on_seed_and_data_only():
+    """Random arrangements come in fixed pages: the chunk size and the other comparisons of the call do not
+    change a comparison's p-value."""
+    rng = np.random.default_rng(8)
+    d = rng.normal(0.1, 1, (30, 40))
+    ref = permutation.sign_flip(d, 999, np.random.default_rng(1))
+    for cap in (300, 10_000, 123_457):
+        assert np.array_equal(permutation.sign_flip(d, 999, np.random.default_rng(1), max_elements=cap), ref)
+    assert np.array_equal(permutation.sign_flip(d[:3], 999, np.random.default_rng(1)), ref[:3])
+    x, y = rng.normal(0.3, 1, (20, 9)), rng.normal(0, 1, (20, 8))
+    ref = permutation.two_sample(x, y, 999, np.random.default_rng(2), alternative="greater")
+    for cap in (500, 40_000):
+        got = permutation.two_sample(x, y, 999, np.random.default_rng(2), alternative="greater", max_elements=cap)
+        assert np.array_equal(got, ref)
+    assert np.array_equal(permutation.two_sample(x[5:7], y[5:7], 999, np.random.default_rng(2),
+                                                 alternative="greater"), ref[5:7])
 
 
 # ---- simulations (small versions of bench/inference_sims.py) -------------------------------------------

@@ -180,6 +180,57 @@ def test_iqm_and_probability_of_improvement():
     assert lo <= p <= hi
 
 
+def test_improvement_bootstrap_equals_the_elementwise_computation():
+    """The bootstrap of P(X > Y) from resample counts equals, bit for bit, P computed on the resampled values
+    themselves (draws: x's datasets then y's, from default_rng(seed)); shared draws across a table's
+    variants change nothing."""
+    rng = np.random.default_rng(0)
+    x = [np.round(rng.normal(0.2, 1, 7), 1), np.round(rng.normal(0, 1, 5), 1)]
+    y = [np.round(rng.normal(0, 1, 6), 1), np.round(rng.normal(0, 1, 4), 1)]
+    draws = np.random.default_rng(3)
+    ix = [draws.integers(0, len(r), (300, len(r))) for r in x]
+    iy = [draws.integers(0, len(r), (300, len(r))) for r in y]
+    want = np.empty(300)
+    for b in range(300):
+        per_dataset = []
+        for xd, yd, a, c in zip(x, y, ix, iy):
+            xs, ys = xd[a[b]], yd[c[b]]
+            per_dataset.append(sum((u > v) + 0.5 * (u == v) for u in xs for v in ys) / (len(xs) * len(ys)))
+        want[b] = np.mean(per_dataset)
+    got = robust._poi_boot(x, y, 300, seed=3, batch=7)
+    assert got == pytest.approx(want, abs=1e-15)
+    p, lo, hi = robust.improvement_ci(x, y, n_resamples=300, seed=3)
+    assert (lo, hi) == tuple(np.quantile(got, [0.025, 0.975]))
+    memo: dict = {}
+    assert np.array_equal(robust._poi_boot(x, y, 300, 3, memo), got)
+    assert np.array_equal(robust._poi_boot(x, y, 300, 3, memo), got)  # from the memo
+
+
+def test_prepared_comparisons_equal_fresh_ones(tmp_path):
+    """The report's shared units / values / pairs (stats.prepare) give the same tests and verdicts as
+    computing each comparison from scratch, also with failed trials and a dataset without the baseline."""
+    from analysis.stats import prepare
+    spec = SyntheticStudy({"a": {"ew": 0.0, "rlw:normal": 1.0, "uw": 0.5, "cagrad": -0.5},
+                           "b": {"ew": 0.0, "uw": 0.2, "cagrad": 0.1}}, seeds=[0, 1, 2, 3], epochs=3,
+                          status={("a", "uw", 1): "failed", ("a", "cagrad", 2): "diverged"})
+    store = make_store(tmp_path / "s", spec)
+    trials = analysis.load_trials(store)
+    sel = analysis.select(analysis.load(store))
+    prep = prepare(sel, "ew", "task", trials)
+    for against in ("ew", "rlw", "ew"):
+        fresh = analysis.verdicts(sel, against=against, reference="ew", trials=trials, skip_missing=True)
+        shared = analysis.verdicts(sel, against=against, reference="ew", trials=trials, skip_missing=True,
+                                   prepared=prep)
+        pd.testing.assert_frame_equal(fresh, shared)
+        assert fresh.attrs["skipped"] == shared.attrs["skipped"]
+    fresh = analysis.compare(sel, baseline="ew", trials=trials, test="perm")
+    shared = analysis.compare(sel, baseline="ew", trials=trials, test="perm", prepared=prep)
+    pd.testing.assert_frame_equal(fresh, shared)
+    assert set(prep.pairs) == {("ew", None), ("rlw", ("a",)), ("ew", ("a", "b"))}
+    with pytest.raises(analysis.AnalysisError, match="prepared"):
+        analysis.compare(sel, baseline="ew", reference="uw", trials=trials, prepared=prep)
+
+
 def test_single_seed_summary_does_not_crash(tmp_path):
     store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0, "rlw:normal": 1.0, "uw": 0.5}}, seeds=[0], epochs=2))
     text = analysis.summary_table(store)
