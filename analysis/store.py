@@ -298,6 +298,16 @@ def load(store: str | Path, study: Filter = None, stage: Filter = None,
     return frame
 
 
+def read_metrics(store: str | Path, study: Filter = None, stage: Filter = None, dataset: Filter = None,
+                 split: Filter = None) -> pa.Table:
+    """The metric rows of a store as one Arrow table, read through the store's sources: per-trial and
+    compacted files, each trial once, filters pushed into the scan (empty table when there are none)."""
+    src = sources(store, "metrics")
+    filters = {"study": _as_list(study), "stage": _as_list(stage), "dataset": _as_list(dataset),
+               "split": _as_list(split)}
+    return _read_sources(src, METRICS_SCHEMA, filters)
+
+
 def names(column: pd.Series) -> list[str]:
     """Sorted distinct values of a (categorical or string) column as str, without converting every row."""
     return sorted(str(x) for x in pd.unique(column.dropna()))

@@ -106,13 +106,11 @@ def summary(store_root: Path, study: str, baseline: str) -> str:
 
 def plain_table(store_root: Path, study: str) -> str:
     """Mean test metrics at the last epoch per dataset x method variant over the final seeds (no statistics)."""
-    import pyarrow.dataset as pads
+    from analysis.store import read_metrics
 
-    files = sorted((store_root / "metrics").glob("[!.]*.parquet"))
-    if not files:
+    t = read_metrics(store_root, study=study, stage="final", split="test")  # per-trial and compacted files
+    if not t.num_rows:
         return "(no results)"
-    t = pads.dataset([str(f) for f in files], format="parquet").to_table(
-        filter=(pads.field("study") == study) & (pads.field("stage") == "final") & (pads.field("split") == "test"))
     rows = t.to_pylist()
     last: dict[str, int] = {}
     for r in rows:

@@ -151,3 +151,19 @@ def test_a_manifest_naming_missing_files_is_an_error_naming_them(tmp_path):
         load(store.root)
     with pytest.raises(AnalysisError, match="names missing files"):
         store_selection(store.root)
+
+
+def test_plain_summary_table_reads_compacted_trials(tmp_path):
+    """The run summary's plain fallback table reads through the store's reader: the same numbers before and
+    after compaction (it used to read metrics/*.parquet only, so a compacted store printed no results)."""
+    from study.run_cli import plain_table
+
+    store = write_like_driver(tmp_path / "s")
+    before = plain_table(store.root, SPEC.study)
+    m = metrics_frame(SPEC)
+    last = m[(m["split"] == "test") & (m["epoch"] == SPEC.epochs) & (m["dataset"] == "b") & (m["method"] == "ew")
+             & (m["metric"] == "miou")]["value"].mean()
+    assert f"{last:.4f}" in before and "ew" in before
+    compact(store)
+    assert not list((store.root / "metrics").rglob("*.parquet"))  # every row now in compacted files
+    assert plain_table(store.root, SPEC.study) == before
