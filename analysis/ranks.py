@@ -54,17 +54,31 @@ def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
 
 
 def pairwise_wilcoxon(matrix: pd.DataFrame, correction: str = "holm") -> pd.DataFrame:
-    """Wilcoxon signed-rank test (exact when possible) for every pair of variants, Holm-corrected."""
-    rows = []
-    for a, b in itertools.combinations(matrix.columns, 2):
-        d = matrix[a].to_numpy(float) - matrix[b].to_numpy(float)
-        if np.all(d == 0):
-            p = 1.0
+    """Wilcoxon signed-rank test (exact when possible) for every pair of variants, Holm-corrected.
+
+    Pairs whose differences have no zero, tie or NaN (the usual case with continuous Delta-m) go to scipy in
+    one vectorised call (each column is tested exactly as alone: scipy's method choice depends on ties and
+    zeros only); the others one by one."""
+    pairs = list(itertools.combinations(matrix.columns, 2))
+    values = matrix.to_numpy(float)
+    col = {c: i for i, c in enumerate(matrix.columns)}
+    d = np.stack([values[:, col[a]] - values[:, col[b]] for a, b in pairs], axis=1) if pairs else np.zeros((0, 0))
+    p = np.full(len(pairs), np.nan)
+    a_sorted = np.sort(np.abs(d), axis=0)
+    clean = ~(np.isnan(d).any(axis=0) | (d == 0).any(axis=0) | (np.diff(a_sorted, axis=0) == 0).any(axis=0))
+    if len(d) and clean.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            p[clean] = np.atleast_1d(stats.wilcoxon(d[:, clean], axis=0).pvalue)
+    for j in np.flatnonzero(~clean):
+        if np.all(d[:, j] == 0):
+            p[j] = 1.0
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # scipy: exact p unavailable with ties/zeros
-                p = float(stats.wilcoxon(d).pvalue)
-        rows.append({"a": a, "b": b, "median_diff": float(np.median(d)), "p": p})
+                p[j] = float(stats.wilcoxon(d[:, j]).pvalue)
+    rows = [{"a": a, "b": b, "median_diff": float(np.median(d[:, j])), "p": float(p[j])}
+            for j, (a, b) in enumerate(pairs)]
     out = pd.DataFrame(rows, columns=["a", "b", "median_diff", "p"])
     out["p_adj"] = correct(out["p"], correction) if len(out) else []
     return out

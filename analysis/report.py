@@ -214,11 +214,12 @@ def across_datasets(dm: pd.DataFrame, ps: pd.DataFrame, baseline: str, alpha: fl
         notes.append(f"cross-dataset ranks need >= 2 datasets and >= 3 variants on all of them (have {n} x {k})")
     finite = ps[np.isfinite(ps["delta_m"])]
     if len(finite):
-        out["iqm"] = robust.iqm_table(finite, n_resamples=n_resamples, seed=seed)
+        runs = robust.runs_by_variant(finite)
+        out["iqm"] = robust.iqm_table(finite, n_resamples=n_resamples, seed=seed, runs=runs)
         bases = [dm["baseline"].iloc[0]]
         if has_baseline("rlw", dm["variant"].unique()):
             bases.append(resolve_baseline("rlw", dm["variant"].unique()))
-        out["improvement"] = {b: robust.improvement_table(finite, b, n_resamples=n_resamples, seed=seed)
+        out["improvement"] = {b: robust.improvement_table(finite, b, n_resamples=n_resamples, seed=seed, runs=runs)
                               for b in dict.fromkeys(bases)}
     return out
 

@@ -48,16 +48,11 @@ def _draws(sizes: Sequence[int], n_resamples: int, rng: np.random.Generator) -> 
     return [rng.integers(0, n, (n_resamples, n)) for n in sizes]
 
 
-def _counts(idx: np.ndarray, n: int, dtype: type) -> np.ndarray:
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     """[B, n] multiplicities of each run in each bootstrap resample ``idx`` [B, n_draws]."""
     b = len(idx)
     flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(dtype)
-
-
-def _exact_dtype(n: int, m: int) -> type:
-    """float32 when every partial sum of ``c_x' C c_y`` (an integer <= n m) is exact in it, else float64."""
-    return np.float32 if n * m <= 2 ** 24 else np.float64
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(float)
 
 
 def _poi_counts(x_sizes: tuple[int, ...], y_sizes: tuple[int, ...], n_resamples: int, seed: int,
@@ -70,8 +65,7 @@ def _poi_counts(x_sizes: tuple[int, ...], y_sizes: tuple[int, ...], n_resamples:
         return memo[key]
     rng = np.random.default_rng(seed)
     ix, iy = _draws(x_sizes, n_resamples, rng), _draws(y_sizes, n_resamples, rng)
-    out = ([_counts(a, n, _exact_dtype(n, m)) for a, n, m in zip(ix, x_sizes, y_sizes)],
-           [_counts(b, m, _exact_dtype(n, m)) for b, n, m in zip(iy, x_sizes, y_sizes)])
+    out = ([_counts(a, n) for a, n in zip(ix, x_sizes)], [_counts(b, m) for b, m in zip(iy, y_sizes)])
     if memo is not None:
         memo.clear()  # one shape at a time: bounded memory
         memo[key] = out
@@ -80,23 +74,37 @@ def _poi_counts(x_sizes: tuple[int, ...], y_sizes: tuple[int, ...], n_resamples:
 
 def _poi_boot(x_runs: Runs, y_runs: Runs, n_resamples: int, seed: int, memo: dict | None = None,
               batch: int = 2048) -> np.ndarray:
-    """Bootstrap replicates of :func:`probability_of_improvement` without the [B, n, m] comparison cube:
-    with G[i, j] = 1(x_i > y_j) and E[i, j] = 1(x_i = y_j), a resample with multiplicities c_x, c_y has
-    P = c_x' G c_y / (n m) + (c_x' E c_y / (n m)) / 2. Every partial sum is an integer below 2^24 (float32)
-    or 2^53, so the result equals the element-wise mean over the resampled values bit for bit (the same
-    draws, the same divisions). Resamples are processed ``batch`` at a time."""
+    """Bootstrap replicates of :func:`probability_of_improvement` without the [B, n, m] comparison cube.
+
+    A resample with multiplicities c_x (of x's runs) and c_y has P = (sum_i c_x,i L_i + (sum_i c_x,i E_i) / 2)
+    / (n m) with L_i the number of drawn y below x_i and E_i the number equal to it: cumulative sums of
+    c_y over the sorted y, read at x_i's positions (O(B (n + m)) per dataset, not O(B n m)). Every sum is
+    an integer, exact in float64, so the result equals the element-wise mean over the resampled values bit
+    for bit (the same draws, the same divisions). Resamples are processed ``batch`` at a time."""
     xs = [np.asarray(r, float) for r in x_runs]
     ys = [np.asarray(r, float) for r in y_runs]
     cxs, cys = _poi_counts(tuple(map(len, xs)), tuple(map(len, ys)), n_resamples, seed, memo)
     probs = []
     for x, y, cx, cy in zip(xs, ys, cxs, cys):
         n, m = len(x), len(y)
-        w = np.concatenate([x[:, None] > y[None, :], x[:, None] == y[None, :]], axis=1).astype(cx.dtype)
         p = np.empty(n_resamples)
+        if np.isnan(x).any() or np.isnan(y).any():  # NaN compares false both ways: the direct product
+            w = np.concatenate([x[:, None] > y[None, :], x[:, None] == y[None, :]], axis=1).astype(float)
+            for s in range(0, n_resamples, batch):
+                t = cx[s:s + batch] @ w
+                gt, eq = (t[:, :m] * cy[s:s + batch]).sum(axis=1), (t[:, m:] * cy[s:s + batch]).sum(axis=1)
+                p[s:s + batch] = gt / (n * m) + 0.5 * (eq / (n * m))
+            probs.append(p)
+            continue
+        order = np.argsort(y, kind="stable")
+        below = np.searchsorted(y[order], x, side="left")   # y_j < x_i  for j < below_i
+        upto = np.searchsorted(y[order], x, side="right")   # y_j <= x_i for j < upto_i
         for s in range(0, n_resamples, batch):
-            t = cx[s:s + batch] @ w  # [batch, 2m]: per resample, counts of greater / equal per y run
-            gt = (t[:, :m] * cy[s:s + batch]).sum(axis=1, dtype=np.float64)
-            eq = (t[:, m:] * cy[s:s + batch]).sum(axis=1, dtype=np.float64)
+            cum = np.zeros((len(cy[s:s + batch]), m + 1))
+            np.cumsum(cy[s:s + batch][:, order], axis=1, out=cum[:, 1:])
+            c = cx[s:s + batch]
+            gt = (c * cum[:, below]).sum(axis=1)
+            eq = (c * (cum[:, upto] - cum[:, below])).sum(axis=1)
             p[s:s + batch] = gt / (n * m) + 0.5 * (eq / (n * m))
         probs.append(p)
     return np.mean(probs, axis=0)
@@ -128,9 +136,10 @@ def runs_by_variant(per_seed, value: str = "delta_m") -> dict[str, list[np.ndarr
     blocks = sorted(per_seed[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None))
     out = {}
     for variant, g in per_seed.groupby("variant", observed=True):
+        by_block = {k: s.to_numpy(float) for k, s in g.groupby(["dataset", "arch"], observed=True, sort=False)[value]}
         arrays = []
         for d, a in blocks:
-            v = g.loc[(g["dataset"] == d) & (g["arch"] == a), value].to_numpy(float)
+            v = by_block.get((d, a), np.empty(0))
             v = v[np.isfinite(v)]
             if len(v) == 0:
                 break
@@ -140,21 +149,23 @@ def runs_by_variant(per_seed, value: str = "delta_m") -> dict[str, list[np.ndarr
     return out
 
 
-def iqm_table(per_seed, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0):
-    """DataFrame variant, iqm, ci_low, ci_high across all datasets."""
+def iqm_table(per_seed, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
+              runs: dict[str, list[np.ndarray]] | None = None):
+    """DataFrame variant, iqm, ci_low, ci_high across all datasets (``runs``: :func:`runs_by_variant`
+    of ``per_seed`` when already computed)."""
     import pandas as pd
     rows = []
-    for variant, runs in runs_by_variant(per_seed).items():
+    for variant, runs in (runs_by_variant(per_seed) if runs is None else runs).items():
         p, lo, hi = iqm_ci(runs, n_resamples=n_resamples, confidence=confidence, seed=seed)
         rows.append({"variant": variant, "iqm": p, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=["variant", "iqm", "ci_low", "ci_high"]).sort_values("iqm", ascending=False)
 
 
 def improvement_table(per_seed, baseline: str, n_resamples: int = 2000, confidence: float = 0.95,
-                      seed: int = 0):
-    """DataFrame variant, P(variant > baseline) with CI across all datasets."""
+                      seed: int = 0, runs: dict[str, list[np.ndarray]] | None = None):
+    """DataFrame variant, P(variant > baseline) with CI across all datasets (``runs`` as in :func:`iqm_table`)."""
     import pandas as pd
-    runs = runs_by_variant(per_seed)
+    runs = runs_by_variant(per_seed) if runs is None else runs
     rows: list[dict] = []
     memo: dict = {}
     if baseline in runs:

@@ -169,6 +169,22 @@ def test_friedman_iman_davenport_cd_and_wilcoxon_match_scipy():
     assert pw["p_adj"].to_numpy() == pytest.approx(holm(pw["p"].to_numpy()))
 
 
+def test_vectorised_pairwise_wilcoxon_equals_one_call_per_pair():
+    """Clean pairs go to scipy in one call, pairs with zeros or ties one by one: every p equals scipy's
+    wilcoxon on that pair alone (exact without ties, permutation / normal approximation with them)."""
+    rng = np.random.default_rng(0)
+    for n in (4, 6, 12, 60):
+        m = pd.DataFrame(rng.normal(size=(n, 6)), columns=list("abcdef"))
+        m["b"] = m["a"]                              # all differences zero: p = 1
+        m.loc[0, "c"] = m.loc[0, "d"]                # one zero difference
+        m["e"] = np.round(m["e"])                    # ties likely
+        pw = ranks.pairwise_wilcoxon(m)
+        for r in pw.itertuples():
+            d = m[r.a].to_numpy() - m[r.b].to_numpy()
+            want = 1.0 if np.all(d == 0) else stats.wilcoxon(d).pvalue
+            assert r.p == want and r.median_diff == np.median(d)
+
+
 def test_iqm_and_probability_of_improvement():
     runs = [np.arange(8.0), np.array([100.0, 0.0, 1.0, 2.0])]
     pooled = np.concatenate(runs)
