@@ -209,7 +209,7 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
     from .store import connect_metrics, load_trials
 
     notes: list[str] = []
-    con, src = connect_metrics(store, study=study, dataset=dataset, memory_limit=memory_limit)
+    con, src = connect_metrics(store, study=study, dataset=dataset, memory_limit=memory_limit, materialize=True)
     if src.shadowed:
         notes.append(f"{len(src.shadowed)} trial(s) have both a compacted and a per-trial copy: read once, from the "
                      "per-trial copy (`litmus compact` merges them)")

@@ -349,9 +349,13 @@ def _sql_list(paths: list[Path]) -> str:
 
 
 def connect_metrics(store: str | Path, study: Filter = None, dataset: Filter = None,
-                    memory_limit: str = "2GB") -> tuple["duckdb.DuckDBPyConnection", Sources]:  # noqa: F821
+                    memory_limit: str = "2GB", materialize: bool = False
+                    ) -> tuple["duckdb.DuckDBPyConnection", Sources]:  # noqa: F821
     """A DuckDB connection with a view ``m`` over the store's metric rows (per-trial and compacted files,
-    each trial once), the study / dataset filters pushed into the Parquet scan. Nothing is read yet."""
+    each trial once), the study / dataset filters pushed into the Parquet scan. Nothing is read yet, unless
+    ``materialize``: then the per-trial files (many small ones: opening each costs more than its rows) are
+    read once into a temporary table (spilled to disk beyond ``memory_limit``) for a caller that queries
+    ``m`` several times; compacted files are always scanned in place."""
     import tempfile
 
     import duckdb
@@ -367,19 +371,26 @@ def connect_metrics(store: str | Path, study: Filter = None, dataset: Filter = N
         if values is not None:
             where.append(f"{col} IN (" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")")
     cols = ", ".join(METRICS_SCHEMA.names)
-    parts = []
+    scan = lambda files, w: (f"SELECT {cols} FROM read_parquet({_sql_list(files)})"  # noqa: E731
+                             + (" WHERE " + " AND ".join(w) if w else ""))
+    selects, setup = [], []
     if src.per_trial:
-        parts.append((src.per_trial, where))
+        if materialize and len(src.per_trial) > 1:
+            setup.append(f"CREATE TEMP TABLE per_trial AS {scan(src.per_trial, where)}")
+            selects.append(f"SELECT {cols} FROM per_trial")
+        else:
+            selects.append(scan(src.per_trial, where))
     if src.compacted:
         extra = []
         if src.shadowed:
             con.register("shadowed_ids", pd.DataFrame({"trial_id": sorted(src.shadowed)}))
             extra = ["trial_id NOT IN (SELECT trial_id FROM shadowed_ids)"]
-        parts.append((src.compacted, where + extra))
-    selects = [f"SELECT {cols} FROM read_parquet({_sql_list(files)})"
-               + (" WHERE " + " AND ".join(w) if w else "") for files, w in parts]
+        selects.append(scan(src.compacted, where + extra))
     try:
+        for sql in setup:
+            con.execute(sql)
         con.execute("CREATE VIEW m AS " + " UNION ALL ".join(selects))
     except duckdb.Error as err:
+        con.close()
         raise AnalysisError(f"cannot read the store: {str(err).splitlines()[0]}") from err
     return con, src

@@ -13,6 +13,8 @@ The stores are generated (not timed) directly in the compacted layout that `litm
 
     /work/venv/bin/python bench/analysis_scale.py              # both cases
     /work/venv/bin/python bench/analysis_scale.py --case 20k
+    /work/venv/bin/python bench/analysis_scale.py --case 30k --dir /tmp --keep   # keep the store to profile
+    /work/venv/bin/python bench/analysis_scale.py --case 30k --store /tmp/litmus-scale-30k-.../store
 """
 
 from __future__ import annotations
@@ -89,13 +91,14 @@ def generate(root: Path, archs: list[str], epochs: int, chunk: int = 200) -> tup
                     value = final[t, j] * (1 - sign[j] * curve[e - 1]) * (1 + rng.normal(0, 0.1, t.size) / 100)
                     meth = [v.partition(":") for _, v, _ in trials[a:b]]
                     per_trial = lambda xs: pa.array(xs, pa.string()).take(pa.array(t - a))  # noqa: E731
+                    const = lambda x: pa.repeat(pa.scalar(x, pa.string()), t.size)  # noqa: E731
                     cols = {
-                        "study": pa.array([STUDY] * t.size, pa.string()), "stage": pa.array([STAGE] * t.size, pa.string()),
-                        "trial_id": per_trial(ids[a:b]), "dataset": pa.array([ds] * t.size, pa.string()),
+                        "study": const(STUDY), "stage": const(STAGE),
+                        "trial_id": per_trial(ids[a:b]), "dataset": const(ds),
                         "arch": per_trial([x[0] for x in trials[a:b]]), "method": per_trial([m[0] for m in meth]),
                         "distribution": per_trial([m[2] or None for m in meth]),
                         "seed": pa.array(np.array([x[2] for x in trials[a:b]], dtype=np.int64)[t - a]),
-                        "split": pa.array([split] * t.size, pa.string()), "epoch": pa.array(e.astype(np.int64)),
+                        "split": const(split), "epoch": pa.array(e.astype(np.int64)),
                         "task": pa.array([m[0] for m in METRICS], pa.string()).take(pa.array(j)),
                         "metric": pa.array([m[1] for m in METRICS], pa.string()).take(pa.array(j)),
                         "value": pa.array(value), "higher_is_better": pa.array(hib[j]),
@@ -120,8 +123,8 @@ def generate(root: Path, archs: list[str], epochs: int, chunk: int = 200) -> tup
     return len(trial_rows), n_rows
 
 
-def run_report(store: Path, out: Path) -> tuple[float, float]:
-    """`litmus report --no-figures` in a child process: (seconds, peak RSS in GB)."""
+def run_report(store: Path, out: Path) -> tuple[float, float, float]:
+    """`litmus report --no-figures` in a child process: (wall seconds, CPU seconds, peak RSS in GB)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "study.cli", "report", str(store), "--no-figures",
@@ -130,31 +133,41 @@ def run_report(store: Path, out: Path) -> tuple[float, float]:
     seconds = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"litmus report failed (exit {os.waitstatus_to_exitcode(status)})")
-    return seconds, usage.ru_maxrss / 1024 ** 2
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024 ** 2
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", choices=[*CASES, "all"], default="all")
     p.add_argument("--dir", default=None, help="where to generate the stores (default: a temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the generated store (its path is printed)")
+    p.add_argument("--store", default=None, help="report on this already generated store of --case (not deleted)")
     args = p.parse_args()
     ok = True
     for name in (CASES if args.case == "all" else [args.case]):
         c = CASES[name]
         tmp = Path(tempfile.mkdtemp(prefix=f"litmus-scale-{name}-", dir=args.dir))
+        store = Path(args.store) if args.store else tmp / "store"
         try:
-            t0 = time.perf_counter()
-            n_trials, n_rows = generate(tmp / "store", c["archs"], c["epochs"])
-            size = sum(f.stat().st_size for f in (tmp / "store").rglob("*") if f.is_file()) / 1024 ** 3
-            print(f"[{name}] generated {n_trials:,} trials x {c['epochs']} epochs = {n_rows:,} metric rows, "
-                  f"{size:.2f} GB on disk in {time.perf_counter() - t0:.0f} s (not timed)", flush=True)
-            seconds, gb = run_report(tmp / "store", tmp / "report")
+            if not args.store:
+                t0 = time.perf_counter()
+                n_trials, n_rows = generate(store, c["archs"], c["epochs"])
+                size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1024 ** 3
+                print(f"[{name}] generated {n_trials:,} trials x {c['epochs']} epochs = {n_rows:,} metric rows, "
+                      f"{size:.2f} GB on disk in {time.perf_counter() - t0:.0f} s (not timed)", flush=True)
+            load = os.getloadavg()[0]
+            seconds, cpu, gb = run_report(store, tmp / "report")
             good = seconds < c["seconds"] and gb < c["gb"]
             ok &= good
-            print(f"[{name}] litmus report --no-figures: {seconds:.1f} s (target < {c['seconds']} s), "
-                  f"peak RSS {gb:.2f} GB (target < {c['gb']:g} GB) -> {'OK' if good else 'MISSED'}", flush=True)
+            print(f"[{name}] litmus report --no-figures: {seconds:.1f} s wall, {cpu:.1f} s CPU (target < {c['seconds']} s), "
+                  f"peak RSS {gb:.2f} GB (target < {c['gb']:g} GB) -> {'OK' if good else 'MISSED'} "
+                  f"(load average {load:.2f} before, {os.getloadavg()[0]:.2f} after)", flush=True)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if args.keep and not args.store:
+                print(f"[{name}] store kept: {store}")
+                shutil.rmtree(tmp / "report", ignore_errors=True)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1
 
 
