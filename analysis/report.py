@@ -55,6 +55,8 @@ class Analysis:
     budget: pd.DataFrame | None = None
     #: variant -> family (loss, gradient, random) from the trials table (the method registry's)
     families: dict[str, str] = field(default_factory=dict)
+    #: per dataset x arch, the numbers of its paper-style table (:func:`_table_data`)
+    table_cache: dict = field(default_factory=dict, repr=False)
 
 
 def pick_stage(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -236,6 +238,16 @@ def _md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table_data(a: Analysis, dataset: str, arch: str, alpha: float) -> pd.DataFrame:
+    """:func:`analysis.tables.table_data` of one dataset x arch, computed once per analysis (the report
+    renders it in Markdown and in LaTeX)."""
+    key = (dataset, arch, alpha, id(a.selected), id(a.dm), id(a.tests), id(a.counts))
+    if key not in a.table_cache:
+        a.table_cache[key] = table_data(a.selected, dataset, a.dm.loc[a.dm["dataset"] == dataset, "baseline"].iloc[0],
+                                        a.dm, a.tests, a.counts, arch=arch, alpha=alpha, family=a.families)
+    return a.table_cache[key]
+
+
 def dataset_tables(a: Analysis, dataset: str, fmt: str = "markdown", alpha: float = 0.05) -> str:
     """All tables of one dataset in ``fmt``: Table 1 per architecture, Table 3 and 4 when they apply."""
     out = []
@@ -243,8 +255,7 @@ def dataset_tables(a: Analysis, dataset: str, fmt: str = "markdown", alpha: floa
     if not archs:
         raise AnalysisError(f"dataset {dataset!r} has no Delta-m rows (absent, or the baseline is missing)")
     for arch in archs:
-        data = table_data(a.selected, dataset, a.dm.loc[a.dm["dataset"] == dataset, "baseline"].iloc[0], a.dm,
-                          a.tests, a.counts, arch=arch, alpha=alpha, family=a.families)
+        data = _table_data(a, dataset, arch, alpha)
         if fmt == "csv":
             out.append(data.assign(dataset=dataset, arch=arch).to_csv(index=False))
             continue

@@ -17,8 +17,15 @@ Runs = Sequence[np.ndarray]  # one array of per-seed scores per dataset
 
 
 def _iqm_batch(runs: Sequence[np.ndarray]) -> np.ndarray:
-    """IQM over the last axis of runs pooled across datasets; arrays [..., n_d]."""
-    return stats.trim_mean(np.concatenate(runs, axis=-1), 0.25, axis=-1)
+    """IQM over the last axis of runs pooled across datasets; arrays [..., n_d]. Finite values: scipy's
+    ``trim_mean(a, 0.25, axis=-1)`` computed as scipy does it (partition, mean of the middle), without its
+    per-call NaN and broadcasting checks; otherwise scipy's own (its NaN policy)."""
+    a = np.concatenate(runs, axis=-1)
+    nobs = a.shape[-1]
+    if not nobs or not np.isfinite(a).all():
+        return stats.trim_mean(a, 0.25, axis=-1)
+    low = int(0.25 * nobs)
+    return np.mean(np.partition(a, (low, nobs - low - 1), axis=-1)[..., low:nobs - low], axis=-1)
 
 
 def _poi_batch(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> np.ndarray:
@@ -72,6 +79,21 @@ def _poi_counts(x_sizes: tuple[int, ...], y_sizes: tuple[int, ...], n_resamples:
     return out
 
 
+def _cumulative(cy: np.ndarray, y: np.ndarray, order: np.ndarray, start: int, batch: int,
+                memo: dict | None) -> np.ndarray:
+    """[batch, m + 1] cumulative multiplicities of y's draws over the sorted y (0 first); shared by the
+    variants of a table compared with the same baseline runs (``memo``, keyed by the arrays themselves)."""
+    key = ("cum", id(cy), id(y), start)
+    if memo is not None and key in memo and memo[key][0] is cy and memo[key][1] is y:
+        return memo[key][2]
+    part = cy[start:start + batch]
+    cum = np.zeros((len(part), len(y) + 1))
+    np.cumsum(part[:, order], axis=1, out=cum[:, 1:])
+    if memo is not None:
+        memo[key] = (cy, y, cum)  # the arrays are kept alive with it: their ids stay theirs
+    return cum
+
+
 def _poi_boot(x_runs: Runs, y_runs: Runs, n_resamples: int, seed: int, memo: dict | None = None,
               batch: int = 2048) -> np.ndarray:
     """Bootstrap replicates of :func:`probability_of_improvement` without the [B, n, m] comparison cube.
@@ -82,7 +104,7 @@ def _poi_boot(x_runs: Runs, y_runs: Runs, n_resamples: int, seed: int, memo: dic
     an integer, exact in float64, so the result equals the element-wise mean over the resampled values bit
     for bit (the same draws, the same divisions). Resamples are processed ``batch`` at a time."""
     xs = [np.asarray(r, float) for r in x_runs]
-    ys = [np.asarray(r, float) for r in y_runs]
+    ys = [r if isinstance(r, np.ndarray) and r.dtype == float else np.asarray(r, float) for r in y_runs]
     cxs, cys = _poi_counts(tuple(map(len, xs)), tuple(map(len, ys)), n_resamples, seed, memo)
     probs = []
     for x, y, cx, cy in zip(xs, ys, cxs, cys):
@@ -100,8 +122,7 @@ def _poi_boot(x_runs: Runs, y_runs: Runs, n_resamples: int, seed: int, memo: dic
         below = np.searchsorted(y[order], x, side="left")   # y_j < x_i  for j < below_i
         upto = np.searchsorted(y[order], x, side="right")   # y_j <= x_i for j < upto_i
         for s in range(0, n_resamples, batch):
-            cum = np.zeros((len(cy[s:s + batch]), m + 1))
-            np.cumsum(cy[s:s + batch][:, order], axis=1, out=cum[:, 1:])
+            cum = _cumulative(cy, y, order, s, batch, memo)
             c = cx[s:s + batch]
             gt = (c * cum[:, below]).sum(axis=1)
             eq = (c * (cum[:, upto] - cum[:, below])).sum(axis=1)
@@ -117,10 +138,20 @@ def _ci(point: float, boots: np.ndarray, confidence: float) -> tuple[float, floa
 
 
 def iqm_ci(runs: Runs, n_resamples: int = 2000, confidence: float = 0.95,
-           seed: int = 0) -> tuple[float, float, float]:
-    """(IQM, low, high) with a stratified percentile bootstrap CI."""
-    rng = np.random.default_rng(seed)
-    return _ci(iqm(runs), _iqm_batch(_resample(runs, n_resamples, rng)), confidence)
+           seed: int = 0, memo: dict | None = None) -> tuple[float, float, float]:
+    """(IQM, low, high) with a stratified percentile bootstrap CI. ``memo``: a dict shared by the calls of one
+    table (the draws depend on the runs' sizes and the seed only: drawn once)."""
+    sizes = tuple(len(r) for r in runs)
+    key = ("iqm", sizes, n_resamples, seed)
+    if memo is None or key not in memo:
+        draws = _draws(sizes, n_resamples, np.random.default_rng(seed))
+        if memo is not None:
+            memo.clear()
+            memo[key] = draws
+    else:
+        draws = memo[key]
+    boots = _iqm_batch([np.asarray(r, float)[i] for r, i in zip(runs, draws)])
+    return _ci(iqm(runs), boots, confidence)
 
 
 def improvement_ci(x_runs: Runs, y_runs: Runs, n_resamples: int = 2000, confidence: float = 0.95,
@@ -155,8 +186,9 @@ def iqm_table(per_seed, n_resamples: int = 2000, confidence: float = 0.95, seed:
     of ``per_seed`` when already computed)."""
     import pandas as pd
     rows = []
+    memo: dict = {}
     for variant, runs in (runs_by_variant(per_seed) if runs is None else runs).items():
-        p, lo, hi = iqm_ci(runs, n_resamples=n_resamples, confidence=confidence, seed=seed)
+        p, lo, hi = iqm_ci(runs, n_resamples=n_resamples, confidence=confidence, seed=seed, memo=memo)
         rows.append({"variant": variant, "iqm": p, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=["variant", "iqm", "ci_low", "ci_high"]).sort_values("iqm", ascending=False)
 

@@ -302,7 +302,11 @@ def compare(frame: pd.DataFrame, baseline: str = "rlw", reference: str | None = 
             out = pd.DataFrame()
             out.attrs["skipped"] = skipped
             return out
-    key = (baseline, tuple(keep) if keep is not None else None)
+    if keep is None or (prepared is not None
+                        and set(keep) == set(map(str, pd.unique(prepared.selected["dataset"])))):
+        key = (baseline, None)  # every dataset: the same pairs with or without skip_missing
+    else:
+        key = (baseline, tuple(keep))
     if prepared is not None and key in prepared.pairs:
         pairs = prepared.pairs[key]
     else:

@@ -115,7 +115,7 @@ def render_paper_table(data: pd.DataFrame, baseline: str, fmt: str = "markdown",
         return data.to_csv(index=False)
     cols = _columns(data)
     single = bool((data.loc[data["task"] != DELTA, "count"] <= 1).all())
-    idx = {(r["variant"], r["task"], r["metric"]): r for _, r in data.iterrows()}
+    idx = {(r["variant"], r["task"], r["metric"]): r for r in data.to_dict("records")}
     n = data[data["task"] == DELTA].set_index("variant")["count"].to_dict()
     notes = data.drop_duplicates("variant").set_index("variant")["note"].to_dict()
     rows = []
