@@ -141,7 +141,7 @@ def _analyse_selected(sel: pd.DataFrame, index: pd.DataFrame, trials: pd.DataFra
     counts = cell_counts(index, trials, sel)
     family = families(trials)
     keep = [d for d, g in sel.groupby("dataset", observed=True) if has_baseline(baseline, g["variant"].astype(str).unique())]
-    lacking = sorted(set(sel["dataset"].astype(str)) - set(map(str, keep)))
+    lacking = sorted(set(map(str, pd.unique(sel["dataset"]))) - set(map(str, keep)))
     if lacking:
         notes.append(f"baseline {baseline!r} absent from {', '.join(lacking)}: no Delta-m, tests or verdicts there")
     sel_b = sel[sel["dataset"].isin(keep)]

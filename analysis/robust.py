@@ -121,11 +121,13 @@ def _poi_boot(x_runs: Runs, y_runs: Runs, n_resamples: int, seed: int, memo: dic
         order = np.argsort(y, kind="stable")
         below = np.searchsorted(y[order], x, side="left")   # y_j < x_i  for j < below_i
         upto = np.searchsorted(y[order], x, side="right")   # y_j <= x_i for j < upto_i
+        ties = bool((upto != below).any())
         for s in range(0, n_resamples, batch):
             cum = _cumulative(cy, y, order, s, batch, memo)
             c = cx[s:s + batch]
-            gt = (c * cum[:, below]).sum(axis=1)
-            eq = (c * (cum[:, upto] - cum[:, below])).sum(axis=1)
+            gt = np.einsum("ij,ij->i", c, cum[:, below])
+            eq = (np.einsum("ij,ij->i", c, cum[:, upto] - cum[:, below]) if ties
+                  else np.zeros(len(c)))  # no x equals any y: no ties in any resample either
             p[s:s + batch] = gt / (n * m) + 0.5 * (eq / (n * m))
         probs.append(p)
     return np.mean(probs, axis=0)

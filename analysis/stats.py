@@ -292,7 +292,7 @@ def compare(frame: pd.DataFrame, baseline: str = "rlw", reference: str | None = 
         keep = [d for d, g in sel.groupby("dataset", observed=True)
                 if has_baseline(ref_name, g["variant"].astype(str).unique())
                 and has_baseline(baseline, g["variant"].astype(str).unique())]
-        skipped = sorted(set(sel["dataset"].astype(str)) - set(map(str, keep)))
+        skipped = sorted(set(map(str, pd.unique(sel["dataset"]))) - set(map(str, keep)))
         keep = [str(k) for k in keep]
         sel = sel[sel["dataset"].isin(keep)]
         units = units[units["dataset"].isin(keep)]
