@@ -1,15 +1,22 @@
 """Step cost of every method relative to EW on each bundled benchmark.
 
     python bench/step_cost.py [--datasets multi_digits scenes] [--steps 40] [--repeats 5] [--methods ew rlw ...]
+                              [--force-paths mgda ...]
 
 For each benchmark, every method (gradient methods in each space they support)
 trains on the same pre-built batches in this process; steps are timed after a
 warm-up, methods interleaved step by step (every method takes step i before any
-takes step i+1) so that drift of the machine's speed hits them alike. Printed: median step time, the ratio to EW's, and for
+takes step i+1) so that drift of the machine's speed hits them alike. A method's step time is
+the fastest of the rounds' medians (``--repeats`` rounds of ``--steps`` steps: a burst of load
+on the shared machine spoils a round, not the minimum). Printed: that step time, the ratio to EW's, and for
 gradient methods the share of the step spent in the method's ``direction``
 (its solver), and, for every gradient method, the ratio to :class:`PerTaskBackward` (a plain
 per-task-backward step written here, the way other libraries take it), the ratio to the bare
 forward + T backward passes (parameter space) and the Jacobian path the trainer measured fastest.
+``--clock cpu`` times the process's CPU time instead of the wall clock (one torch thread: the
+step's work, not the time other jobs of a shared machine held the cores). ``--force-paths M ...``: parameter-space method ``M`` also runs with each Jacobian path forced
+(rows ``M [batched]``, ``M [looped]``), and its row shows the ratio of the trainer's own choice
+to the faster of them ("x best path"). The load average is printed before and after.
 Also the wall time of one full EW epoch of ``multi_digits``.
 """
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 from statistics import median
 from typing import Any
@@ -104,6 +112,8 @@ class PerTaskBackward:
         else:
             rep = self.model.encode(x)
             leaf = rep.detach().requires_grad_(True)
+            if self.method is not None:
+                self.method.observe_rep(rep.detach())  # GradDrop's activation sign, as the trainer passes it
             out = self.model.decode(leaf, x)
             losses = [self.bench.loss(t, out[t], y[t]) for t in self.tasks]
             for i, loss in enumerate(losses):
@@ -114,29 +124,41 @@ class PerTaskBackward:
         self.opt.step()
 
 
-def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, warmup: int = 5) -> list[dict[str, Any]]:
+Key = tuple  # (method, space, forced Jacobian path or None)
+
+
+def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, warmup: int = 5,
+            force_paths: list[str] | None = None, clock: Any = time.perf_counter) -> list[dict[str, Any]]:
+    from trainables.jacobian import CANDIDATES
+
     rows = []
-    trainers: dict[tuple[str, str | None], Trainer] = {}
-    timers: dict[tuple[str, str | None], Timed] = {}
-    refs: dict[tuple[str, str | None], PerTaskBackward] = {}
+    trainers: dict[Key, Trainer] = {}
+    timers: dict[Key, Timed] = {}
+    refs: dict[Key, PerTaskBackward] = {}
     splits = None
-    for name, space in variants(methods):
+    todo = [(name, space, None) for name, space in variants(methods)]
+    todo += [(name, "param", f) for name in force_paths or [] for f in CANDIDATES]
+    for name, space, force in todo:
         cfg = TrainConfig(dataset=dataset, method=name, space=space, dataset_options=BENCH_OPTIONS[dataset], seed=0,
                           distribution="normal" if weighting.takes_distribution(name) else None)
         tr = Trainer(cfg, splits=splits)
+        tr.jacobian.force = force
         splits = tr.splits
-        trainers[(name, space)] = tr
+        key = (name, space, force)
+        trainers[key] = tr
         if tr.grad_method is not None:
-            if not tr.grad_method.transforms_rep:  # RotoGrad's rotations have no plain per-task reference
-                refs[(name, space)] = PerTaskBackward(tr, tr.grad_method)
-            timers[(name, space)] = Timed(tr.grad_method)
-    bare = PerTaskBackward(trainers[("ew", None)], None)
-    data = list(batches(splits.train, trainers[("ew", None)].cfg.batch_size, torch.Generator().manual_seed(0),
+            if not tr.grad_method.transforms_rep and force is None:  # RotoGrad's rotations have no plain reference
+                refs[key] = PerTaskBackward(tr, tr.grad_method)
+            timers[key] = Timed(tr.grad_method)
+    if ("ew", None, None) not in trainers:
+        raise SystemExit("step_cost: the method list must include ew (the reference of the ratios)")
+    bare = PerTaskBackward(trainers[("ew", None, None)], None)
+    data = list(batches(splits.train, trainers[("ew", None, None)].cfg.batch_size, torch.Generator().manual_seed(0),
                         torch.device("cpu")))
     steppers: dict[Any, Any] = {**{k: tr for k, tr in trainers.items()}, **{("ref", k): r for k, r in refs.items()},
                                 "bare": bare}
-    times: dict[Any, list[float]] = {k: [] for k in steppers}
-    solver: dict[tuple[str, str | None], float] = {k: 0.0 for k in trainers}
+    times: dict[Any, list[list[float]]] = {k: [] for k in steppers}
+    solver: dict[Key, float] = {k: 0.0 for k in trainers}
 
     def step(key: Any, s: Any, i: int) -> None:
         if isinstance(s, Trainer):
@@ -150,28 +172,39 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
             step(key, s, i)
     # interleaved step by step, so that drift of the machine's speed hits every method alike
     for _ in range(repeats):
+        for key in times:
+            times[key].append([])
         for i in range(steps):
             for key, s in steppers.items():
                 timer = timers.get(key)
                 before = timer.seconds if timer else 0.0
-                t0 = time.perf_counter()
+                t0 = clock()
                 step(key, s, i)
-                times[key].append(time.perf_counter() - t0)
+                times[key][-1].append(clock() - t0)
                 if timer:
                     solver[key] += timer.seconds - before
-    ew = median(times[("ew", None)])
-    bare_med = median(times["bare"])
+
+    def fastest_round(key: Any) -> float:
+        return min(median(r) for r in times[key])
+
+    ew = fastest_round(("ew", None, None))
+    bare_med = fastest_round("bare")
     for key, tr in trainers.items():
-        med = median(times[key])
-        ref = median(times[("ref", key)]) if ("ref", key) in times else None
+        med = fastest_round(key)
+        ref = fastest_round(("ref", key)) if ("ref", key) in times else None
+        forced = [fastest_round((key[0], key[1], f)) for f in CANDIDATES if (key[0], key[1], f) in trainers]
         paths = sorted({v["path"] for v in tr.jacobian.summary().values()})
-        rows.append({"dataset": dataset, "method": key[0], "space": key[1] or "-", "step_ms": 1000 * med,
-                     "ratio": med / ew, "solver_share": solver[key] / sum(times[key]) if key in timers else None,
+        total = sum(sum(r) for r in times[key])
+        label = key[0] if key[2] is None else f"{key[0]} [{key[2]}]"
+        rows.append({"dataset": dataset, "method": label, "space": key[1] or "-", "step_ms": 1000 * med,
+                     "ratio": med / ew, "solver_share": solver[key] / total if key in timers else None,
                      "ref_ms": 1000 * ref if ref else None, "x_ref": med / ref if ref else None,
-                     "x_bare": med / bare_med if key[1] == "param" else None, "path": ",".join(paths) or "-"})
+                     "x_bare": med / bare_med if key[1] == "param" else None,
+                     "x_best": med / min(forced) if forced and key[2] is None else None,
+                     "path": ",".join(paths) or "-"})
     rows.append({"dataset": dataset, "method": "(fwd + T bwd)", "space": "param", "step_ms": 1000 * bare_med,
                  "ratio": bare_med / ew, "solver_share": None, "ref_ms": None, "x_ref": None, "x_bare": 1.0,
-                 "path": "-"})
+                 "x_best": None, "path": "-"})
     return rows
 
 
@@ -189,22 +222,34 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--force-paths", nargs="*", default=[],
+                    help="parameter-space methods to run also with each Jacobian path forced")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall clock, or the process's CPU time (a shared, loaded machine)")
+    ap.add_argument("--no-epoch", action="store_true", help="leave out the full-epoch wall time")
+    ap.add_argument("--skip", nargs="*", default=[], help="methods to leave out of the default list")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} steps x {args.repeats} rounds per method")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    methods = [m for m in (args.methods or weighting.names()) if m not in args.skip]
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} steps x {args.repeats} rounds per method, "
+          f"{args.clock} clock; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     for ds in args.datasets:
-        rows = measure(ds, args.methods, args.steps, args.repeats)
+        rows = measure(ds, methods, args.steps, args.repeats, force_paths=args.force_paths, clock=clock)
         print(f"\n## {ds}\n\n| method | space | step ms | x EW | solver share | per-task-backward ms | x per-task "
-              "| x fwd+T bwd | Jacobian path |\n|---|---|---:|---:|---:|---:|---:|---:|---|")
+              "| x fwd+T bwd | x best path | Jacobian path |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in sorted(rows, key=lambda r: (r["space"] != "-", r["space"], r["ratio"])):
             share = f"{100 * r['solver_share']:.0f}%" if r["solver_share"] is not None else ""
             ref = f"{r['ref_ms']:.2f}" if r["ref_ms"] is not None else ""
             xref = f"{r['x_ref']:.3f}" if r["x_ref"] is not None else ""
             xbare = f"{r['x_bare']:.3f}" if r["x_bare"] is not None else ""
+            xbest = f"{r['x_best']:.3f}" if r["x_best"] is not None else ""
             print(f"| {r['method']} | {r['space']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | {share} | {ref} | {xref} "
-                  f"| {xbare} | {r['path']} |")
-    torch.set_num_threads(2)
-    print(f"\none full EW epoch of multi_digits (default size, 2 threads): {epoch_time():.2f} s")
+                  f"| {xbare} | {xbest} | {r['path']} |")
+        print(f"\nload average after {ds}: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if not args.no_epoch:
+        torch.set_num_threads(2)
+        print(f"\none full EW epoch of multi_digits (default size, 2 threads): {epoch_time():.2f} s")
 
 
 if __name__ == "__main__":

@@ -48,15 +48,17 @@ def _rows(outputs: Outputs, rows: Tensor | None) -> tuple[Tensor, Tensor]:
     return stacked, torch.eye(stacked.shape[0], device=stacked.device, dtype=stacked.dtype)
 
 
-def batched(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor]:
-    """All rows in one backward pass (``is_grads_batched``); raises ``RuntimeError`` without a batching rule."""
+def batched(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
+    """All rows in one backward pass (``is_grads_batched``); raises ``RuntimeError`` without a batching rule.
+    None for an input that no output uses."""
     outputs, rows = _rows(outputs, rows)
     return list(torch.autograd.grad(outputs, inputs, grad_outputs=rows, is_grads_batched=True,
                                     retain_graph=True, allow_unused=True))
 
 
-def looped(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor]:
-    """One backward pass per row (``retain_graph``); from each separate scalar output when given so."""
+def looped(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
+    """One backward pass per row (``retain_graph``), from each separate scalar output when given so.
+    None for an input that no output uses."""
     if isinstance(outputs, Tensor):
         outputs, rows = _rows(outputs, rows)
         per_row = [torch.autograd.grad(outputs, inputs, grad_outputs=rows[i], retain_graph=True, allow_unused=True)
@@ -76,7 +78,8 @@ def dense(grads: list[Tensor | None], inputs: list[Tensor], t: int) -> list[Tens
             for g, p in zip(grads, inputs)]
 
 
-CANDIDATES: dict[str, Callable[[Outputs, list[Tensor], Tensor | None], list[Tensor | None]]] = {"batched": batched, "looped": looped}
+Candidate = Callable[[Outputs, list[Tensor], Tensor | None], list[Tensor | None]]
+CANDIDATES: dict[str, Candidate] = {"batched": batched, "looped": looped}
 REFERENCE = "batched"
 
 
