@@ -1,0 +1,19 @@
+"""Settings for the whole test session.
+
+One intra-op thread per test process: the models of the tests are tiny, and on the shared 2-core machine
+two OpenMP threads spin against each other and against other processes (five trainer tests: 279 s with
+2 threads, 76 s with 1, at a load average of 6-14; docs/testing.md). Set before torch is imported, so
+subprocesses (the CLI tests) inherit it; a trial on Ray sets its own thread count from its CPUs
+(trainables/tune.py), and a TrainConfig's ``num_threads`` still sets it for that trainer.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
