@@ -1,4 +1,6 @@
-"""`litmus train`, `methods`, `datasets` through the real console entry point."""
+"""`litmus train`, `methods`, `datasets`: a training run and a bad input through the real console entry point
+(a fresh process: its output is exactly what a user sees); the other cases call the same ``main`` in-process
+(each fresh process costs the imports, ~5-8 s)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from study.cli import main
 
 LITMUS = [sys.executable, "-m", "study.cli"]
 
@@ -37,9 +41,9 @@ def test_train_writes_single_stage_rows(tmp_path: Path) -> None:
 
 def test_diverged_run_is_recorded(tmp_path: Path) -> None:
     store = tmp_path / "s"
-    r = litmus("train", "--dataset", "multi_digits", "--lr", "1e30", "--optimizer", "sgd", "--epochs", "2", "--batch-size", "32",
-               "--option", "n_train=256", "--store", str(store))
-    assert r.returncode == 1
+    rc = main(["train", "--dataset", "multi_digits", "--lr", "1e30", "--optimizer", "sgd", "--epochs", "2",
+               "--batch-size", "32", "--option", "n_train=256", "--store", str(store)])
+    assert rc == 1
     trials = pq.read_table(store / "trials").to_pandas()
     err = trials["error"].iloc[0]  # lr 1e30: the loss explodes (divergence rule) or turns non-finite
     assert list(trials["status"]) == ["diverged"] and ("non-finite" in err or "x its first-step loss" in err)
@@ -57,18 +61,28 @@ def test_diverged_run_is_recorded(tmp_path: Path) -> None:
         (["--dataset", "scenes", "--store", "/proc/litmus-store"], "not writable"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args: list[str], msg: str, tmp_path: Path) -> None:
-    r = litmus("train", *args)
-    assert r.returncode == 2
+def test_bad_input_is_one_line_and_exit_2(args: list[str], msg: str, capsys) -> None:
+    assert main(["train", *args]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and lines[0].startswith("litmus: error:") and msg in lines[0], err
+
+
+def test_bad_input_from_a_fresh_process_is_one_line_and_exit_2() -> None:
+    """Nothing else reaches the terminal (no import-time warning or traceback) before the error line."""
+    r = litmus("train", "--dataset", "nope")
+    assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("litmus: error:") and msg in lines[0], r.stderr
+    assert len(lines) == 1 and lines[0].startswith("litmus: error: unknown dataset 'nope'"), r.stderr
 
 
-def test_methods_and_datasets_listings() -> None:
-    r = litmus("methods")
-    assert r.returncode == 0 and "rlw" in r.stdout and "distribution" in r.stdout
-    r = litmus("datasets")
-    assert r.returncode == 0 and "multi_digits" in r.stdout and "hps" in r.stdout
+def test_methods_and_datasets_listings(capsys) -> None:
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "rlw" in out and "distribution" in out
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "multi_digits" in out and "hps" in out
 
 
 def test_store_can_be_opened_by_many_processes_at_once(tmp_path: Path) -> None:
