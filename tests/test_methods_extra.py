@@ -127,8 +127,8 @@ from trainables.batching import DATA_STREAM, batches  # noqa: E402
 from trainables.paths import predict  # noqa: E402
 from trainables.trainer import Trainer  # noqa: E402
 
-SMALL = {"n_train": 256, "n_val": 64, "n_test": 64}
-SCENES = {"n_train": 32, "n_val": 8, "n_test": 8}
+SMALL = {"n_train": 256, "n_val": 64, "n_test": 64, "width": 8}  # encoder width 8 (default 32 and 16)
+SCENES = {"n_train": 32, "n_val": 8, "n_test": 8, "size": 16, "width": 8}
 
 
 def small(dataset: str = "multi_digits", **kw) -> TrainConfig:

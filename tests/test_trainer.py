@@ -11,11 +11,11 @@ from trainables.config import TrainConfig, resolve
 from trainables.batching import batches
 from trainables.trainer import Diverged, Trainer
 
-SMALL = {"n_train": 256, "n_val": 64, "n_test": 64}
+SMALL = {"n_train": 256, "n_val": 64, "n_test": 64, "width": 8}  # encoder width 8 (default 32): same code paths
 
 
 def small(dataset: str = "multi_digits", **kw) -> TrainConfig:
-    opts = dict(SMALL, **kw.pop("dataset_options", {}))
+    opts = dict(SMALL, **({"size": 16} if dataset == "scenes" else {}), **kw.pop("dataset_options", {}))
     return TrainConfig(dataset=dataset, dataset_options=opts, epochs=kw.pop("epochs", 2),
                        batch_size=kw.pop("batch_size", 64), **kw)
 
