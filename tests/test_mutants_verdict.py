@@ -187,3 +187,16 @@ def test_missing_baseline_is_skipped_or_an_error() -> None:
     empty = analysis.verdicts(other, against="rlw", reference="ew", skip_missing=True)
     assert empty.empty and list(empty.columns) == ["dataset", "arch", "variant", "against", "verdict"]
     assert empty.attrs["skipped"] == ["e"]
+
+
+def test_perm_p_values_from_two_seeds_none_from_one() -> None:
+    own = {"a": np.array([0.1, -0.1, 0.2, 0.0, -0.2, 0.05])}
+    two = _frame({"a": 3.0}, own=own)
+    two = two[two["seed"] < 2]
+    r = analysis.verdicts(two, against="rlw", reference="ew", test="perm").set_index("variant").loc["a"]
+    assert r["p_better"] == pytest.approx(0.25) and r["p_worse"] == pytest.approx(1.0)  # both pairs positive
+    one = _frame({"a": 3.0}, own=own)
+    one = one[(one["seed"] < 2) & ~((one["variant"] == "a") & (one["seed"] == 1))]
+    r1 = analysis.verdicts(one, against="rlw", reference="ew", test="perm").set_index("variant").loc["a"]
+    assert np.isnan(r1["p_better"]) and np.isnan(r1["p_worse"]) and r1["verdict"] == "inconclusive"
+    assert r1["reason"] == "needs at least 2 seeds per side (has 1 vs 2)"
