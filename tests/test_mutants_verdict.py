@@ -134,10 +134,40 @@ def test_verdict_columns_are_the_numbers_behind_the_label() -> None:
     se = np.std(diffs["a"], ddof=1) / np.sqrt(6)
     assert (a["ci_low"], a["ci_high"]) == pytest.approx((diffs["a"].mean() - t * se, diffs["a"].mean() + t * se))
     assert a["ci_low"] > 0 and a["p_adj"] == pytest.approx(a["p_better_adj"])
+    # every row's interval level comes from its deciding test (TOST for equivalent, else the side of its sign)
+    for name in names:
+        r = v.loc[name]
+        if r["verdict"] == "equivalent":
+            lv = _holm_level(p_tost, name)
+        elif r["verdict"] == "better" or (r["verdict"] == "inconclusive" and diffs[name].mean() >= 0):
+            lv = _holm_level(p_better, name)
+        else:
+            lv = _holm_level(p_worse, name)
+        assert r["ci_level"] == pytest.approx(1 - 2 * lv), name
+        t = stats.t.ppf(1 - lv, 5)
+        se = np.std(diffs[name], ddof=1) / np.sqrt(6)
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((diffs[name].mean() - t * se, diffs[name].mean() + t * se))
+    assert diffs["b"].mean() < 0 and v.loc["b", "p"] == pytest.approx(p_worse["b"], rel=1e-6)
+    assert v.loc["b", "p_adj"] == pytest.approx(v.loc["b", "p_worse_adj"])
     c = v.loc["c"]
     assert -0.5 < c["ci_low"] < c["ci_high"] < 0.5
     assert "TOST p" in c["reason"] and "within ±0.5" in c["reason"]
     assert v.loc["b", "ci_low"] < 0 < v.loc["b", "ci_high"]
+
+
+def _holm_level(ps: dict[str, float], name: str, alpha: float = 0.05) -> float:
+    """Holm's local level of ``name``: alpha / (F - r) along the sorted p-values while all are rejected, then
+    the first acceptance's level for every later one."""
+    order = sorted(ps, key=ps.get)
+    f = len(order)
+    level = None
+    for r, k in enumerate(order):
+        step = alpha / (f - r)
+        if level is None and ps[k] >= step:
+            level = step
+        if k == name:
+            return step if level is None else level
+    raise KeyError(name)
 
 
 def test_worse_uses_the_worse_sides_level_and_p() -> None:
