@@ -27,6 +27,7 @@ import argparse
 import fnmatch
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -180,10 +181,32 @@ def equivalent_reason(name: str, diff: str) -> str | None:
     return None
 
 
+def all_mutants(dest: Path) -> list[str]:
+    """Every mutant mutmut generated in the scratch copy (from its ``.meta`` files)."""
+    names = []
+    for meta in sorted((dest / "mutants").rglob("*.py.meta")):
+        names += sorted(json.loads(meta.read_text())["exit_code_by_key"])
+    return names
+
+
+def sample_mutants(dest: Path, patterns: list[str], n: int, seed: int) -> tuple[list[str], int]:
+    """Generate the mutants and collect mutmut's test coverage (a run that selects no mutant stops there), then a
+    seeded random sample of ``n`` of those matching ``patterns``; returns (sample, number matching)."""
+    _mutmut(dest, "run", "--max-children", "1", "litmus-select-nothing")
+    names = [m for m in all_mutants(dest) if not patterns or any(fnmatch.fnmatch(m, p) for p in patterns)]
+    if len(names) <= n:
+        return names, len(names)
+    return sorted(random.Random(seed).sample(names, n)), len(names)
+
+
 def run(name: str, group: Group, max_children: int, mutants: list[str] | None, timeout_multiplier: float,
-        resume: bool) -> dict:
+        resume: bool, sample: int | None = None, seed: int = 0) -> dict:
     dest = prepare(name, group, timeout_multiplier, resume)
     patterns = mutants or group.functions
+    population = None
+    if sample and not resume:
+        patterns, population = sample_mutants(dest, patterns, sample, seed)
+        (dest / "sample.json").write_text(json.dumps({"seed": seed, "population": population, "sample": patterns}))
     if resume:
         before = _statuses(dest)
         patterns = [m for m, s in before.items() if s in ("survived", "no tests")
@@ -197,6 +220,9 @@ def run(name: str, group: Group, max_children: int, mutants: list[str] | None, t
         (dest / "mutmut-run.log").write_text(proc.stdout + proc.stderr)
     statuses = _statuses(dest)
     selected = group.functions if not mutants else mutants
+    if (dest / "sample.json").exists():
+        info = json.loads((dest / "sample.json").read_text())
+        selected, population = info["sample"], info["population"]
     per_module: dict[str, dict[str, int]] = {}
     survivors: dict[str, str] = {}
     equivalent: dict[str, str] = {}
@@ -215,6 +241,7 @@ def run(name: str, group: Group, max_children: int, mutants: list[str] | None, t
             else:
                 survivors[mname] = diff
     return {"group": name, "seconds": seconds, "per_module": per_module, "survivors": survivors,
+            "population": population,
             "equivalent": equivalent, "returncode": proc.returncode if proc else 0,
             "log": str(dest / "mutmut-run.log")}
 
@@ -235,6 +262,8 @@ def main() -> int:
                     help="a mutant is stopped after (tests' time + 1 s) x this x 2 seconds (default 5)")
     ap.add_argument("--resume", action="store_true",
                     help="keep the scratch copy's mutmut state; rerun only its survivors (after adding tests)")
+    ap.add_argument("--sample", type=int, help="run a seeded random sample of this many of the group's mutants")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
@@ -251,9 +280,12 @@ def main() -> int:
         group = GROUPS[name]
         if args.all_functions:
             group = Group(group.modules, group.tests)
-        r = run(name, group, args.max_children, args.mutants, args.timeout_multiplier, args.resume)
+        r = run(name, group, args.max_children, args.mutants, args.timeout_multiplier, args.resume, args.sample,
+                args.seed)
         results.append(r)
         print(f"\n== {name} ({r['seconds']:.0f} s; log {r['log']}) {time.strftime('%Y-%m-%d %H:%M')}")
+        if r["population"]:
+            print(f"a random sample (seed {args.seed}) of the {r['population']} mutants of its functions")
         print(f"{'module':30s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'no tests':>8s} "
               f"{'equiv':>5s} {'score':>6s}")
         for module, c in sorted(r["per_module"].items()):
