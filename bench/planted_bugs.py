@@ -8,7 +8,8 @@
 Each bug is an exact source edit (the old text must occur exactly once, so a refactor that moves
 the code makes the script fail loudly instead of planting nothing). The working tree is copied to
 ``/tmp/litmus-planted/<bug>`` (without .git), the edit applied there, and pytest run in the copy with
-``-m "not slow" -x`` (the fairness tests first, then the rest of ``tests/``). A bug is *caught* when
+``-m "not slow" -x``: the bug's own test file first (where it is expected to show, for a quick answer),
+then the fairness tests, then the rest of ``tests/`` (the whole fast suite). A bug is *caught* when
 pytest fails; the first failing test is printed. Not run in CI: one fast-suite run per bug.
 """
 
@@ -37,41 +38,56 @@ class Bug:
     path: str
     old: str
     new: str
+    #: test files run first (where the bug is expected to show: a quicker answer); the rest of the fast suite follows
+    first: tuple[str, ...] = ()
 
 
 BUGS = [
     Bug("rlw_not_scaled", "RLW weights not scaled by T", "trainables/weighting/sampling.py",
         "return sampler(num_tasks, generator, torch.device(device)) * num_tasks",
-        "return sampler(num_tasks, generator, torch.device(device))"),
+        "return sampler(num_tasks, generator, torch.device(device))",
+        first=("tests/test_mutants_weighting.py",)),
     Bug("tuning_min", "tuning keeps the worst Optuna trial (max -> min)", "study/tuning.py",
-        "best = max(complete, key=lambda t: (t.value, -t.number))", "best = min(complete, key=lambda t: (t.value, -t.number))"),
+        "best = max(complete, key=lambda t: (t.value, -t.number))", "best = min(complete, key=lambda t: (t.value, -t.number))",
+        first=("tests/test_fairness_tuning.py",)),
     Bug("objective_on_test", "the tuning objective read on the test split", "study/tuning.py",
         'def score(rows: list[dict[str, Any]], reference: dict[str, float], split: str = "val") -> float:',
-        'def score(rows: list[dict[str, Any]], reference: dict[str, float], split: str = "test") -> float:'),
+        'def score(rows: list[dict[str, Any]], reference: dict[str, float], split: str = "test") -> float:',
+        first=("tests/test_mutants_tuning.py",)),
     Bug("never_paired", "comparisons on shared seeds never paired", "analysis/stats.py",
-        "        if len(ax) >= 2:\n            xs.append(ax)", "        if False:\n            xs.append(ax)"),
+        "        if len(ax) >= 2:\n            xs.append(ax)", "        if False:\n            xs.append(ax)",
+        first=("tests/test_mutants_stats.py",)),
     Bug("worse_called_better", "a worse method labelled 'better'", "analysis/verdict.py",
-        'return ("better" if better else "worse")', 'return ("better" if (better or worse) else "worse")'),
+        'return ("better" if better else "worse")', 'return ("better" if (better or worse) else "worse")',
+        first=("tests/test_mutants_verdict.py",)),
     Bug("negligible_not_equivalent", "a significant-but-negligible difference not called 'equivalent'",
-        "analysis/verdict.py", "if (better or worse) and not equivalent:", "if better or worse:"),
+        "analysis/verdict.py", "if (better or worse) and not equivalent:", "if better or worse:",
+        first=("tests/test_mutants_verdict.py",)),
     Bug("store_duplicates", "the store keeps duplicate metric rows", "study/store.py",
-        "merged[tuple(r[k] for k in KEY)] = r", "merged[(len(merged),) + tuple(r[k] for k in KEY)] = r"),
+        "merged[tuple(r[k] for k in KEY)] = r", "merged[(len(merged),) + tuple(r[k] for k in KEY)] = r",
+        first=("tests/test_fairness_store.py",)),
     Bug("store_not_atomic", "a non-atomic store write", "study/store.py",
         "pq.write_table(table, tmp, compression=\"zstd\")\n        os.replace(tmp, path)",
-        "pq.write_table(table, path, compression=\"zstd\")"),
+        "pq.write_table(table, path, compression=\"zstd\")",
+        first=("tests/test_fairness_store.py",)),
     Bug("gpu_share_ignored", "the GPU share ignored when packing concurrent trials", "study/driver.py",
         'trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources.get("gpu", 0)})',
-        'trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": 0})'),
+        'trainable = tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": 0})',
+        first=("tests/test_mutants_driver.py",)),
     Bug("concurrency_ignores_gpu", "concurrency computed from CPUs only", "study/driver.py",
-        'n = min(n, int(resources.get("GPU", 0) // spec.resources["gpu"]))', "n = n"),
+        'n = min(n, int(resources.get("GPU", 0) // spec.resources["gpu"]))', "n = n",
+        first=("tests/test_mutants_driver.py",)),
     Bug("final_reruns_completed", "the final stage re-running completed trials", "study/final.py",
         "if j.trial_id in seen or st == Status.COMPLETED or (st in DONE and not retry_failed):",
-        "if j.trial_id in seen:"),
+        "if j.trial_id in seen:",
+        first=("tests/test_mutants_driver.py",)),
     Bug("graddrop_sign", "GradDrop ignoring the activation's sign", "trainables/weighting/graddrop.py",
         "signed = j if self.activation is None else j * torch.sign(self.activation.detach()).to(j.dtype)",
-        "signed = j"),
+        "signed = j",
+        first=("tests/test_grad_methods.py",)),
     Bug("graddrop_activation_unset", "GradDrop never keeps the representation the trainer hands it",
-        "trainables/weighting/graddrop.py", "self.activation = rep.detach()", "self.activation = None"),
+        "trainables/weighting/graddrop.py", "self.activation = rep.detach()", "self.activation = None",
+        first=("tests/test_grad_methods.py",)),
 ]
 
 
@@ -91,6 +107,7 @@ def plant(bug: Bug, dest: Path) -> None:
 def run(bug: Bug, tests: list[str], timeout: float) -> tuple[bool, str, float]:
     dest = SCRATCH / bug.name
     plant(bug, dest)
+    tests = [*bug.first, *[t for t in tests if t not in bug.first]]
     env = dict(os.environ, PYTHONPATH=str(dest))
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", *tests]
     t0 = time.time()
@@ -105,7 +122,8 @@ def run(bug: Bug, tests: list[str], timeout: float) -> tuple[bool, str, float]:
     shutil.rmtree(dest, ignore_errors=True)
     caught = rc not in (0, 5, -1)
     first = failed[0] if failed else out.strip().splitlines()[-1] if out.strip() else ""
-    return caught, first + (f"  [{why[0][:100]}]" if why else ""), seconds
+    return caught, first + (f"  [{why[0][:100]}]" if why else "",
+        first=("tests/test_grad_methods.py",)), seconds
 
 
 def main() -> int:
