@@ -122,8 +122,7 @@ def run(bug: Bug, tests: list[str], timeout: float) -> tuple[bool, str, float]:
     shutil.rmtree(dest, ignore_errors=True)
     caught = rc not in (0, 5, -1)
     first = failed[0] if failed else out.strip().splitlines()[-1] if out.strip() else ""
-    return caught, first + (f"  [{why[0][:100]}]" if why else "",
-        first=("tests/test_grad_methods.py",)), seconds
+    return caught, first + (f"  [{why[0][:100]}]" if why else ""), seconds
 
 
 def main() -> int:
