@@ -104,18 +104,28 @@ def plant(bug: Bug, dest: Path) -> None:
     f.write_text(text.replace(bug.old, bug.new))
 
 
-def run(bug: Bug, tests: list[str], timeout: float) -> tuple[bool, str, float]:
-    dest = SCRATCH / bug.name
-    plant(bug, dest)
-    tests = [*bug.first, *[t for t in tests if t not in bug.first]]
+def _pytest(args: list[str], dest: Path, timeout: float) -> tuple[str, int]:
     env = dict(os.environ, PYTHONPATH=str(dest))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", *tests]
-    t0 = time.time()
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", *args]
     try:
         proc = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, timeout=timeout)
-        out, rc = proc.stdout + proc.stderr, proc.returncode
+        return proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired:
-        out, rc = "timeout", -1
+        return "timeout", -1
+
+
+def run(bug: Bug, tests: list[str], timeout: float) -> tuple[bool, str, float]:
+    """Plant ``bug``, then run its own files and the fairness files (listed files keep their order), then, if
+    all pass, the rest of ``tests`` (pytest orders a directory's files itself, so a directory comes last)."""
+    dest = SCRATCH / bug.name
+    plant(bug, dest)
+    files = [t for t in [*bug.first, *tests] if t.endswith(".py")]
+    files = list(dict.fromkeys(files))
+    dirs = [t for t in tests if not t.endswith(".py")]
+    t0 = time.time()
+    out, rc = _pytest(files, dest, timeout) if files else ("", 5)
+    if rc in (0, 5) and dirs:
+        out, rc = _pytest([*dirs, *[f"--ignore={f}" for f in files]], dest, timeout)
     seconds = time.time() - t0
     failed = re.findall(r"^FAILED (\S+)", out, flags=re.M) or re.findall(r"^ERROR (\S+)", out, flags=re.M)
     why = re.findall(r"^E +(.+)$", out, flags=re.M)  # the assertion that failed: tell a catch from a crash
