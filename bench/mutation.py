@@ -100,6 +100,14 @@ GROUPS: dict[str, Group] = {
 EQUIVALENT: list[tuple[str, str, str]] = [
     ("study.tuning.x_stored_outcome__mutmut_*", "return Outcome(None)",
      "_maybe_tell tells FAIL for any status other than completed, None included"),
+    ("study.driver.x_concurrency__mutmut_*", 'if spec.resources.get("gpu", 1) > 0:',
+     "a parsed spec's resources always hold 'gpu' (study/spec.py fills 0): the default is never used"),
+    ("study.driver.x__scheduler__mutmut_*", "return super().on_trial_result(None, trial, result)",
+     "Ray's ASHAScheduler.on_trial_result never reads its tune_controller argument"),
+    ("study.driver.x__scheduler__mutmut_*", "super().on_trial_complete(None, trial,",
+     "Ray's ASHAScheduler.on_trial_complete never reads its tune_controller argument"),
+    ("study.driver.x_run_jobs__mutmut_*", 'if "://" not in storage and getattr(source, "finished", None):',
+     "the default None is as falsy as False: a source without 'finished' never triggers the cleanup"),
 ]
 
 

@@ -204,6 +204,9 @@ def test_searcher_hands_tune_each_job_and_tells_the_source_how_it_ended(tmp_path
     s2 = _searcher(_Source([job]), 0, root, store, "drv", None, None)
     assert s2.suggest("ray-3")["litmus"]["resume_from"] == str(ck)
     s2.on_trial_complete("ray-3", {"epoch": 2}, True)
+    # without a store nothing is known to be stored: no checkpoint to resume from
+    s3 = _searcher(_Source([job]), 0, root, None, "drv", None, None)
+    assert s3.suggest("ray-4")["litmus"]["resume_from"] is None
 
 
 # --- the store writer -------------------------------------------------------------------------------------------
@@ -285,9 +288,10 @@ def test_store_writer_pruned_stopped_diverged_and_failed_trials(tmp_path) -> Non
         w.on_trial_result(0, [], t, _result(t, 1, 0.3))
         w.on_trial_complete(0, [], t)
     w.on_trial_result(0, [], div, _result(div, 1, 0.3))
-    w.on_trial_result(0, [], div, {"litmus_id": "div", "epoch": 1, "rows": [], "status": "diverged",
+    # it diverged during epoch 2 (the trainable reports the epoch it was in)
+    w.on_trial_result(0, [], div, {"litmus_id": "div", "epoch": 2, "rows": [], "status": "diverged",
                                    "error": "loss is nan at step 4", "done_epochs": True})
-    div.last_result = {"litmus_id": "div", "epoch": 1, "status": "diverged", "error": "loss is nan at step 4",
+    div.last_result = {"litmus_id": "div", "epoch": 2, "status": "diverged", "error": "loss is nan at step 4",
                        "done_epochs": True}
     w.on_trial_complete(0, [], div)
     (tmp_path / "error.txt").write_text("Traceback ...\nValueError: boom\n")
@@ -300,7 +304,8 @@ def test_store_writer_pruned_stopped_diverged_and_failed_trials(tmp_path) -> Non
     assert (recs["pruned"]["status"], recs["pruned"]["epochs"]) == ("completed", 1)
     assert recs["pruned"]["error"] == "pruned: stopped early by the scheduler after epoch 1"
     assert (recs["stopped"]["status"], recs["stopped"]["error"]) == ("completed", None)  # early stopping: not pruned
-    assert (recs["div"]["status"], recs["div"]["error"], recs["div"]["epochs"]) == ("diverged", "loss is nan at step 4", 1)
+    assert (recs["div"]["status"], recs["div"]["error"], recs["div"]["epochs"]) == ("diverged", "loss is nan at step 4", 2)
+    assert store.stored_epochs("div") == 1
     assert (recs["failed"]["status"], recs["failed"]["error"]) == ("failed", "Traceback ...\nValueError: boom")
     assert recs["nofile"]["error"] == "trial failed (Ray gave no error text)" and recs["nofile"]["epochs"] == 0
     assert (progress.done, progress.failed, progress.diverged) == (2, 2, 1)
@@ -379,6 +384,20 @@ def test_recorder_restart_drops_buffered_epochs_from_the_restart_on(tmp_path) ->
     assert _records(store)["t1"]["epochs"] == 3
 
 
+def test_recorder_without_a_known_length_buffers_until_the_end(tmp_path) -> None:
+    store = Store(tmp_path / "store")
+    config = {k: v for k, v in CONFIG.items() if k != "epochs"}
+    rec = TrialRecorder(store, "s", "final", "t1", config, flush_every=1e9, clock=_Clock())
+    rec.epoch(1, _rows(1, 0.1), None, None)
+    rec.epoch(2, _rows(2, 0.1), None, None)
+    assert store.stored_epochs("t1") == 0
+    rec.finish("completed")
+    assert store.stored_epochs("t1") == 2 and _records(store)["t1"]["epochs"] == 2
+    short = TrialRecorder(store, "s", "final", "t2", CONFIG, total_epochs=1, flush_every=1e9, clock=_Clock())
+    short.epoch(1, _rows(1, 0.1), None, None)  # total_epochs wins over the config's 2
+    assert store.stored_epochs("t2") == 1
+
+
 def test_recorder_failed_trial_keeps_its_epochs_and_error(tmp_path) -> None:
     store = Store(tmp_path / "store")
     rec = TrialRecorder(store, "s", "tune", "t1", dict(CONFIG), flush_every=1e9, clock=_Clock())
@@ -397,7 +416,8 @@ class _Tuner:
 
     def __init__(self, trainable, tune_config, run_config) -> None:
         self.trainable, self.tune_config, self.run_config = trainable, tune_config, run_config
-        Path(run_config.storage_path).mkdir(parents=True, exist_ok=True)  # as Tune does
+        if "://" not in run_config.storage_path:
+            Path(run_config.storage_path).mkdir(parents=True, exist_ok=True)  # as Tune does
         _Tuner.made.append(self)
         self.error: BaseException | None = None
 
@@ -406,7 +426,7 @@ class _Tuner:
             raise _Tuner.raise_in_fit
 
 
-def _run_jobs(monkeypatch, tmp_path, spec, finished=True, raise_in_fit=None, ray_storage=None):
+def _run_jobs(monkeypatch, tmp_path, spec, finished=True, raise_in_fit=None, ray_storage=None, jobs=()):
     from ray import tune
 
     from study import driver
@@ -419,7 +439,7 @@ def _run_jobs(monkeypatch, tmp_path, spec, finished=True, raise_in_fit=None, ray
     monkeypatch.setattr(driver.tune_patches, "keep_secrets_out_of_runtime_env", lambda: None)
     monkeypatch.delenv("LITMUS_MAX_PENDING_TRIALS", raising=False)
     store = Store(spec.store)
-    src = ListSource([])
+    src = ListSource(list(jobs))
     src.finished = finished
     driver.run_jobs(spec, store, src, Progress("final", 1, 3, lambda s: None), ray_storage=ray_storage)
     return captured, _Tuner.made[0], store
@@ -437,8 +457,38 @@ def test_run_jobs_asks_tune_for_the_specs_cpu_and_gpu_share(monkeypatch, tmp_pat
     assert re.fullmatch(r"drv-\d{8}-\d{6}-\d+", tuner.run_config.name)
     assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "3"
     assert os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] == "1"
+    assert tuner.run_config.verbose == 0 and tuner.run_config.log_to_file is False
+    t = SimpleTrial({"trial_id": "abc", "stage": "final"})
+    assert tuner.tune_config.trial_dirname_creator(t) == "abc" and tuner.tune_config.trial_name_creator(t) == "abc"
     cpu_only = _spec(tmp_path / "b", resources={"cpu": 1})
     assert _run_jobs(monkeypatch, tmp_path, cpu_only)[0]["resources"] == {"cpu": 1.0, "gpu": 0}
+
+
+def test_run_jobs_wires_the_searcher_the_store_writer_and_the_stopper(monkeypatch, tmp_path) -> None:
+    spec = _spec(tmp_path)
+    store = Store(spec.store)
+    job = _job("t1")
+    store.write_metrics({"study": "drv", "stage": "final", "trial_id": "t1", "dataset": "multi_digits", "arch": "hps",
+                         "method": "uw", "distribution": None, "seed": 3},
+                        [dict(r, epoch=1) for r in _rows(1, 0.5)])
+    ck = _ckpt(store.root / "ray", "drv-20260101-120000-1", "t1", 0, 1)
+    _, tuner, _ = _run_jobs(monkeypatch, tmp_path, spec, finished=False, jobs=[job])
+    cfg = tuner.tune_config.search_alg.suggest("ray-1")
+    assert cfg["litmus"]["trial_id"] == "t1" and cfg["litmus"]["resume_from"] == str(ck)
+    writer = tuner.run_config.callbacks[0]
+    trial = _Trial("t2")
+    writer.on_trial_result(0, [], trial, _result(trial, 1, 0.25))
+    tuner.run_config.stop.stopped["t2"] = 1  # the early stopper stopped it: completed, not pruned
+    writer.on_trial_complete(0, [], trial)
+    assert _records(store)["t2"]["status"] == "completed" and _records(store)["t2"]["error"] is None
+    assert any(r["value"] == 0.25 for r in store.trial_metrics("t2"))
+    # a relative Ray storage is made absolute; a URI is kept and never searched for checkpoints or cleaned
+    monkeypatch.chdir(tmp_path)
+    _, rel, _ = _run_jobs(monkeypatch, tmp_path, spec, ray_storage="rs")
+    assert rel.run_config.storage_path == str((tmp_path / "rs").resolve())
+    _, uri, _ = _run_jobs(monkeypatch, tmp_path, spec, ray_storage="mock://bucket/x", jobs=[job])
+    assert uri.run_config.storage_path == "mock://bucket/x"
+    assert uri.tune_config.search_alg.suggest("ray-2")["litmus"]["resume_from"] is None
 
 
 def test_run_jobs_removes_its_experiment_folders_only_when_the_study_finished(monkeypatch, tmp_path) -> None:
@@ -504,6 +554,16 @@ def test_the_asha_scheduler_scores_tuning_trials_on_validation_only(tmp_path) ->
     finally:
         schedulers.ASHAScheduler.on_trial_result = orig
     assert seen == [pytest.approx(20.0)]  # 100 * (0.6 - 0.5) / 0.5 on val; test would give 80
+    done = []
+    orig_c = schedulers.ASHAScheduler.on_trial_complete
+    try:
+        schedulers.ASHAScheduler.on_trial_complete = lambda self, tc, t, r: done.append(r)
+        sched.on_trial_complete(None, tuned, dict(res))
+        sched.on_trial_complete(None, reference, dict(res))
+        sched.on_trial_complete(None, trial, dict(res))
+    finally:
+        schedulers.ASHAScheduler.on_trial_complete = orig_c
+    assert len(done) == 1 and done[0]["score"] == pytest.approx(20.0) and done[0]["training_iteration"] == 1
 
 
 class SimpleTrial:
