@@ -143,6 +143,13 @@ def _keys(d: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
         raise _fail(f"{path}.{bad[0]}" if path else bad[0], f"unknown field; allowed: {', '.join(allowed)}")
 
 
+def _named_entry(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A list entry written as a bare name (``- ew``) or as a mapping with a ``name`` (``- {name: ew, ...}``)."""
+    d = _mapping({"name": value} if isinstance(value, str) else value, path)
+    _keys(d, path, allowed)
+    return d
+
+
 def _int(value: Any, path: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _fail(path, f"must be an integer >= {minimum}, got {value!r}")
@@ -210,10 +217,7 @@ def _no_repeats(items: list[Any], path: str, msg: str) -> None:
 
 # --- sections ------------------------------------------------------------
 def _dataset(value: Any, path: str) -> DatasetSpec:
-    if isinstance(value, str):
-        value = {"name": value}
-    d = _mapping(value, path)
-    _keys(d, path, ("name", "options", "epochs", "train"))
+    d = _named_entry(value, path, ("name", "options", "epochs", "train"))
     name = d.get("name")
     if name not in datasets.names():
         raise _fail(f"{path}.name", f"unknown dataset {name!r}; valid: {', '.join(datasets.names())}")
@@ -246,10 +250,7 @@ def _epochs(value: Any, path: str) -> tuple[int | None, int | None]:
 
 
 def _method(value: Any, path: str) -> MethodSpec:
-    if isinstance(value, str):
-        value = {"name": value}
-    d = _mapping(value, path)
-    _keys(d, path, ("name", "distributions", "params", "space"))
+    d = _named_entry(value, path, ("name", "distributions", "params", "space"))
     name = d.get("name")
     try:
         weighting.split_name(name)

@@ -126,7 +126,8 @@ class DenseBenchmark(Benchmark):
 
     num_classes: int = 0
     out_channels: dict[str, int] = {}
-    common_options = (
+    #: the options of every dense benchmark (NYUv2, CityScapes)
+    options = (
         Option("root", None, "dataset folder holding train/ and val/ (required)"),
         Option("augment", False, "random scale-crop (1, 1.2, 1.5; depth / scale) and horizontal flip (normal x negated)"),
         Option("pretrained", False, "true: torchvision ImageNet weights (torch hub cache; see `litmus weights`)"),

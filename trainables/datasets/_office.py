@@ -21,7 +21,7 @@ from ._images import ImageList, read_list
 from ._resnet import GlobalPool, check_pretrained, resnet, resnet_stages
 from ._paths import data_root
 from ._weights import Weights, backbone_weights
-from .base import Benchmark, Option, Splits
+from .base import Benchmark, Defaults, Option, Splits
 
 SPLITS = ("train", "val", "test")
 
@@ -36,12 +36,14 @@ def list_file(root: Path, task: str, split: str) -> Path:
 class OfficeBenchmark(Benchmark):
     multi_input = True
     num_classes: int = 0
-    common_options = (
+    options = (
         Option("root", None, "folder holding the images and {domain}_{train,val,test}.txt (required)"),
         Option("image_size", 224, "images are resized to image_size x image_size"),
         Option("pretrained", True, "true: torchvision ImageNet weights (torch hub cache; see `litmus weights`); false"),
         Option("weights", None, "a local state-dict file of the backbone (offline; implies pretrained)"),
     )
+    #: the training setting of both Office benchmarks (Lin et al., 2022, Table 8; LibMTL)
+    defaults = Defaults(epochs=100, batch_size=128, lr=1e-4, weight_decay=1e-5, optimizer="adam")
 
     def check(self) -> None:
         o = self.opts

@@ -22,7 +22,7 @@ from litmus.errors import DataError
 
 from ._paths import data_root
 from ._weights import SUPPLY_HF, HFWeights, Weights
-from .base import Benchmark, Option
+from .base import Benchmark, Defaults, Option, Splits, TensorSplit
 
 
 def read_lines(path: Path, limit: int | None = None) -> list[str]:
@@ -122,6 +122,8 @@ class TextBenchmark(Benchmark):
         Option("model", "bert-base-multilingual-cased", "Hugging Face encoder: a hub name or a local directory"),
         Option("max_length", 128, "maximum tokens per example (longer inputs are truncated)"),
     )
+    #: the fine-tuning setting of both text benchmarks (Lin et al., 2022, Table 2: Adam 2e-5, batch 32)
+    defaults = Defaults(epochs=10, batch_size=32, lr=2e-5, optimizer="adam")
 
     def check(self) -> None:
         o = self.opts
@@ -153,6 +155,19 @@ class TextBenchmark(Benchmark):
 
     def check_file(self, path: Path) -> None:
         """A cheap look at a file before training (its first line); subclasses refuse files known to be unusable."""
+
+    def encode(self, tok: Any, path: Path, lang: str) -> TensorSplit:  # pragma: no cover - abstract
+        """One split file of one language -> its tokenised inputs and that language's targets."""
+        raise NotImplementedError
+
+    def load(self) -> Splits:
+        """Every split of every chosen language, read and tokenised (one training set per task)."""
+        tok = tokenizer(self.encoder_name)
+        out: dict[str, dict[str, TensorSplit]] = {s: {} for s in self.splits_files}
+        for lang in self.tasks:
+            for split, prefix in self.splits_files.items():
+                out[split][lang] = self.encode(tok, self.data_file(prefix, lang), lang)
+        return Splits(**out)
 
     @property
     def encoder_name(self) -> str:

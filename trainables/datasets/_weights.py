@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from litmus.errors import DataError
@@ -86,6 +87,16 @@ class Weights:
         why = f" and cannot be downloaded ({reason})" if reason else ""
         return f"{self.dataset}: {self.name} not found at {self.where()}{why}; {self.supply()}"
 
+    def _download(self, download: Callable[[], None], empty: str) -> None:
+        """Run ``download``; a failure (network, disk), or nothing present after it (``empty`` says why), is
+        raised as one :class:`DataError` line naming what is missing and how to supply it."""
+        try:
+            download()
+        except Exception as err:  # noqa: BLE001 - any network or disk failure, re-raised as one clear line
+            raise DataError(self.missing(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")) from err
+        if not self.present():
+            raise DataError(self.missing(empty))
+
 
 @dataclass(frozen=True)
 class TorchvisionWeights(Weights):
@@ -112,13 +123,11 @@ class TorchvisionWeights(Weights):
         return self.path.is_file()
 
     def fetch(self) -> None:
-        try:
+        def download() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             download_url(self.url, self.path)
-        except Exception as err:  # noqa: BLE001 - any network or disk failure, re-raised as one clear line
-            raise DataError(self.missing(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")) from err
-        if not self.present():
-            raise DataError(self.missing("the download wrote no file"))
+
+        self._download(download, "the download wrote no file")
 
     def supply(self) -> str:
         return SUPPLY_TORCHVISION
@@ -173,12 +182,8 @@ class HFWeights(Weights):
     def fetch(self) -> None:
         if self.local:
             raise DataError(self.missing())
-        try:
-            download_hf(self.model, None if self.cache_dir is None else Path(self.cache_dir))
-        except Exception as err:  # noqa: BLE001 - any network or disk failure, re-raised as one clear line
-            raise DataError(self.missing(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")) from err
-        if not self.present():
-            raise DataError(self.missing("the download did not provide config, weights and tokenizer"))
+        self._download(lambda: download_hf(self.model, None if self.cache_dir is None else Path(self.cache_dir)),
+                       "the download did not provide config, weights and tokenizer")
 
     def supply(self) -> str:
         return SUPPLY_HF

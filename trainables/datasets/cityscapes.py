@@ -18,6 +18,5 @@ class CityScapes(DenseBenchmark):
     tasks = ("segmentation", "depth")
     num_classes = 7
     out_channels = {"segmentation": 7, "depth": 1}
-    options = DenseBenchmark.common_options
     defaults = Defaults(epochs=200, batch_size=64, lr=1e-4, weight_decay=1e-5, optimizer="adam", scheduler="step",
                         scheduler_options={"step_size": 100})

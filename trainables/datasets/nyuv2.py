@@ -21,6 +21,5 @@ class NYUv2(DenseBenchmark):
     tasks = ("segmentation", "depth", "normal")
     num_classes = 13
     out_channels = {"segmentation": 13, "depth": 1, "normal": 3}
-    options = DenseBenchmark.common_options
     defaults = Defaults(epochs=200, batch_size=8, lr=1e-4, weight_decay=1e-5, optimizer="adam", scheduler="step",
                         scheduler_options={"step_size": 100})

@@ -8,7 +8,7 @@ its own images (``multi_input``). Setting of Lin et al. (2022, Table 8). See
 from __future__ import annotations
 
 from ._office import OfficeBenchmark
-from .base import Defaults, register
+from .base import register
 
 
 @register
@@ -17,5 +17,3 @@ class Office31(OfficeBenchmark):
     description = "Office-31: 31-way classification in the amazon, dslr, webcam domains (multi-input; needs root)"
     tasks = ("amazon", "dslr", "webcam")
     num_classes = 31
-    options = OfficeBenchmark.common_options
-    defaults = Defaults(epochs=100, batch_size=128, lr=1e-4, weight_decay=1e-5, optimizer="adam")

@@ -8,7 +8,7 @@ its own images (``multi_input``). Setting of Lin et al. (2022, Table 8). See
 from __future__ import annotations
 
 from ._office import OfficeBenchmark
-from .base import Defaults, register
+from .base import register
 
 
 @register
@@ -17,5 +17,3 @@ class OfficeHome(OfficeBenchmark):
     description = "Office-Home: 65-way classification in the Art, Clipart, Product, Real_World domains (multi-input; needs root)"
     tasks = ("Art", "Clipart", "Product", "Real_World")
     num_classes = 65
-    options = OfficeBenchmark.common_options
-    defaults = Defaults(epochs=100, batch_size=128, lr=1e-4, weight_decay=1e-5, optimizer="adam")

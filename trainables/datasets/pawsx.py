@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +32,8 @@ from torch import Tensor, nn
 from litmus.errors import DataError
 
 from ..metrics import Accumulator, Accuracy
-from ._text import FirstToken, TextBenchmark, pack, read_lines, tokenizer
-from .base import Defaults, Option, Splits, TensorSplit, register
+from ._text import FirstToken, TextBenchmark, pack, read_lines
+from .base import Option, TensorSplit, register
 
 HEADER = ("id", "sentence1", "sentence2", "label")
 #: the PAWS-X release's file of each split (``x-final/{lang}/...``; English has the human ``train.tsv``)
@@ -135,7 +136,6 @@ class PAWSX(TextBenchmark):
     tasks = all_languages
     suffix = ".tsv"
     options = TextBenchmark.common_options + (Option("languages", list(all_languages), "languages (tasks)"),)
-    defaults = Defaults(epochs=10, batch_size=32, lr=2e-5, optimizer="adam")
 
     def data_file(self, prefix: str, lang: str) -> Path:
         f = self.root / f"{prefix}-{lang}.tsv"
@@ -149,15 +149,10 @@ class PAWSX(TextBenchmark):
         if first and not is_release_header(first[0]) and len(next(csv.reader(first, delimiter="\t"))) == 2:
             raise DataError(unlabeled_message(path))
 
-    def load(self) -> Splits:
-        tok = tokenizer(self.encoder_name)
-        out: dict[str, dict[str, TensorSplit]] = {s: {} for s in self.splits_files}
-        for lang in self.tasks:
-            for split, prefix in self.splits_files.items():
-                a, b, y = read_pawsx(self.data_file(prefix, lang))
-                enc = tok(a, b, truncation=True, max_length=self.opts["max_length"], padding="max_length")
-                out[split][lang] = TensorSplit(pack(enc), {lang: torch.tensor(y, dtype=torch.int64)})
-        return Splits(**out)
+    def encode(self, tok: Any, path: Path, lang: str) -> TensorSplit:
+        a, b, y = read_pawsx(path)
+        enc = tok(a, b, truncation=True, max_length=self.opts["max_length"], padding="max_length")
+        return TensorSplit(pack(enc), {lang: torch.tensor(y, dtype=torch.int64)})
 
     def head(self, task: str) -> nn.Module:
         return nn.Sequential(FirstToken(), nn.Dropout(0.1), nn.Linear(self.hidden_size(), 2))

@@ -26,6 +26,7 @@ language, cross-entropy, Adam 2e-5, batch 32; token-level accuracy and macro F1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +34,8 @@ from torch import Tensor, nn
 from litmus.errors import DataError
 
 from ..metrics import F1, Accumulator
-from ._text import TextBenchmark, TokenLogits, pack, read_lines, tokenizer
-from .base import Defaults, Option, Splits, TensorSplit, register
+from ._text import TextBenchmark, TokenLogits, pack, read_lines
+from .base import Option, TensorSplit, register
 
 UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
         "SCONJ", "SYM", "VERB", "X")
@@ -222,7 +223,6 @@ class UDPOS(TextBenchmark):
     all_languages = ("en", "zh", "te", "vi")
     tasks = all_languages
     options = TextBenchmark.common_options + (Option("languages", list(all_languages), "languages (tasks)"),)
-    defaults = Defaults(epochs=10, batch_size=32, lr=2e-5, optimizer="adam")
 
     def data_file(self, prefix: str, lang: str) -> Path:
         for suffix in SUFFIXES:
@@ -238,16 +238,11 @@ class UDPOS(TextBenchmark):
             if first and "\t" not in first:
                 raise DataError(unlabeled_message(path))
 
-    def load(self) -> Splits:
-        tok = tokenizer(self.encoder_name)
-        out: dict[str, dict[str, TensorSplit]] = {s: {} for s in self.splits_files}
-        for lang in self.tasks:
-            for split, prefix in self.splits_files.items():
-                sents = read_sentences(self.data_file(prefix, lang), lang)
-                enc = tok([w for w, _ in sents], is_split_into_words=True, truncation=True,
-                          max_length=self.opts["max_length"], padding="max_length")
-                out[split][lang] = TensorSplit(pack(enc), {lang: align(enc, [t for _, t in sents])})
-        return Splits(**out)
+    def encode(self, tok: Any, path: Path, lang: str) -> TensorSplit:
+        sents = read_sentences(path, lang)
+        enc = tok([w for w, _ in sents], is_split_into_words=True, truncation=True,
+                  max_length=self.opts["max_length"], padding="max_length")
+        return TensorSplit(pack(enc), {lang: align(enc, [t for _, t in sents])})
 
     def head(self, task: str) -> nn.Module:
         return TokenLogits(self.hidden_size(), len(UPOS))

@@ -19,16 +19,14 @@ from litmus.errors import ConfigError
 
 from .base import HParam, LossFn, LossWeighting
 
-BILEVEL_HPARAMS = (
-    HParam("outer_lr", 1e-3, low=1e-4, high=1e-2, log=True, help="learning rate of the task weights (upper level)"),
-    HParam("inner_lr", 0.1, low=1e-3, high=1.0, log=True, tunable=False, help="step of the virtual lower-level update"),
-    HParam("meta_fraction", 0.1, low=0.02, high=0.5, tunable=False,
-           help="fraction of the training split held out as meta data (the model never trains on it)"),
-)
-
-
 class BilevelWeighting(LossWeighting):
     needs_meta: ClassVar[bool] = True
+    hparams = (
+        HParam("outer_lr", 1e-3, low=1e-4, high=1e-2, log=True, help="learning rate of the task weights (upper level)"),
+        HParam("inner_lr", 0.1, low=1e-3, high=1.0, log=True, tunable=False, help="step of the virtual lower-level update"),
+        HParam("meta_fraction", 0.1, low=0.02, high=0.5, tunable=False,
+               help="fraction of the training split held out as meta data (the model never trains on it)"),
+    )
 
     def __init__(self, num_tasks: int, outer_lr: float = 1e-3, inner_lr: float = 0.1, meta_fraction: float = 0.1) -> None:
         super().__init__(num_tasks)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._bilevel import BILEVEL_HPARAMS, BilevelWeighting
+from ._bilevel import BilevelWeighting
 from .registry import register
 
 
@@ -22,7 +22,6 @@ from .registry import register
 class AutoLambda(BilevelWeighting):
     name = "auto_lambda"
     paper = "Liu et al., TMLR 2022 (Auto-Lambda)"
-    hparams = BILEVEL_HPARAMS
 
     def task_weights(self) -> Tensor:
         return (1.0 + self.beta).clamp_min(0.0)

@@ -10,23 +10,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from litmus.errors import ConfigError
-
-from .base import HParam, LossWeighting
+from ._learned import LearnedLogWeighting
 from .registry import register
 
 
 @register
-class IMTLL(LossWeighting):
+class IMTLL(LearnedLogWeighting):
     name = "imtl_l"
     paper = "Liu et al., ICLR 2021 (IMTL-L)"
-    hparams = (HParam("lr", 0.025, low=1e-4, high=0.1, log=True, help="learning rate of the loss scales"),)
 
     def __init__(self, num_tasks: int, lr: float = 0.025) -> None:
-        super().__init__(num_tasks)
-        if lr <= 0:
-            raise ConfigError(f"imtl_l.lr must be > 0, got {lr}")
-        self.lr = lr
+        super().__init__(num_tasks, lr)
         self.log_scale = nn.Parameter(torch.zeros(num_tasks))
 
     def weights(self, losses: Tensor) -> Tensor:

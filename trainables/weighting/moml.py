@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._bilevel import BILEVEL_HPARAMS, BilevelWeighting
+from ._bilevel import BilevelWeighting
 from .mgda import min_norm_simplex
 from .registry import register
 
@@ -25,7 +25,6 @@ from .registry import register
 class MOML(BilevelWeighting):
     name = "moml"
     paper = "Ye et al., NeurIPS 2021 (MOML)"
-    hparams = BILEVEL_HPARAMS
 
     def task_weights(self) -> Tensor:
         return self.num_tasks * torch.softmax(self.beta, dim=0)

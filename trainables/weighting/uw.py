@@ -11,24 +11,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from litmus.errors import ConfigError
-
-from .base import HParam, LossWeighting
+from ._learned import LearnedLogWeighting
 from .registry import register
 
 
 @register
-class UW(LossWeighting):
+class UW(LearnedLogWeighting):
     name = "uw"
     paper = "Kendall et al., CVPR 2018"
     unit_weight = 0.5  # 1 / (2 exp(s)) at s = 0
-    hparams = (HParam("lr", 0.025, low=1e-4, high=0.1, log=True, help="learning rate of the log-variances"),)
 
     def __init__(self, num_tasks: int, lr: float = 0.025) -> None:
-        super().__init__(num_tasks)
-        if lr <= 0:
-            raise ConfigError(f"uw.lr must be > 0, got {lr}")
-        self.lr = lr
+        super().__init__(num_tasks, lr)
         self.log_var = nn.Parameter(torch.zeros(num_tasks))
 
     def weights(self, losses: Tensor) -> Tensor:
