@@ -1,4 +1,4 @@
-"""Figures (matplotlib Agg; each saved as PNG and PDF).
+"""Figures (matplotlib's object API, no pyplot: importing this module selects no backend; each saved as PNG and PDF).
 
 * Delta-m by sampling distribution over seeds (the random-weighting paper's Figure 1);
 * validation Delta-m over epochs per method (its Figure 2);
@@ -10,24 +10,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from .naming import RANDOM_METHODS, method_of
 
-from .naming import RANDOM_METHODS, method_of  # noqa: E402
+#: distinct colours for up to 20 variants (tab10 repeats after 10)
+TAB20 = matplotlib.colormaps["tab20"].colors
 
 
-def save(fig, path: str | Path) -> list[Path]:
-    """Save ``fig`` as ``path``.png and ``path``.pdf, close it, return both paths."""
+def subplots(figsize: tuple[float, float], ncols: int = 1, **kw: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, outside pyplot (no global figure registry, nothing to close)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols, **kw)
+
+
+def save(fig: Figure, path: str | Path) -> list[Path]:
+    """Save ``fig`` as ``path``.png and ``path``.pdf, return both paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
     for p in out:
         fig.savefig(p, bbox_inches="tight", dpi=150 if p.suffix == ".png" else None)
-    plt.close(fig)
     return out
 
 
@@ -36,7 +44,7 @@ def distributions(per_seed: pd.DataFrame, dataset: str, path: str | Path) -> lis
     d = per_seed[(per_seed["dataset"] == dataset)
                  & per_seed["variant"].map(lambda v: method_of(v) in RANDOM_METHODS and ":" in v)]
     variants = sorted(d["variant"].unique())
-    fig, ax = plt.subplots(figsize=(1.2 * max(len(variants), 3) + 1, 3.2))
+    fig, ax = subplots((1.2 * max(len(variants), 3) + 1, 3.2))
     data = [d.loc[d["variant"] == v, "delta_m"].dropna().to_numpy() for v in variants]
     if variants:
         ax.boxplot(data, tick_labels=variants, showmeans=True)
@@ -55,10 +63,9 @@ def validation_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> l
     ``curves``: per trial x epoch ``val_delta_m`` (:func:`analysis.validation_scores`), or already
     aggregated per variant x epoch (``mean``, ``std``: :func:`analysis.select.store_selection`)."""
     d = curves[curves["dataset"] == dataset]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = subplots((6, 3.5))
     groups = list(d.groupby("variant", observed=True))
-    # distinct colours for up to 20 variants (tab10 repeats after 10), line styles beyond
-    colours = plt.get_cmap("tab20").colors
+    colours = TAB20  # line styles beyond 20 variants
     for i, (variant, g) in enumerate(groups):
         agg = g if "mean" in g.columns else g.groupby("epoch")["val_delta_m"].agg(["mean", "std"]).reset_index()
         colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]
@@ -77,8 +84,8 @@ def budget_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> list[
     """Expected best validation Delta-m after k tuning trials per variant with its bootstrap band
     (Dodge et al. 2019; :func:`analysis.budget.budget_curves`)."""
     d = curves[curves["dataset"] == dataset]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    colours = plt.get_cmap("tab20").colors
+    fig, ax = subplots((6, 3.5))
+    colours = TAB20
     for i, ((arch, variant), g) in enumerate(d.groupby(["arch", "variant"], observed=True)):
         colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]
         label = str(variant) if d["arch"].nunique() == 1 else f"{variant} ({arch})"
@@ -123,7 +130,7 @@ def cd_diagram(ranks: pd.Series, cd: float, cliques: list[list[str]], path: str 
     top_clique = -0.25
     first_row = top_clique - clique_h * max(len(cliques), 1) - 0.2
     bottom = first_row - row_h * (n_rows - 1) - 0.3
-    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.42 * (n_rows + 0.5 * max(len(cliques), 1))))
+    fig, ax = subplots((7.5, 0.9 + 0.42 * (n_rows + 0.5 * max(len(cliques), 1))))
     ax.set_xlim(lo - 0.05 * (hi - lo) - 1.6, hi + 0.05 * (hi - lo) + 1.6)
     ax.set_ylim(bottom, 0.9 if np.isfinite(cd) and cd < hi - lo else 0.45)
     ax.axis("off")
@@ -153,8 +160,8 @@ def cd_diagram(ranks: pd.Series, cd: float, cliques: list[list[str]], path: str 
 def delta_m_ci(dm: pd.DataFrame, path: str | Path, title: str = "") -> list[Path]:
     """Horizontal error bars: Delta-m and its bootstrap CI per variant, one panel per dataset x arch."""
     blocks = list(dm.groupby(["dataset", "arch"], sort=True))
-    fig, axes = plt.subplots(1, max(len(blocks), 1), figsize=(4 * max(len(blocks), 1), 0.35 * dm["variant"].nunique() + 1.2),
-                             squeeze=False)
+    fig, axes = subplots((4 * max(len(blocks), 1), 0.35 * dm["variant"].nunique() + 1.2), max(len(blocks), 1),
+                         squeeze=False)
     for ax, ((dataset, arch), g) in zip(axes[0], blocks):
         g = g.sort_values("delta_m")
         y = np.arange(len(g))
