@@ -45,8 +45,10 @@ def activate_plugins(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from analysis.schema import Status
     from trainables.config import TrainConfig, resolve
 
+    from .preflight import check_weights
     from .single import eprint, format_metrics, run_single
     from .store import Store
 
@@ -60,14 +62,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip, device=args.device, space=args.space, amp=args.amp,
         num_threads=args.threads, num_workers=args.workers, max_steps_per_epoch=args.max_steps,
     )
-    resolved, _ = resolve(cfg)  # every bad input fails here, before data are loaded
+    resolved, bench = resolve(cfg)  # every bad input fails here, before data are loaded
+    check_weights(bench)  # missing pretrained weights: fetched now or refused, before the store
     store = Store(args.store)
     eprint(f"litmus train: {resolved.method} on {resolved.dataset} ({resolved.arch}), seed {resolved.seed}, "
            f"{resolved.epochs} epochs -> {store.root}")
     tid, status, last = run_single(cfg, store, study=args.study, progress=lambda s: eprint("  " + s))
     print(format_metrics(last, "test"))
     print(f"\ntrial {tid}: {status}; rows in {store.root}")
-    return 0 if status == "completed" else 1
+    return 0 if status == Status.COMPLETED else 1
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from trainables.config import TrainConfig, resolve
 from trainables.trainer import Diverged, EpochResult, Trainer
 
 from analysis.schema import Stage, Status
+from litmus.errors import InputError
 
 from .ids import trial_id
 from .recorder import TrialRecorder
@@ -35,28 +36,35 @@ def run_single(
     study: str = "adhoc",
     progress: Callable[[str], None] | None = None,
 ) -> tuple[str, str, list[dict[str, Any]]]:
-    """Train ``cfg`` and write it to ``store``; returns (trial_id, status, last epoch's rows)."""
+    """Train ``cfg`` and write it to ``store``; returns (trial_id, status, last epoch's rows).
+
+    Bad input (the config, the data, the pretrained weights: an :class:`InputError`) is refused before
+    anything is written; a trial that fails once it is built is recorded as failed, then re-raised."""
     cfg, _ = resolve(cfg)  # validate before anything is loaded
     config = cfg.to_dict()
     rec = TrialRecorder(store, study, Stage.SINGLE, trial_id(study, str(Stage.SINGLE), config), config,
                         total_epochs=cfg.epochs)
-    rec.start()
     last: list[dict[str, Any]] = []
-    trainer: Trainer | None = None
     say = progress or (lambda s: None)
     try:
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg)  # loads the data and the pretrained weights
+    except InputError:
+        raise  # bad input: refused, nothing written
+    except Exception:
+        rec.start()
+        rec.finish(Status.FAILED, traceback.format_exc(), epochs=0)
+        raise
+    rec.start()
+    try:
         for res in trainer.epochs():
             last = [dict(r, epoch=res.epoch) for r in res.rows]
             rec.epoch(res.epoch, res.rows, res.weights, trainer.stats.summary())
             say(f"epoch {res.epoch}/{cfg.epochs} ({res.seconds:.1f}s) {headline(res)}")
     except Diverged as err:
-        rec.finish(Status.DIVERGED, str(err), epochs=trainer.epoch if trainer else 0,
-                   summary=trainer.stats.summary() if trainer else None)
+        rec.finish(Status.DIVERGED, str(err), epochs=trainer.epoch, summary=trainer.stats.summary())
         return rec.trial_id, str(Status.DIVERGED), last
     except Exception:
-        rec.finish(Status.FAILED, traceback.format_exc(), epochs=trainer.epoch if trainer else 0,
-                   summary=trainer.stats.summary() if trainer else None)
+        rec.finish(Status.FAILED, traceback.format_exc(), epochs=trainer.epoch, summary=trainer.stats.summary())
         raise
     rec.finish(Status.COMPLETED, epochs=trainer.epoch, summary=trainer.stats.summary())
     return rec.trial_id, str(Status.COMPLETED), last

@@ -78,7 +78,25 @@ def test_offline_pretrained_backbone_is_one_clear_error(office: Path, tmp_path: 
     err = capsys.readouterr().err
     assert rc == 2
     assert "Traceback" not in err and "litmus: error: office31: resnet18 ImageNet weights" in err
-    assert err.count("litmus: error:") == 1
+    # refused before the store is touched, in one line
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("litmus: error: office31: resnet18 ImageNet weights")
+    assert not (tmp_path / "store").exists()
+
+
+def test_train_refuses_missing_weights_before_recording_a_trial(office: Path, tmp_path: Path) -> None:
+    """The weights go missing after the CLI's check (or run_single is called directly): the trainer's load
+    refuses them, and no failed trial is written for what is bad input."""
+    from study.single import run_single
+    from study.store import Store
+    from trainables.config import TrainConfig
+
+    store = Store(tmp_path / "store")
+    cfg = TrainConfig(dataset="office31", dataset_options={"root": str(office), "image_size": 16}, epochs=1,
+                      max_steps_per_epoch=1)
+    with pytest.raises(ValueError, match="office31: resnet18 ImageNet weights .* cannot be downloaded"):
+        run_single(cfg, store)
+    assert store.trials() == [] and not list((tmp_path / "store").rglob("*.parquet"))
 
 
 def test_weights_option_loads_a_local_file_and_pretrained_paths_are_refused(office: Path, tmp_path: Path) -> None:
