@@ -23,7 +23,7 @@ from .errors import AnalysisError, NothingCompleted
 from .naming import families, has_baseline, resolve_baseline
 from .power import power_warnings, seeds_needed
 from .select import select, store_selection, store_studies, validation_scores
-from .stats import DELTA, compare, prepare
+from .stats import compare, prepare
 from .store import load, load_trials, names, plain_strings
 from .tables import LEGEND, architecture_table, combination_table, render_paper_table, table_data
 from .verdict import verdicts

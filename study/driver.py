@@ -20,9 +20,9 @@ import shutil
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from analysis.schema import Stage, Status
 
@@ -32,7 +32,7 @@ from . import ray_local, tune_patches
 from .plan import Job
 from .progress import Progress
 from .recorder import TrialRecorder
-from .spec import Spec, SpecError
+from .spec import Spec
 from .store import Store
 
 #: Ray's own console output, quieted for a study (users see litmus's progress lines); set by
@@ -51,7 +51,9 @@ def quiet_ray() -> None:
     for key, value in QUIET_RAY_ENV.items():
         os.environ.setdefault(key, value)
 
-FINISHED = "FINISHED"
+
+#: what a job source's ``next`` returns when it will yield no job again (Ray's ``Searcher.FINISHED``)
+NO_MORE_JOBS = "NO_MORE_JOBS"
 
 
 def no_space(err: BaseException) -> NoSpaceError | None:
@@ -89,7 +91,7 @@ class Outcome:
 
 
 class JobSource(Protocol):
-    def next(self) -> Job | None | str: ...  # a job, None (nothing yet), or FINISHED
+    def next(self) -> Job | None | str: ...  # a job, None (nothing yet), or NO_MORE_JOBS
 
     def done(self, job: Job, outcome: Outcome) -> None: ...
 
@@ -207,8 +209,8 @@ def _searcher(source: JobSource, checkpoint_every: int, checkpoints: Path | None
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
             job = source.next()
-            if job is None or job == FINISHED:
-                return Searcher.FINISHED if job == FINISHED else None
+            if job is None or job == NO_MORE_JOBS:
+                return Searcher.FINISHED if job == NO_MORE_JOBS else None
             self.jobs[trial_id] = job
             stored = store.stored_epochs(job.trial_id) if store else 0
             resume = latest_checkpoint(checkpoints, job.trial_id, stored, study)
@@ -286,7 +288,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[st
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             rec = self._recorder(trial)
             progress.running.add(rec.trial_id)  # reused actors do not always call on_trial_start
-            if result.get("status") == "diverged":
+            if result.get("status") == Status.DIVERGED:
                 return
             if rec.epochs == 0 and result.get("resumed_from"):
                 config = rec.config
@@ -294,7 +296,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[st
                                f"resumed from its checkpoint at epoch {result['resumed_from']}")
             rec.epoch(int(result["epoch"]), result["rows"], result.get("weights"), result.get("summary"))
 
-        def _finish(self, trial: Any, status: str, error: str | None) -> None:
+        def _finish(self, trial: Any, status: Status, error: str | None) -> None:
             rec = self.recorders.pop(self._ids(trial)[0], None) or self._recorder(trial)
             self.recorders.pop(rec.trial_id, None)
             last = trial.last_result or {}
@@ -308,15 +310,16 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[st
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             last = trial.last_result or {}
-            if last.get("status") == "diverged":
-                self._finish(trial, "diverged", last.get("error"))
+            if last.get("status") == Status.DIVERGED:
+                self._finish(trial, Status.DIVERGED, last.get("error"))
             elif not last.get("done_epochs", False) and self._ids(trial)[0] not in stopped:
-                self._finish(trial, "completed", f"pruned: stopped early by the scheduler after epoch {last.get('epoch')}")
+                self._finish(trial, Status.COMPLETED,
+                             f"pruned: stopped early by the scheduler after epoch {last.get('epoch')}")
             else:
-                self._finish(trial, "completed", None)
+                self._finish(trial, Status.COMPLETED, None)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._finish(trial, "failed", _error_text(trial))
+            self._finish(trial, Status.FAILED, _error_text(trial))
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             tid, _, _ = self._ids(trial)
@@ -336,7 +339,7 @@ def _scheduler(spec: Spec):
 
     def tuned(trial: Any) -> bool:
         meta = trial.config["litmus"]
-        return meta["stage"] == "tune" and meta.get("label") != "reference"
+        return meta["stage"] == Stage.TUNE and meta.get("label") != "reference"
 
     class TuningASHA(ASHAScheduler):
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from analysis.schema import FINISHED as DONE, Status
+from analysis.schema import FINISHED, Status
 
-from .driver import FINISHED, Outcome
+from .driver import NO_MORE_JOBS, Outcome
 from .plan import Job
 
 
@@ -16,7 +16,7 @@ def pending(jobs: list[Job], statuses: dict[str, str], retry_failed: bool = Fals
     out = []
     for j in jobs:
         st = statuses.get(j.trial_id)
-        if j.trial_id in seen or st == Status.COMPLETED or (st in DONE and not retry_failed):
+        if j.trial_id in seen or st == Status.COMPLETED or (st in FINISHED and not retry_failed):
             continue
         seen.add(j.trial_id)
         out.append(j)
@@ -24,14 +24,14 @@ def pending(jobs: list[Job], statuses: dict[str, str], retry_failed: bool = Fals
 
 
 class ListSource:
-    """Yields a fixed list of jobs, then FINISHED."""
+    """Yields a fixed list of jobs, then NO_MORE_JOBS."""
 
     def __init__(self, jobs: list[Job]) -> None:
         self.queue = deque(jobs)
         self.outcomes: dict[str, Outcome] = {}
 
     def next(self) -> Job | None | str:
-        return self.queue.popleft() if self.queue else FINISHED
+        return self.queue.popleft() if self.queue else NO_MORE_JOBS
 
     def done(self, job: Job, outcome: Outcome) -> None:
         self.outcomes[job.trial_id] = outcome

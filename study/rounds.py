@@ -29,10 +29,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.schema import Stage, Status
 from analysis.sequential import (DECISION_SCHEMA, Design, DesignError, State, check_sequential_design, decide,
                                  decisions_path, latest_decisions, load_decisions)
 
-from .driver import FINISHED, Outcome
+from .driver import NO_MORE_JOBS, Outcome
 from .final import pending
 from .plan import Job
 from .spec import Spec
@@ -110,13 +111,13 @@ def paired_differences(store_root: Path, spec: Spec, seeds: list[int], family: l
     from analysis.select import select
     from analysis.store import load, load_trials
 
-    frame = load(store_root, study=spec.name, stage="final")
+    frame = load(store_root, study=spec.name, stage=str(Stage.FINAL))
     frame = frame[frame["seed"].isin(seeds)]
     sel = select(frame, split="test", epoch=spec.epoch, baseline=spec.baseline)
     ps = per_seed(sel, baseline=spec.baseline)
-    trials = load_trials(store_root, study=spec.name, stage="final")
+    trials = load_trials(store_root, study=spec.name, stage=str(Stage.FINAL))
     trials = trials[trials["seed"].isin(seeds)]
-    bad = trials[trials["status"].isin(["failed", "diverged"])]
+    bad = trials[trials["status"].isin([str(Status.FAILED), str(Status.DIVERGED)])]
     out: dict[Comparison, tuple[np.ndarray, int]] = {}
     values: dict[tuple[str, str, str], tuple[dict[int, float], int]] = {}
 
@@ -198,7 +199,7 @@ class RoundSource:
         if self.in_flight:
             return None
         if self.finished:
-            return FINISHED
+            return NO_MORE_JOBS
         self._close_round()
         return self.next()
 

@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from analysis.schema import FINISHED, Stage, Status
 from litmus.errors import StudyError  # noqa: F401 - part of this module's interface
 
 from . import driver, ray_local, rounds, tuning
-from .driver import FINISHED, Outcome
+from .driver import NO_MORE_JOBS, Outcome
 from .progress import Progress
 from .compact import compact
 from .final import ListSource, pending
@@ -65,7 +66,7 @@ class StudySource:
             for ds in self.spec.datasets:
                 for arch in self.spec.archs:
                     ids = [j.trial_id for j in self.refs if j.config["dataset"] == ds.name
-                           and j.config["arch"] == arch and statuses.get(j.trial_id) == "completed"]
+                           and j.config["arch"] == arch and statuses.get(j.trial_id) == Status.COMPLETED]
                     if not ids:
                         raise StudyError(f"every EW reference trial on {ds.name} ({arch}) failed; "
                                          f"see `litmus status {self.store.root}`")
@@ -76,8 +77,8 @@ class StudySource:
                                          "= 0: Delta-m (a relative change) is undefined against it")
             total = self.spec.tuning.trials * len(self.spec.tuning.seeds) * self.spec.tuning.replicates \
                 * len(self.spec.datasets) * len(self.spec.archs) * len(tuned_methods(self.spec))
-            finished = ("completed",) if self.retry_failed else ("completed", "failed", "diverged")
-            done = sum(1 for r in self.store.trials(self.spec.name) if r["stage"] == "tune" and r["status"] in finished)
+            finished = (Status.COMPLETED,) if self.retry_failed else FINISHED
+            done = sum(1 for r in self.store.trials(self.spec.name) if r["stage"] == Stage.TUNE and r["status"] in finished)
             self.progress.reset("tune", total, min(done, total))
             self.current = TuningSource(self.spec, self.store, refs, statuses, self.retry_failed)
         else:
@@ -106,7 +107,7 @@ class StudySource:
             compact(self.store)  # the stage is over: merge its trials' files (study/compact.py)
             if self.stage == "final":
                 self.finished = True
-                return FINISHED
+                return NO_MORE_JOBS
             self._start("tune" if self.stage == "reference" else "final")
 
     def done(self, job: Job, outcome: Outcome) -> None:

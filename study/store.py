@@ -29,8 +29,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisError
-from analysis.schema import (GROUP_COLUMNS, METRIC_KEY, METRICS_SCHEMA, TABLES, TRIALS_SCHEMA, WEIGHTS_SCHEMA,
-                             Status)
+from analysis.schema import GROUP_COLUMNS, METRIC_KEY, METRICS_SCHEMA, TRIALS_SCHEMA, WEIGHTS_SCHEMA, Status
 from analysis.store import sources
 
 from litmus.errors import StoreError  # noqa: F401 - part of this module's interface

@@ -32,9 +32,10 @@ import optuna
 from optuna.trial import TrialState
 
 from analysis.delta_m import delta_m_values, task_weights
+from analysis.schema import FINISHED, Status
 
 from .convergence import should_stop
-from .driver import FINISHED, Outcome
+from .driver import NO_MORE_JOBS, Outcome
 from .plan import Job, make_job, tuned_methods, write_json
 from .sampling import FixedSampler, candidate
 from .search_space import space, split_params
@@ -105,12 +106,12 @@ def reference_values(store: Store, ids: list[str]) -> dict[str, float]:
 def stored_outcome(store: Store, tid: str, status: str, reference: dict[str, float], epochs: int,
                    patience: int | None = None) -> Outcome:
     """The outcome of a trial finished in the store (pruned: cut short by the scheduler, not by early stopping)."""
-    if status != "completed":
+    if status != Status.COMPLETED:
         return Outcome(status)
     per_epoch = epoch_rows(store, tid)
     scores = [score(per_epoch[e], reference) for e in sorted(per_epoch)]
     finite = [s for s in scores if math.isfinite(s)]
-    return Outcome("completed", len(scores), scores[-1] if scores else math.nan,
+    return Outcome(Status.COMPLETED, len(scores), scores[-1] if scores else math.nan,
                    max(finite) if finite else math.nan, pruned=len(scores) < epochs and not should_stop(scores, patience))
 
 
@@ -186,7 +187,7 @@ class TuningSource:
         self.outcomes[key] = {j.trial_id: None for j in jobs}
         for j in jobs:
             status = self.statuses.get(j.trial_id)
-            if status == "completed" or (status in ("failed", "diverged") and not self.retry_failed):
+            if status == Status.COMPLETED or (status in FINISHED and not self.retry_failed):
                 self.outcomes[key][j.trial_id] = stored_outcome(self.store, j.trial_id, status, ref, j.config["epochs"],
                                                                 j.patience)
             else:
@@ -227,16 +228,16 @@ class TuningSource:
         while not self.queue:
             state = self._ask()
             if state == "done":
-                return FINISHED
+                return NO_MORE_JOBS
             if state == "wait":
                 return None
         return self.queue.popleft()
 
     def done(self, job: Job, outcome: Outcome) -> None:
-        if outcome.status == "completed":
+        if outcome.status == Status.COMPLETED:
             # scores from every stored epoch: a trial resumed from a checkpoint reported only its later epochs
             ref = self.refs[(job.config["dataset"], job.config["arch"])]
-            outcome = stored_outcome(self.store, job.trial_id, "completed", ref, job.config["epochs"], job.patience)
+            outcome = stored_outcome(self.store, job.trial_id, Status.COMPLETED, ref, job.config["epochs"], job.patience)
         for entry, number in self.waiting.pop(job.trial_id, []):
             self.outcomes[(entry["index"], number)][job.trial_id] = outcome
             self._maybe_tell(entry, number)
@@ -250,7 +251,7 @@ class TuningSource:
         entry["open"].discard(number)
         st: optuna.Study = entry["study"]
         values = list(outs.values())
-        if any(o.status != "completed" for o in values):
+        if any(o.status != Status.COMPLETED for o in values):
             st.tell(number, state=TrialState.FAIL)
         elif any(o.pruned for o in values):
             st.tell(number, state=TrialState.PRUNED)

@@ -18,7 +18,7 @@ import math
 import optuna
 import pytest
 
-from study.driver import FINISHED, Outcome
+from study.driver import NO_MORE_JOBS, Outcome
 from study.plan import final_jobs, reference_jobs
 from study.records import group, trial_record
 from study.spec import parse
@@ -90,10 +90,10 @@ def _run_tuning(spec) -> tuple[Store, dict, list[float]]:
     lrs: list[float] = []  # lr of each Optuna trial, in the order asked: its index is its profile
     while True:
         batch = []
-        while (job := source.next()) not in (None, FINISHED):
+        while (job := source.next()) not in (None, NO_MORE_JOBS):
             batch.append(job)
         if not batch:
-            assert job == FINISHED, "the tuning source waits for nothing"
+            assert job == NO_MORE_JOBS, "the tuning source waits for nothing"
             break
         for job in batch:
             if job.config["lr"] not in lrs:
@@ -194,7 +194,7 @@ def test_no_completed_trial_keeps_the_defaults(tmp_path) -> None:
         _write(store, spec, job, "completed", _rows("val", 1, REF["left"], REF["right"]))
     source = TuningSource(spec, store, {("multi_digits", "hps"): reference_values(
         store, [j.trial_id for j in reference_jobs(spec)])}, {})
-    while (job := source.next()) not in (None, FINISHED):
+    while (job := source.next()) not in (None, NO_MORE_JOBS):
         _write(store, spec, job, "failed", [])
         source.done(job, Outcome("failed"))
     best = best_params(spec, store)
@@ -225,7 +225,7 @@ def test_a_trial_without_a_score_is_never_kept(tmp_path) -> None:
     source = TuningSource(spec, store, {("multi_digits", "hps"): reference_values(
         store, [j.trial_id for j in reference_jobs(spec)])}, {})
     lrs: list[float] = []
-    while (job := source.next()) not in (None, FINISHED):
+    while (job := source.next()) not in (None, NO_MORE_JOBS):
         lrs.append(job.config["lr"])
         k = len(lrs) - 1
         rows = [] if k == 1 else [r for e in (1, 2) for r in _quality("val", e, 50.0 if k == 0 else -3.0)]

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study.driver import FINISHED, Outcome
+from study.driver import NO_MORE_JOBS, Outcome
 from study.records import group, now, trial_record
 from study.sampling import candidate, history_view, shared_candidates
 from study.search_space import space
@@ -118,13 +118,13 @@ def _run(spec, store: Store, order: random.Random, slots: int, kill_after: int |
         job = None
         while len(running) < slots:
             job = src.next()
-            if job is None or job == FINISHED:
+            if job is None or job == NO_MORE_JOBS:
                 break
             grp = group(spec.name, "tune", job.trial_id, job.config)
             store.write_trial(trial_record(grp, _stored(job), "running", epochs=0, started_at=now()))
             running.append(job)
         if not running:
-            assert job == FINISHED, "the tuning source waits with nothing running"
+            assert job == NO_MORE_JOBS, "the tuning source waits with nothing running"
             return True
         job = running.pop(order.randrange(len(running)))
         grp = group(spec.name, "tune", job.trial_id, job.config)

@@ -29,7 +29,7 @@ def capture(tr: "Trainer") -> dict[str, Any]:
         "data_gen": tr.data_gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "step_times": list(tr.stats.step_times),
-        "first_losses": getattr(tr, "first_losses", None),  # the divergence rule's reference (trainables/divergence.py)
+        "first_losses": tr.first_losses,  # the divergence rule's reference (trainables/divergence.py)
     }
 
 

@@ -122,6 +122,8 @@ class Trainer:
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.epoch = 0
         self.global_step = 0
+        #: the first step's losses: the divergence rule's reference (trainables/divergence.py)
+        self.first_losses: Tensor | None = None
         self.stats = RunStats(device=str(self.device), jacobian=self.jacobian)
         self._amp = cfg.amp and self.device.type == "cuda"
 
@@ -135,7 +137,7 @@ class Trainer:
         return obj + reg if reg is not None else obj
 
     def _check(self, losses: Tensor, epoch: int, step: int) -> None:
-        first = getattr(self, "first_losses", None)
+        first = self.first_losses
         reason = divergence.step_reason(losses.detach(), first, self.cfg.divergence_factor)
         if reason:
             raise Diverged(epoch, step, {t: float(v) for t, v in zip(self.tasks, losses.detach().cpu())}, reason)
