@@ -19,7 +19,7 @@ import pytest
 import analysis
 from analysis.schema import Status
 from litmus.errors import NoSpaceError
-from study.driver import (FINISHED, Outcome, _searcher, _store_writer, concurrency, latest_checkpoint, no_space,
+from study.driver import (NO_MORE_JOBS, Outcome, _searcher, _store_writer, concurrency, latest_checkpoint, no_space,
                           outcome_of)
 from study.final import ListSource, pending
 from study.plan import Job
@@ -158,7 +158,7 @@ def test_list_source_yields_its_jobs_then_finished_and_keeps_outcomes() -> None:
     assert src.next() is jobs[0]
     src.done(jobs[0], Outcome(Status.COMPLETED, 2))
     assert src.next() is jobs[1]
-    assert src.next() == FINISHED and src.next() == FINISHED
+    assert src.next() == NO_MORE_JOBS and src.next() == NO_MORE_JOBS
     assert src.outcomes == {"a": Outcome(Status.COMPLETED, 2)}
 
 
@@ -185,7 +185,7 @@ def test_searcher_hands_tune_each_job_and_tells_the_source_how_it_ended(tmp_path
     rec.epoch(1, [{"split": "val", "task": "left", "metric": "accuracy", "value": 0.7, "higher_is_better": True}],
               None, None)
     assert store.stored_epochs("t1") == 0  # buffered
-    src = _Source([None, job, FINISHED])
+    src = _Source([None, job, NO_MORE_JOBS])
     s = _searcher(src, 3, root, store, "drv", ["plug.mod"], {"t1": rec})
     assert s.suggest("ray-0") is None  # nothing yet
     cfg = s.suggest("ray-1")

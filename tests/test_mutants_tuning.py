@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study.driver import FINISHED, Outcome
+from study.driver import NO_MORE_JOBS, Outcome
 from study.plan import reference_jobs
 from study.records import group, trial_record
 from study.spec import parse
@@ -138,13 +138,13 @@ def _drive(spec, store: Store, refs: dict, statuses: dict, profile, retry_failed
     """Run the tuning source to the end; each job 'trains' by writing rows of the planted quality."""
     src = TuningSource(spec, store, refs, statuses, retry_failed=retry_failed)
     ran = []
-    while (job := src.next()) not in (None, FINISHED):
+    while (job := src.next()) not in (None, NO_MORE_JOBS):
         ran.append(job.trial_id)
         q, status = profile(job)
         rows = [r for e in (1, 2, 3) for r in _epoch(e, q)] if status == "completed" else []
         _write(store, job.trial_id, rows, status, study=spec.name)
         src.done(job, Outcome(status, 3 if rows else 0))
-    assert job == FINISHED
+    assert job == NO_MORE_JOBS
     return src, ran
 
 
@@ -181,7 +181,7 @@ def test_a_killed_driver_leaves_running_optuna_trials_that_resume_without_traini
     refs = {("multi_digits", "hps"): REF}
     src = TuningSource(spec, store, refs, {})
     jobs = []
-    while (job := src.next()) not in (None, FINISHED):
+    while (job := src.next()) not in (None, NO_MORE_JOBS):
         jobs.append(job)
     assert len(jobs) == 6
     for j in jobs[:4]:  # 4 seeds finished and stored, then the driver died
@@ -196,10 +196,10 @@ def test_a_killed_driver_leaves_running_optuna_trials_that_resume_without_traini
     assert [j.trial_id for j in retry.queue] == [j.trial_id for j in jobs[4:]]
     resumed = TuningSource(spec, store, refs, statuses)
     assert [j.trial_id for j in resumed.queue] == [jobs[5].trial_id]  # the failed seed counts as finished
-    while (job := resumed.next()) not in (None, FINISHED):
+    while (job := resumed.next()) not in (None, NO_MORE_JOBS):
         _write(store, job.trial_id, [r for e in (1, 2, 3) for r in _epoch(e, 8.0)], study=spec.name)
         resumed.done(job, Outcome("completed", 3))
-    assert job == FINISHED
+    assert job == NO_MORE_JOBS
     st = optuna.load_study(study_name="tu/multi_digits/hps/uw", storage=storage(spec, store))
     assert [t.state for t in st.trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
     assert [t.value for t in st.trials[:2]] == pytest.approx([3.0, 3.0])
