@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .naming import RANDOM_METHODS, method_of
+from .naming import group_of
 
 #: distinct colours for up to 20 variants (tab10 repeats after 10)
 TAB20 = matplotlib.colormaps["tab20"].colors
@@ -39,10 +39,13 @@ def save(fig: Figure, path: str | Path) -> list[Path]:
     return out
 
 
-def distributions(per_seed: pd.DataFrame, dataset: str, path: str | Path) -> list[Path]:
-    """Box plot + points of per-seed Delta-m for each sampling distribution of RLW / RGW (Figure 1)."""
+def distributions(per_seed: pd.DataFrame, dataset: str, path: str | Path,
+                  family: dict[str, str] | None = None) -> list[Path]:
+    """Box plot + points of per-seed Delta-m for each sampling distribution of a random weighting alone
+    (RLW, RGW, a plugin's; Figure 1). ``family``: :func:`analysis.naming.families` of the trials table;
+    without it the name's structure decides (:func:`analysis.naming.group_of`)."""
     d = per_seed[(per_seed["dataset"] == dataset)
-                 & per_seed["variant"].map(lambda v: method_of(v) in RANDOM_METHODS and ":" in v)]
+                 & per_seed["variant"].map(lambda v: ":" in v and group_of(v, family) == "random")]
     variants = sorted(d["variant"].unique())
     fig, ax = subplots((1.2 * max(len(variants), 3) + 1, 3.2))
     data = [d.loc[d["variant"] == v, "delta_m"].dropna().to_numpy() for v in variants]

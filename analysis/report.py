@@ -403,7 +403,8 @@ def write_report(store: str | Path, out: str | Path, baseline: str = "ew", study
         for dataset in a.datasets:
             if a.per_seed["variant"].str.contains(":").any():
                 figs[f"{dataset} distributions"] = [str(p.relative_to(out)) for p in
-                                                    plots.distributions(a.per_seed, dataset, fdir / f"{dataset}_distributions")]
+                                                    plots.distributions(a.per_seed, dataset, fdir / f"{dataset}_distributions",
+                                                                        a.families)]
             if a.budget is not None and (a.budget["dataset"] == dataset).any():
                 figs[f"{dataset} tuning budget"] = [str(p.relative_to(out)) for p in
                                                     plots.budget_curves(a.budget, dataset, fdir / f"{dataset}_budget")]

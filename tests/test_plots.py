@@ -60,3 +60,19 @@ def test_report_leaves_out_a_cd_figure_that_cannot_separate(tmp_path):
     assert not (out / "figures" / "critical_difference.png").exists()
     assert "no critical-difference figure" in index
     assert (out / "figures" / "delta_m_ci.png").exists()
+
+
+def test_distributions_figure_groups_by_the_recorded_family(tmp_path, monkeypatch):
+    """Which variants the sampling-distribution figure shows comes from the trials table's family column
+    (the method registry's), so a plugin's random weighting is drawn and a LOSS+GRAD combination is not."""
+    per_seed = pd.DataFrame({"dataset": "a", "delta_m": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+                             "variant": ["rlw:normal", "rlw:normal", "myrw:beta", "myrw:beta",
+                                         "rlw+cagrad:normal", "rlw+cagrad:normal", "uw", "uw"]})
+    family = {"rlw:normal": "random", "myrw:beta": "random", "rlw+cagrad:normal": "gradient", "uw": "loss"}
+    drawn = []
+    real_save = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, path: (drawn.append(fig), real_save(fig, path))[1])
+    plots.distributions(per_seed, "a", tmp_path / "d", family)
+    (ax,) = drawn[0].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["myrw:beta", "rlw:normal"]
+    assert [list(c.get_offsets()[:, 1]) for c in ax.collections] == [[0.3, 0.4], [0.1, 0.2]]
