@@ -78,7 +78,7 @@ BUGS = [
         'n = min(n, int(resources.get("GPU", 0) // spec.resources["gpu"]))', "n = n",
         first=("tests/test_mutants_driver.py",)),
     Bug("final_reruns_completed", "the final stage re-running completed trials", "study/final.py",
-        "if j.trial_id in seen or st == Status.COMPLETED or (st in DONE and not retry_failed):",
+        "if j.trial_id in seen or st == Status.COMPLETED or (st in FINISHED and not retry_failed):",
         "if j.trial_id in seen:",
         first=("tests/test_mutants_driver.py",)),
     Bug("graddrop_sign", "GradDrop ignoring the activation's sign", "trainables/weighting/graddrop.py",

@@ -1,5 +1,8 @@
-"""Fast end-to-end checks on real Ray (tiny trials): GPU packing on a fake-GPU cluster, and a resumed
-study that skips what the store holds (completed, and failed unless --retry-failed)."""
+"""End-to-end checks on real Ray (tiny trials): GPU packing on a fake-GPU cluster, and a resumed
+study that skips what the store holds (completed, and failed unless --retry-failed).
+
+Slow (Ray's start-ups: 2-5 minutes on the shared 2-core machine): the fast suite catches the same planted
+bugs without Ray in tests/test_mutants_driver.py (docs/testing.md, "Planted bugs")."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from study.records import group, trial_record
 from study.run import run_study
 from study.spec import parse
 from study.store import Store
+
+pytestmark = pytest.mark.slow
 
 TINY = {"n_train": 32, "n_val": 16, "n_test": 16, "width": 4}
 
