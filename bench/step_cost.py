@@ -11,12 +11,13 @@ the fastest of the rounds' medians (``--repeats`` rounds of ``--steps`` steps: a
 on the shared machine spoils a round, not the minimum). Printed: that step time, the ratio to EW's, and for
 gradient methods the share of the step spent in the method's ``direction``
 (its solver), and, for every gradient method, the ratio to :class:`PerTaskBackward` (a plain
-per-task-backward step written here, the way other libraries take it), the ratio to the bare
+per-task-backward step written here, the way other libraries take it; the median of the ratios of
+each step to the reference's step taken right after it), the ratio to the bare
 forward + T backward passes (parameter space) and the Jacobian path the trainer measured fastest.
 ``--clock cpu`` times the process's CPU time instead of the wall clock (one torch thread: the
 step's work, not the time other jobs of a shared machine held the cores). ``--force-paths M ...``: parameter-space method ``M`` also runs with each Jacobian path forced
-(rows ``M [batched]``, ``M [looped]``), and its row shows the ratio of the trainer's own choice
-to the faster of them ("x best path"). The load average is printed before and after.
+(rows ``M [batched]``, ``M [looped]``, stepping right after it), and its row shows the ratio of the
+trainer's own choice to the faster of them ("x best path": the larger median per-step ratio). The load average is printed before and after.
 Also the wall time of one full EW epoch of ``multi_digits``.
 """
 
@@ -59,15 +60,16 @@ def variants(methods: list[str] | None) -> list[tuple[str, str | None]]:
 class Timed:
     """Wraps a gradient method's ``direction`` to accumulate the time spent in it."""
 
-    def __init__(self, method: Any) -> None:
+    def __init__(self, method: Any, clock: Any = time.perf_counter) -> None:
         self.inner = method.direction
         self.seconds = 0.0
+        self.clock = clock
         method.direction = self
 
     def __call__(self, *args: Any) -> torch.Tensor:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         out = self.inner(*args)
-        self.seconds += time.perf_counter() - t0
+        self.seconds += self.clock() - t0
         return out
 
 
@@ -149,14 +151,25 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         if tr.grad_method is not None:
             if not tr.grad_method.transforms_rep and force is None:  # RotoGrad's rotations have no plain reference
                 refs[key] = PerTaskBackward(tr, tr.grad_method)
-            timers[key] = Timed(tr.grad_method)
+            timers[key] = Timed(tr.grad_method, clock)
     if ("ew", None, None) not in trainers:
         raise SystemExit("step_cost: the method list must include ew (the reference of the ratios)")
     bare = PerTaskBackward(trainers[("ew", None, None)], None)
     data = list(batches(splits.train, trainers[("ew", None, None)].cfg.batch_size, torch.Generator().manual_seed(0),
                         torch.device("cpu")))
-    steppers: dict[Any, Any] = {**{k: tr for k, tr in trainers.items()}, **{("ref", k): r for k, r in refs.items()},
-                                "bare": bare}
+    # each method's reference steps right after it: "x per-task" is the median of the per-step ratios of
+    # neighbours in time, which a shared machine's changing load hits alike
+    steppers: dict[Any, Any] = {}
+    for k, tr in trainers.items():
+        if k[2] is not None:
+            continue
+        steppers[k] = tr
+        if k in refs:
+            steppers[("ref", k)] = refs[k]
+        for f in CANDIDATES:  # the forced Jacobian paths next to it too
+            if (k[0], k[1], f) in trainers:
+                steppers[(k[0], k[1], f)] = trainers[(k[0], k[1], f)]
+    steppers["bare"] = bare
     times: dict[Any, list[list[float]]] = {k: [] for k in steppers}
     solver: dict[Key, float] = {k: 0.0 for k in trainers}
 
@@ -187,20 +200,23 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
     def fastest_round(key: Any) -> float:
         return min(median(r) for r in times[key])
 
+    def paired(key: Any, other: Any) -> float:
+        return median(a / b for ra, rb in zip(times[key], times[other]) for a, b in zip(ra, rb))
+
     ew = fastest_round(("ew", None, None))
     bare_med = fastest_round("bare")
     for key, tr in trainers.items():
         med = fastest_round(key)
         ref = fastest_round(("ref", key)) if ("ref", key) in times else None
-        forced = [fastest_round((key[0], key[1], f)) for f in CANDIDATES if (key[0], key[1], f) in trainers]
+        forced = [paired(key, (key[0], key[1], f)) for f in CANDIDATES if (key[0], key[1], f) in trainers]
         paths = sorted({v["path"] for v in tr.jacobian.summary().values()})
         total = sum(sum(r) for r in times[key])
         label = key[0] if key[2] is None else f"{key[0]} [{key[2]}]"
         rows.append({"dataset": dataset, "method": label, "space": key[1] or "-", "step_ms": 1000 * med,
                      "ratio": med / ew, "solver_share": solver[key] / total if key in timers else None,
-                     "ref_ms": 1000 * ref if ref else None, "x_ref": med / ref if ref else None,
+                     "ref_ms": 1000 * ref if ref else None, "x_ref": paired(key, ("ref", key)) if ref else None,
                      "x_bare": med / bare_med if key[1] == "param" else None,
-                     "x_best": med / min(forced) if forced and key[2] is None else None,
+                     "x_best": max(forced) if forced and key[2] is None else None,
                      "path": ",".join(paths) or "-"})
     rows.append({"dataset": dataset, "method": "(fwd + T bwd)", "space": "param", "step_ms": 1000 * bare_med,
                  "ratio": bare_med / ew, "solver_share": None, "ref_ms": None, "x_ref": None, "x_bare": 1.0,
