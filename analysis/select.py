@@ -213,13 +213,21 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
     if src.shadowed:
         notes.append(f"{len(src.shadowed)} trial(s) have both a compacted and a per-trial copy: read once, from the "
                      "per-trial copy (`litmus compact` merges them)")
-    # one row per trial: where it belongs and which epochs it has on val / on the split
-    index = _q(con, f"""
-        SELECT trial_id, any_value(study) AS study, any_value(stage) AS stage, any_value(dataset) AS dataset,
+    # one scan, two groupings: per trial, where it belongs and which epochs it has on val / on the split; per
+    # stage x dataset x task x metric, the metric's directions (checked and weighted below, as select() does)
+    both = _q(con, f"""
+        SELECT GROUPING(trial_id) AS per_metric, trial_id,
+               any_value(study) AS study, any_value(stage) AS stage_, any_value(dataset) AS dataset_,
                any_value(arch) AS arch, any_value({VARIANT_SQL}) AS variant, any_value(seed) AS seed,
                max(epoch) FILTER (WHERE split = 'val' AND metric <> 'loss') AS last_val,
-               max(epoch) FILTER (WHERE split = $split AND metric <> 'loss') AS last_split
-        FROM m GROUP BY trial_id""", split=split)
+               max(epoch) FILTER (WHERE split = $split AND metric <> 'loss') AS last_split,
+               stage, dataset, task, metric,
+               bool_or(higher_is_better) AS any_true, bool_and(higher_is_better) AS all_true,
+               count(*) FILTER (WHERE higher_is_better IS NULL) AS nulls, bool_or(split = 'val') AS in_val
+        FROM m GROUP BY GROUPING SETS ((trial_id), (stage, dataset, task, metric))""", split=split)
+    index = both.loc[both["per_metric"] == 0, ["trial_id", "study", "stage_", "dataset_", "arch", "variant", "seed",
+                                                "last_val", "last_split"]].rename(
+        columns={"stage_": "stage", "dataset_": "dataset"}).reset_index(drop=True)
     if index.empty:
         raise AnalysisError(f"no metric rows in {store}" + (f" for study {study!r}" if study else ""))
     studies = sorted(index["study"].unique())
@@ -234,11 +242,11 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
     usable_ids = index[index["status"].isin(USABLE_STATUS)]
     con.register("usable", usable_ids[["trial_id", "dataset", "variant", "last_val", "last_split"]])
     base = f"FROM m JOIN usable u USING (trial_id) WHERE m.stage = '{stage}' AND m.metric <> 'loss'"
-    # directions of the metrics and their Delta-m weights (from the validation rows, as select() does)
-    dirs = _q(con, f"""SELECT m.dataset, task, metric, count(DISTINCT higher_is_better) AS n,
-                             count(*) FILTER (WHERE higher_is_better IS NULL) AS nulls,
-                             bool_or(higher_is_better) AS higher_is_better, bool_or(split = 'val') AS in_val
-                       FROM m WHERE m.stage = '{stage}' AND metric <> 'loss' GROUP BY ALL""")
+    dirs = both[(both["per_metric"] == 1) & (both["stage"] == stage) & (both["metric"] != "loss")]
+    # count(DISTINCT higher_is_better): 2 when both values occur, 0 when there are only nulls
+    dirs = dirs.assign(n=[0 if pd.isna(a) else 2 if (a and not b) else 1 for a, b in zip(dirs["any_true"], dirs["all_true"])],
+                       higher_is_better=dirs["any_true"])
+    dirs = dirs[["dataset", "task", "metric", "n", "nulls", "higher_is_better", "in_val"]].reset_index(drop=True)
     bad = dirs[dirs["nulls"] > 0]
     if len(bad):
         raise AnalysisError("metric without direction (null higher_is_better): "
