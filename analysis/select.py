@@ -241,7 +241,6 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
     index["status"] = [str(status.get(t, "unknown")) for t in index["trial_id"]]
     usable_ids = index[index["status"].isin(USABLE_STATUS)]
     con.register("usable", usable_ids[["trial_id", "dataset", "variant", "last_val", "last_split"]])
-    base = f"FROM m JOIN usable u USING (trial_id) WHERE m.stage = '{stage}' AND m.metric <> 'loss'"
     dirs = both[(both["per_metric"] == 1) & (both["stage"] == stage) & (both["metric"] != "loss")]
     # count(DISTINCT higher_is_better): 2 when both values occur, 0 when there are only nulls
     dirs = dirs.assign(n=[0 if pd.isna(a) else 2 if (a and not b) else 1 for a, b in zip(dirs["any_true"], dirs["all_true"])],
@@ -289,17 +288,19 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
         # validation Delta-m per trial x epoch (complete epochs only), on epochs that have the split
         con.execute(f"""CREATE TEMP TABLE scores AS
             WITH terms AS (
-                SELECT trial_id, m.epoch, c.coef * (value - c.ref) AS term, u.dataset, u.variant
-                {base.replace('WHERE', 'JOIN coef c ON m.dataset = c.dataset AND m.task = c.task AND m.metric = c.metric WHERE')}
-                AND split = 'val'),
-            s AS (SELECT trial_id, epoch, any_value(dataset) AS dataset, any_value(variant) AS variant,
+                SELECT trial_id, m.epoch, c.coef * (value - c.ref) AS term
+                FROM m JOIN coef c ON m.dataset = c.dataset AND m.task = c.task AND m.metric = c.metric
+                WHERE m.stage = '{stage}' AND m.metric <> 'loss' AND split = 'val'),
+            s AS (SELECT trial_id, epoch,
                          sum(term) FILTER (WHERE NOT isnan(term)) AS s, count(term) FILTER (WHERE NOT isnan(term)) AS c
                   FROM terms GROUP BY trial_id, epoch)
-            SELECT s.trial_id, s.epoch, s.dataset, s.variant,
+            SELECT s.trial_id, s.epoch, u.dataset, u.variant,
                    CASE WHEN s.c = n.need THEN s.s ELSE NULL END AS val_delta_m
-            FROM s JOIN need n USING (dataset)""")
+            FROM s JOIN usable u USING (trial_id) JOIN need n ON n.dataset = u.dataset""")
+        # (usable trials only through the join with scores: the 10^8-row scans join no trial list)
         best = _q(con, f"""
-            WITH cand AS (SELECT DISTINCT trial_id, m.epoch {base} AND split = $split),
+            WITH cand AS (SELECT DISTINCT trial_id, m.epoch FROM m WHERE m.stage = '{stage}' AND m.metric <> 'loss'
+                          AND split = $split),
                  sc AS (SELECT trial_id, epoch, val_delta_m FROM scores JOIN cand USING (trial_id, epoch)
                         WHERE val_delta_m IS NOT NULL AND NOT isnan(val_delta_m)),
                  top AS (SELECT trial_id, max(val_delta_m) AS best FROM sc GROUP BY trial_id)
@@ -320,11 +321,13 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
         best = usable_ids.loc[usable_ids["last_split"].notna(), ["trial_id"]].assign(epoch=int(epoch))
     else:
         raise AnalysisError(f"epoch must be 'best-val', 'last' or an integer, got {epoch!r}")
+    best = best.merge(usable_ids[["trial_id", "variant"]], on="trial_id")  # usable trials only
     con.register("best", best.astype({"epoch": "int64"}))
     selected = _q(con, f"""SELECT m.study, m.stage, trial_id, m.dataset, m.arch, m.method, m.distribution,
-                                  u.variant, m.seed, m.task, m.metric, m.higher_is_better, m.value, m.epoch
-                           {base.replace('WHERE', 'JOIN best b USING (trial_id) WHERE')}
-                           AND split = $split AND m.epoch = b.epoch""", split=split)
+                                  b.variant, m.seed, m.task, m.metric, m.higher_is_better, m.value, m.epoch
+                           FROM m JOIN best b USING (trial_id)
+                           WHERE m.stage = '{stage}' AND m.metric <> 'loss' AND split = $split AND m.epoch = b.epoch""",
+                  split=split)
     con.close()
     selected = selected.sort_values(["trial_id", "task", "metric"], kind="stable").reset_index(drop=True)
     selected["seed"] = selected["seed"].astype("int64")
