@@ -124,7 +124,11 @@ def kill_session(private: str, grace: float = 3.0) -> int:
         while time.time() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.1)
     if Path(private).name.startswith("litmus-ray-"):
-        shutil.rmtree(private, ignore_errors=True)
+        for _ in range(3):  # a process dying meanwhile may still write a log file into it
+            shutil.rmtree(private, ignore_errors=True)
+            if not Path(private).exists():
+                break
+            time.sleep(0.2)
     return len(pids)
 
 
