@@ -66,4 +66,9 @@ def early_stopper(score_of: Any, history: Any):
         def stop_all(self) -> bool:
             return False
 
+        def forget(self, tid: str) -> None:
+            """A finished trial's scores are no longer needed (the driver's memory stays flat)."""
+            self.scores.pop(tid, None)
+            self.stopped.pop(tid, None)
+
     return EarlyStopper()

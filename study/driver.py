@@ -258,7 +258,7 @@ def _error_text(trial: Any) -> str:
     return "trial failed (Ray gave no error text)"
 
 
-def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[str, int],
+def _store_writer(spec: Spec, store: Store, progress: Progress, stopper: Any,
                   recorders: dict[str, TrialRecorder]):
     from ray import tune
 
@@ -303,6 +303,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[st
             epochs = int(last.get("epoch") or 0) if last.get("litmus_id") == rec.trial_id else 0
             rec.finish(status, error, epochs=epochs or rec.epochs, summary=last.get("summary"))
             progress.running.discard(rec.trial_id)
+            stopper.forget(rec.trial_id)
             config = rec.config
             what = f"{config['method']}{'/' + config['distribution'] if config.get('distribution') else ''} " \
                    f"on {config['dataset']} seed {config['seed']}: {status}"
@@ -312,7 +313,7 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopped: dict[st
             last = trial.last_result or {}
             if last.get("status") == Status.DIVERGED:
                 self._finish(trial, Status.DIVERGED, last.get("error"))
-            elif not last.get("done_epochs", False) and self._ids(trial)[0] not in stopped:
+            elif not last.get("done_epochs", False) and self._ids(trial)[0] not in stopper.stopped:
                 self._finish(trial, Status.COMPLETED,
                              f"pruned: stopped early by the scheduler after epoch {last.get('epoch')}")
             else:
@@ -411,7 +412,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
             name=name, storage_path=storage, verbose=0, log_to_file=False,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # one to fall back on: see latest_checkpoint
-            callbacks=[_store_writer(spec, store, progress, stopper.stopped, recorders)],
+            callbacks=[_store_writer(spec, store, progress, stopper, recorders)],
             progress_reporter=None, stop=stopper,
         ),
     )
@@ -419,6 +420,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
         logging.getLogger(quiet).setLevel(logging.ERROR)
     tune_patches.survive_lost_workers()  # a worker lost in actor start/reuse (OOM kill, node loss): a retry
     tune_patches.keep_secrets_out_of_runtime_env()  # no AWS_SECRET_ACCESS_KEY in Ray's GCS and logs
+    tune_patches.forget_finished_trials()  # Tune's per-decision scans and snapshots: the trials in flight only
     try:
         tuner.fit()
     except Exception as err:  # noqa: BLE001 - anything else Tune could not handle: the store holds all done so far

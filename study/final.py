@@ -24,14 +24,13 @@ def pending(jobs: list[Job], statuses: dict[str, str], retry_failed: bool = Fals
 
 
 class ListSource:
-    """Yields a fixed list of jobs, then NO_MORE_JOBS."""
+    """Yields a fixed list of jobs, then NO_MORE_JOBS (outcomes are in the store: nothing is kept per trial)."""
 
     def __init__(self, jobs: list[Job]) -> None:
         self.queue = deque(jobs)
-        self.outcomes: dict[str, Outcome] = {}
 
     def next(self) -> Job | None | str:
         return self.queue.popleft() if self.queue else NO_MORE_JOBS
 
     def done(self, job: Job, outcome: Outcome) -> None:
-        self.outcomes[job.trial_id] = outcome
+        pass

@@ -4,10 +4,11 @@ The driver holds an exclusive ``flock`` on the file for as long as it runs
 (the kernel drops it when the process dies, however it dies) and writes its
 host, PID, start time and the private dir of its embedded Ray into it. A
 second ``litmus run`` on the store fails to take the lock and refuses in one
-line naming the holder. A lock file left by a dead driver (free to take) is
-stale: it is taken over with a message, and the Ray processes that driver
-started, if any survived, are ended (study/ray_local.py). ``status`` and
-``report`` never take the lock.
+line naming the holder. ``litmus compact`` takes the same lock (it rewrites
+the files a driver writes), so neither runs while the other holds the store.
+A lock file left by a dead driver (free to take) is stale: it is taken over
+with a message, and the Ray processes that driver started, if any survived,
+are ended (study/ray_local.py). ``status`` and ``report`` never take the lock.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ LOCK_NAME = ".litmus-run.lock"
 class StoreLock:
     """The exclusive run lock of a store (use as a context manager or call :meth:`release`)."""
 
-    def __init__(self, root: Path, say: Callable[[str], None] = print) -> None:
+    def __init__(self, root: Path, say: Callable[[str], None] = print, command: str = "litmus run") -> None:
         self.path = Path(root) / LOCK_NAME
-        self.say = say
+        self.say, self.command = say, command
         self.fd: int | None = None
         self.info: dict[str, Any] = {}
 
@@ -43,7 +44,8 @@ class StoreLock:
             os.close(fd)
             who = (f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
                    if holder else "another process")
-            raise LockError(f"store {self.path.parent} is in use by another `litmus run` ({who}); "
+            command = holder.get("command") or "litmus run"
+            raise LockError(f"store {self.path.parent} is in use by another `{command}` ({who}); "
                             "wait for it to finish (`litmus status` and `litmus report` work meanwhile)") from None
         previous = _read(fd)
         if previous:
@@ -57,7 +59,7 @@ class StoreLock:
                 if n:
                     self.say(f"litmus: ended {n} leftover Ray process(es) of that run")
         self.fd = fd
-        self.update(host=socket.gethostname(), pid=os.getpid(),
+        self.update(host=socket.gethostname(), pid=os.getpid(), command=self.command,
                     started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), ray_dir=None)
         return self
 

@@ -200,10 +200,12 @@ def status_table(store_root: Path, study: str | None = None) -> str:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     from .compact import compact
+    from .lock import StoreLock
     from .store import Store
 
     store = Store(args.store, create=False)
-    done = compact(store)
+    with StoreLock(store.root, eprint, command="litmus compact"):  # never while a driver writes the store
+        done = compact(store)
     print(f"{store.root}: {done.trials} finished trials compacted ({done.files} per-trial files merged), "
           f"generation {done.generation}")
     return 0

@@ -1,4 +1,4 @@
-"""Two corrections to Ray Tune's defaults, applied by the driver before ``Tuner.fit()``.
+"""Three corrections to Ray Tune's defaults, applied by the driver before ``Tuner.fit()``.
 
 **A lost Ray worker costs one trial retry, never the study** (:func:`survive_lost_workers`).
 Ray Tune (``ray.air.execution._internal.actor_manager``) treats an actor
@@ -19,6 +19,17 @@ each trainable's ``runtime_env``, which Ray keeps in its GCS and writes into its
 (``runtime_env_agent.log``, world-readable under the shared ``/tmp/ray``). litmus's trials do not
 need them passed that way: the embedded Ray's workers inherit the driver's environment, and on a
 cluster each node has its own credentials (docs/cluster.md).
+
+**A finished trial costs Tune nothing more** (:func:`forget_finished_trials`). Ray Tune's controller
+keeps every trial of an experiment until ``fit()`` returns: the ``Trial`` object with its last result,
+its JSON state (``_trial_metadata``, rewritten into the experiment-state file at every snapshot), and
+its place in the trial list that the FIFO/ASHA scheduler scans at every decision
+(``FIFOScheduler.choose_trial_to_run``). A study of N trials thus costs O(N) per decision and per
+snapshot (quadratic in all) and ~90 KB of driver memory per finished trial. litmus never resumes from
+Tune's experiment state (the store is the source of truth, docs/design.md), so at the end of each
+controller step the trials that are over (terminated or errored for good, no actor, no pending
+decision) are dropped from the controller's bookkeeping: what Tune holds and saves is bounded by the
+trials in flight.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import re
 from typing import Any
 
 _MARK = "_litmus_lost_worker_is_actor_error"
+_FORGET_MARK = "_litmus_forgets_finished_trials"
 
 
 def as_actor_error(exception: BaseException) -> BaseException:
@@ -53,6 +65,41 @@ def survive_lost_workers() -> None:
 
     setattr(_actor_task_failed, _MARK, True)
     RayActorManager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
+
+
+def _forget(controller: Any) -> int:
+    """Drop the controller's finished trials (see the module docstring); returns how many."""
+    done = [t for t in (*controller._stopped_trials, *controller._failed_trials)
+            if t not in controller._live_trials and t not in controller._trial_to_actor
+            and t not in controller._staged_trials and t.trial_id not in controller._cached_trial_decisions]
+    if not done:
+        return 0
+    gone = set(done)
+    controller._trials[:] = [t for t in controller._trials if t not in gone]  # in place: callbacks hold the list
+    since_sync = getattr(controller._checkpoint_manager, "_trial_num_checkpoints_since_last_sync", {})
+    for t in done:
+        controller._stopped_trials.discard(t)
+        controller._failed_trials.discard(t)
+        controller._trials_to_cache.discard(t)
+        controller._trial_metadata.pop(t.trial_id, None)
+        since_sync.pop(t, None)
+    return len(done)
+
+
+def forget_finished_trials() -> None:
+    """Make Tune's controller drop finished trials at the end of every step (idempotent)."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    original = TuneController.on_step_end
+    if getattr(original, _FORGET_MARK, False):
+        return
+
+    def on_step_end(self: Any) -> None:
+        original(self)
+        _forget(self)
+
+    setattr(on_step_end, _FORGET_MARK, True)
+    TuneController.on_step_end = on_step_end  # type: ignore[method-assign]
 
 
 SECRET = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY(_|$)|ACCESS_KEY", re.IGNORECASE)

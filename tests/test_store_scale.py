@@ -17,6 +17,7 @@ from analysis.select import store_selection
 from analysis.store import plain_strings
 from analysis.synthetic import SyntheticStudy, metrics_frame, trials_frame
 from study.compact import compact
+from study.lock import LockError
 from study.recorder import TrialRecorder
 from study.store import Store
 
@@ -167,3 +168,41 @@ def test_plain_summary_table_reads_compacted_trials(tmp_path):
     compact(store)
     assert not list((store.root / "metrics").rglob("*.parquet"))  # every row now in compacted files
     assert plain_table(store.root, SPEC.study) == before
+
+
+def test_litmus_compact_refuses_a_store_a_live_driver_holds(tmp_path, capsys):
+    """`litmus compact` takes the driver's lock: while another process holds it, one error line (exit 2) naming
+    the holder, and nothing of the store is touched; once the holder is gone, it compacts and releases."""
+    import subprocess
+    import sys
+
+    from study.cli import main
+    from study.lock import StoreLock
+
+    store = write_like_driver(tmp_path / "s")
+    files = sorted(p.relative_to(store.root) for p in store.root.rglob("*.parquet"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from study.lock import StoreLock; "
+         "lock = StoreLock(sys.argv[1], print).acquire(); print('held', flush=True); time.sleep(600)", str(store.root)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["compact", str(store.root)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("litmus: error: ")
+        assert f"PID {holder.pid}" in err and "in use by another `litmus run`" in err
+        assert sorted(p.relative_to(store.root) for p in store.root.rglob("*.parquet")) == files
+        assert not (store.root / "compacted").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    statuses = store.statuses()
+    assert main(["compact", str(store.root)]) == 0
+    assert f"{len(statuses)} finished trials compacted" in capsys.readouterr().out
+    said: list[str] = []
+    with StoreLock(store.root, said.append):  # compact took over the dead holder's lock and released it cleanly
+        pass
+    assert said == [] and store.statuses() == statuses
+    with StoreLock(store.root, said.append, command="litmus compact"):  # and a driver is refused while it compacts
+        with pytest.raises(LockError, match="in use by another `litmus compact`"):
+            StoreLock(store.root, said.append).acquire()
