@@ -9,9 +9,10 @@
    workers, printed separately, cancels out).
 
 3. ``--scale N`` (5,000 by default with ``--scale``; 20,000 with ``--large``): one study of N tiny trials;
-   prints the per-trial overhead, the completion rate of the first and last tenth of the trials (late-run
-   slowdown), the driver's memory during the run (peak) and after it, the time to rerun the finished
-   study (resume: every trial skipped) and of ``litmus status``.
+   prints the per-trial overhead over the whole run and in the first and last tenth of the completions
+   (late-run slowdown), the driver's memory during the run (peak), after it and after the run summary
+   that ``litmus run`` prints, the time to rerun the finished study (``litmus run`` in a fresh process:
+   every trial skipped) and of ``litmus status``, and the load average (the machine may be shared).
 
     python bench/orchestration.py [--trials 6] [--seconds 20] [--tiny 8 32]
     python bench/orchestration.py --scale 5000 [--large]
@@ -35,13 +36,17 @@ from trainables.trainer import Trainer
 
 
 def spec(name: str, store: str, n_train: int, epochs: int, seeds: int) -> Any:
-    return parse({
+    return parse(spec_dict(name, store, n_train, epochs, seeds))
+
+
+def spec_dict(name: str, store: str, n_train: int, epochs: int, seeds: int) -> dict[str, Any]:
+    return {
         "name": name, "store": store,
         "datasets": [{"name": "multi_digits", "epochs": epochs,
                       "options": {"n_train": n_train, "n_val": 200, "n_test": 200, "width": 16}}],
         "methods": ["ew"], "tuning": {"methods": "none"}, "final": {"seeds": seeds},
         "checkpoint_every": 1,
-    })
+    }
 
 
 def rss_mb() -> float:
@@ -86,13 +91,40 @@ def size_for(seconds: float, epochs: int) -> int:
     return n
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (the machine is shared: timings are read against them)."""
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def tenth_overheads(finished: Any, n: int, cpus: int, one: float) -> tuple[float, float]:
+    """Per-trial overhead (seconds per trial per slot beyond the trial's own time) in the first and the last
+    tenth of the completions, from their spans: the late-run slowdown is the ratio of the two spans."""
+    import pandas as pd
+
+    done = pd.to_datetime(finished).sort_values().to_numpy()
+    tenth = max(2, n // 10)
+    spans = [(done[tenth - 1] - done[0]), (done[-1] - done[-tenth])]
+    return tuple(sp / pd.Timedelta(seconds=1) / (tenth - 1) * cpus - one for sp in spans)  # type: ignore[return-value]
+
+
+def timed_cli(*args: str) -> tuple[float, int, str]:
+    """Wall seconds, exit code and output of one `litmus` command in a fresh process (as a user runs it)."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "study.cli", *args], capture_output=True, text=True)
+    return time.perf_counter() - t0, out.returncode, out.stdout + out.stderr
+
+
 def scale(n: int, cpus: int) -> None:
     """One study of ``n`` tiny trials: overhead, late-run slowdown, driver memory, resume and status times."""
     import threading
 
-    import pandas as pd
+    import yaml
 
-    from study.run_cli import status_table
+    import analysis
+    from study.run_cli import summary
 
     peak = [0.0]
     stop = threading.Event()
@@ -102,8 +134,10 @@ def scale(n: int, cpus: int) -> None:
             peak[0] = max(peak[0], rss_mb())
             time.sleep(0.5)
 
+    print(f"scale: {n} tiny trials on {cpus} CPUs; load average at the start {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="litmus-orch-") as tmp:
-        s = spec("bench-scale", os.path.join(tmp, "store"), 200, 1, n)
+        d = spec_dict("bench-scale", os.path.join(tmp, "store"), 200, 1, n)
+        s = parse(d)
         driver.connect(s, None, cpus)
         one = sequential_seconds(200, 1)
         threading.Thread(target=sample, daemon=True).start()
@@ -113,24 +147,28 @@ def scale(n: int, cpus: int) -> None:
         stop.set()
         after = rss_mb()
         assert res.counts["completed"] == n, res.counts
-        import analysis
-
-        done = pd.to_datetime(analysis.load_trials(s.store)["finished_at"]).sort_values().to_numpy()
-        tenth = max(1, n // 10)
-        first = (done[tenth - 1] - done[0]) / pd.Timedelta(seconds=1)
-        last = (done[-1] - done[-tenth]) / pd.Timedelta(seconds=1)
-        t1 = time.perf_counter()
-        run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
-        resume = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        status_table(s.store)
-        status = time.perf_counter() - t2
+        t_sum = time.perf_counter()
+        summary(res.store.root, s.name, s.baseline)  # what `litmus run` prints at its end
+        t_sum = time.perf_counter() - t_sum
+        after_summary = rss_mb()
+        load_run = load_average()
+        first, last = tenth_overheads(analysis.load_trials(s.store)["finished_at"], n, cpus, one)
+        driver.shutdown()  # the rerun starts its own Ray, as `litmus run` does
+        path = os.path.join(tmp, "spec.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(d, f)
+        resume, rc, out = timed_cli("run", path, "--cpus", str(cpus))
+        assert rc == 0 and f"final stage: {n} completed" in out, out[-2000:]
+        status, rc, out = timed_cli("status", s.store)
+        assert rc == 0, out[-2000:]
     overhead = wall / n * cpus - one
     print(f"scale: {n} tiny trials ({one:.2f}s each) on {cpus} CPUs in {wall:.0f}s -> overhead {overhead * 1000:.0f} ms "
-          f"per trial per slot; first tenth {first:.0f}s, last tenth {last:.0f}s "
-          f"({(last / first - 1) if first > 0 else float('nan'):+.0%} late-run slowdown); "
-          f"driver RSS peak during the run {peak[0]:.0f} MB, after {after:.0f} MB; "
-          f"rerun of the finished study {resume:.1f}s; litmus status {status:.2f}s")
+          f"per trial per slot; first tenth {first * 1000:.0f} ms, last tenth {last * 1000:.0f} ms per trial per slot "
+          f"({(last + one) / (first + one) - 1:+.0%} late-run slowdown of the completion time)")
+    print(f"scale: driver RSS peak during the run {peak[0]:.0f} MB, after it {after:.0f} MB, after the run summary "
+          f"{after_summary:.0f} MB ({after_summary / peak[0] - 1:+.0%} vs during; summary {t_sum:.1f}s)")
+    print(f"scale: rerun of the finished study (`litmus run`, fresh process) {resume:.1f}s; `litmus status` {status:.2f}s")
+    print(f"scale: load average after the run {load_run}, at the end {load_average()}")
 
 
 def main() -> None:

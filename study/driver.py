@@ -429,13 +429,20 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
             raise full from err
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RayRunError(f"Ray Tune stopped ({type(err).__name__}: {first})") from err
-    if "://" not in storage and getattr(source, "finished", False):
-        # the study is complete: no checkpoint is needed any more (an interrupted run keeps its experiment
-        # directory, so that its unfinished trials resume from their last checkpoint on the next run)
-        pattern = experiment_dir_pattern(spec.name)
-        for d in Path(storage).iterdir():
-            if d.is_dir() and pattern.fullmatch(d.name):
-                shutil.rmtree(d, ignore_errors=True)
+    if getattr(source, "finished", False):
+        remove_experiments(spec, store, ray_storage)
+
+
+def remove_experiments(spec: Spec, store: Store, ray_storage: str | None = None) -> None:
+    """The study is complete: no checkpoint is needed any more, its Ray Tune experiment folders go (an
+    interrupted run keeps them, so that its unfinished trials resume from their last checkpoint)."""
+    storage = ray_storage or str(store.root / "ray")
+    if "://" in storage or not Path(storage).is_dir():
+        return
+    pattern = experiment_dir_pattern(spec.name)
+    for d in Path(storage).resolve().iterdir():
+        if d.is_dir() and pattern.fullmatch(d.name):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def format_exception() -> str:

@@ -49,6 +49,18 @@ class Progress:
         """True when the status line is redrawn in place (a terminal)."""
         return self._live
 
+    def attach(self, say: Callable[[str], None], slots: int, stream: TextIO | None = None) -> None:
+        """Show from now on through ``say`` (and live on ``stream`` if a terminal), with ``slots`` concurrent
+        trials: a study counts what is left before it starts Ray (study/run.py), then attaches. The stage's
+        clock restarts if no trial has finished yet (starting Ray is not the trials' time, for the ETA)."""
+        with self._lock:
+            self.say, self.slots, self._stream = say, slots, stream
+            self._live = stream is not None and stream.isatty()
+            if not (self.done or self.failed or self.diverged):
+                self.started = time.time()
+        self._redraw()
+        self._start_ticker()
+
     # --- counting ---------------------------------------------------------
     def reset(self, stage: str, total: int, skipped: int) -> None:
         """Start counting a new stage (``skipped``: trials already finished in the store)."""

@@ -52,7 +52,16 @@ class StudySource:
         self.current: Any = None
         self.in_flight = 0
         self.finished = False  # every stage handed out and done
+        self._primed: Job | None = None
         self._start("reference" if self.refs else "final")
+
+    def prime(self) -> bool:
+        """Take the first job now (before Ray starts); False if the store already holds the whole study."""
+        job = self.next()
+        if job == FINISHED:
+            return False
+        self._primed = job if isinstance(job, Job) else None
+        return True
 
     def _start(self, stage: str) -> None:
         self.stage = stage
@@ -96,6 +105,9 @@ class StudySource:
             self.current = ListSource(todo)
 
     def next(self) -> Job | None | str:
+        if self._primed is not None:
+            job, self._primed = self._primed, None
+            return job
         while True:
             job = self.current.next()
             if not isinstance(job, str):
@@ -145,6 +157,15 @@ def _run(spec: Spec, store: Store, lock: StoreLock, t0: float, address: str | No
          say: Callable[[str], None], num_cpus: int | None, ray_storage: str | None, keep_ray: bool,
          live: bool) -> StudyResult:
     save_plan(spec, store.root, reference_jobs(spec), None)
+    held: list[str] = []  # what the source says before Ray starts (stages already in the store), shown after
+    progress = Progress("", 0, 1, held.append)
+    source = StudySource(spec, store, progress, retry_failed)
+    if not source.prime():  # a finished study: the store answers, no Ray to start (a rerun takes seconds)
+        say(f"litmus run: study {spec.name!r} -> {store.root}: every trial is in the store, nothing to run")
+        for line in held:
+            say(line)
+        driver.remove_experiments(spec, store, ray_storage)  # a killed run's checkpoints, if it had finished all
+        return StudyResult(store, _counts(store, spec, [j.trial_id for j in source.final]), time.time() - t0)
     resources = driver.connect(spec, address, num_cpus)
     lock.update(ray_dir=ray_local.session_dir())  # lets the next run end this run's Ray if this driver is killed
     try:
@@ -152,8 +173,9 @@ def _run(spec: Spec, store: Store, lock: StoreLock, t0: float, address: str | No
         slots = driver.concurrency(spec, resources)
         say(f"litmus run: study {spec.name!r} -> {store.root} ({slots} concurrent trials on "
             f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)")
-        progress = Progress("", 0, slots, say, stream=sys.stderr if live else None)
-        source = StudySource(spec, store, progress, retry_failed)
+        for line in held:
+            say(line)
+        progress.attach(say, slots, stream=sys.stderr if live else None)
         try:
             driver.run_jobs(spec, store, source, progress, ray_storage)
         finally:

@@ -58,3 +58,18 @@ def test_progress_pickles_without_its_terminal():
     q = pickle.loads(pickle.dumps(p))
     p.close()
     assert (q.stage, q.total, q.skipped, q.live) == ("final", 3, 1, False)
+
+
+def test_counts_taken_before_ray_starts_are_shown_once_attached():
+    # study/run.py counts what the store holds before it starts Ray, then attaches the outputs
+    held: list[str] = []
+    p = Progress("", 0, 1, held.append)
+    p.reset("final", 4, 3)
+    p.started -= 100  # as if Ray took long to start: that is not the trials' time
+    assert held == ["[final] 3/4 trials already in the store: skipped"]
+    tty = FakeTTY()
+    p.attach(print, 2, stream=tty)
+    assert p.live and p.slots == 2 and p.line().startswith("[final 3/3     0s] 3/4 done")
+    p.trial_finished("completed", "ew on d seed 3: completed")
+    p.close()
+    assert "4/4 done" in tty.getvalue() and len(held) == 1

@@ -1,0 +1,64 @@
+"""The driver's cost per trial is flat (issue 13): Ray Tune holds only the trials in flight, never the finished ones."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from study import tune_patches
+from study.run import run_study
+from study.spec import parse
+from study.store import Store
+
+TINY = {"n_train": 100, "n_val": 50, "n_test": 50, "width": 8}
+
+
+@pytest.fixture(autouse=True)
+def _ray_down():
+    yield
+    ray.shutdown()
+
+
+def test_tune_forgets_finished_trials_and_every_trial_is_recorded_once(tmp_path, monkeypatch):
+    n, cpus = 16, 2
+    seen: list[dict[str, int]] = []
+    forgotten: list[str] = []
+    original = tune_patches._forget
+
+    def probe(controller) -> int:
+        before = {t.trial_id for t in controller._trials}
+        k = original(controller)
+        after = {t.trial_id for t in controller._trials}
+        forgotten.extend(sorted(before - after))
+        seen.append({"trials": len(controller._trials), "json": len(controller._trial_metadata),
+                     "stopped": len(controller._stopped_trials) + len(controller._failed_trials)})
+        return k
+
+    monkeypatch.setattr(tune_patches, "_forget", probe)
+    spec = parse({"name": "flat", "store": str(tmp_path / "store"),
+                  "datasets": [{"name": "multi_digits", "options": TINY, "epochs": 1}],
+                  "methods": ["ew"], "tuning": {"methods": "none"}, "final": {"seeds": n}})
+    res = run_study(spec, num_cpus=cpus, say=lambda m: None)
+    assert res.counts == {"completed": n, "failed": 0, "diverged": 0, "missing": 0}
+    # every trial once in the store, and each forgotten by Tune once, after it finished
+    trials = Store(spec.store).trials("flat")
+    assert len(trials) == n and {t["status"] for t in trials} == {"completed"}
+    assert len(forgotten) == len(set(forgotten)) == n
+    # what Tune holds stays bounded by the trials in flight (running + pending, at most 2 x the slots), not n
+    assert seen and max(s["trials"] for s in seen) <= 2 * cpus + 1
+    assert max(s["json"] for s in seen) <= 2 * cpus + 1
+    assert all(s["stopped"] == 0 for s in seen)  # nothing finished survives a step
+    # the rerun of the finished study is answered by the store: no Ray is started, nothing is written
+    files = sorted((p.relative_to(spec.store), p.stat().st_mtime_ns) for p in spec.store.rglob("*.parquet"))
+    ray.shutdown()
+
+    def no_ray(*a, **k):
+        raise AssertionError("a finished study must not start Ray")
+
+    monkeypatch.setattr("study.driver.connect", no_ray)
+    said: list[str] = []
+    again = run_study(spec, num_cpus=cpus, say=said.append)
+    assert again.counts == res.counts and not ray.is_initialized()
+    assert said[0].endswith("every trial is in the store, nothing to run")
+    assert f"[final] {n}/{n} trials already in the store: skipped" in said
+    assert sorted((p.relative_to(spec.store), p.stat().st_mtime_ns) for p in spec.store.rglob("*.parquet")) == files
