@@ -15,7 +15,7 @@
    every trial skipped) and of ``litmus status``, and the load average (the machine may be shared).
 
     python bench/orchestration.py [--trials 6] [--seconds 20] [--tiny 8 32]
-    python bench/orchestration.py --scale 5000 [--large]
+    python bench/orchestration.py --scale 5000 [--large] [--profile]
 """
 
 from __future__ import annotations
@@ -117,7 +117,59 @@ def timed_cli(*args: str) -> tuple[float, int, str]:
     return time.perf_counter() - t0, out.returncode, out.stdout + out.stderr
 
 
-def scale(n: int, cpus: int) -> None:
+class StackSampler:
+    """A low-overhead sampling profile of one thread (the driver's): every ``every`` seconds its stack is read
+    (``sys._current_frames``) and each function on it counted once (inclusive time share)."""
+
+    def __init__(self, thread_id: int, every: float = 0.05) -> None:
+        import collections
+        import threading
+
+        self.thread_id, self.every = thread_id, every
+        self.inclusive: collections.Counter = collections.Counter()
+        self.leaf: collections.Counter = collections.Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import sys
+
+        while not self._stop.wait(self.every):
+            frame = sys._current_frames().get(self.thread_id)
+            if frame is None:
+                continue
+            self.samples += 1
+            seen = set()
+            leaf = True
+            while frame is not None:
+                code = frame.f_code
+                key = f"{code.co_filename.split('site-packages/')[-1]}:{code.co_name}"
+                if leaf:
+                    self.leaf[key] += 1
+                    leaf = False
+                if key not in seen:
+                    seen.add(key)
+                    self.inclusive[key] += 1
+                frame = frame.f_back
+
+    def __enter__(self) -> "StackSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, top: int = 25) -> str:
+        n = max(1, self.samples)
+        lines = [f"profile of the driver's main thread ({self.samples} samples every {self.every * 1000:.0f} ms):"]
+        lines += [f"  {c / n:6.1%} incl  {k}" for k, c in self.inclusive.most_common(top)]
+        lines += ["  leaves:"] + [f"  {c / n:6.1%} self  {k}" for k, c in self.leaf.most_common(top // 2)]
+        return "\n".join(lines)
+
+
+def scale(n: int, cpus: int, profile: bool = False) -> None:
     """One study of ``n`` tiny trials: overhead, late-run slowdown, driver memory, resume and status times."""
     import threading
 
@@ -141,10 +193,17 @@ def scale(n: int, cpus: int) -> None:
         driver.connect(s, None, cpus)
         one = sequential_seconds(200, 1)
         threading.Thread(target=sample, daemon=True).start()
+        sampler = StackSampler(threading.get_ident()) if profile else None
         t0 = time.perf_counter()
-        res = run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
+        if sampler:
+            with sampler:
+                res = run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
+        else:
+            res = run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
         wall = time.perf_counter() - t0
         stop.set()
+        if sampler:
+            print(sampler.report(), flush=True)
         after = rss_mb()
         assert res.counts["completed"] == n, res.counts
         t_sum = time.perf_counter()
@@ -180,9 +239,10 @@ def main() -> None:
     ap.add_argument("--scale", type=int, nargs="?", const=5000, default=None,
                     help="only the study of N tiny trials (default 5000)")
     ap.add_argument("--large", action="store_true", help="with --scale: 20,000 trials")
+    ap.add_argument("--profile", action="store_true", help="with --scale: a sampling profile of the driver")
     a = ap.parse_args()
     if a.scale is not None:
-        scale(20000 if a.large else a.scale, a.cpus)
+        scale(20000 if a.large else a.scale, a.cpus, a.profile)
         return
     epochs = 10  # a realistic report/checkpoint rate: one report and checkpoint per epoch
     n_train = size_for(a.seconds, epochs)
