@@ -96,15 +96,13 @@ def load_average() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def tenth_overheads(finished: Any, n: int, cpus: int, one: float) -> tuple[float, float]:
+def tenth_overheads(done: list[float], cpus: int, one: float) -> tuple[float, float]:
     """Per-trial overhead (seconds per trial per slot beyond the trial's own time) in the first and the last
-    tenth of the completions, from their spans: the late-run slowdown is the ratio of the two spans."""
-    import pandas as pd
-
-    done = pd.to_datetime(finished).sort_values().to_numpy()
-    tenth = max(2, n // 10)
-    spans = [(done[tenth - 1] - done[0]), (done[-1] - done[-tenth])]
-    return tuple(sp / pd.Timedelta(seconds=1) / (tenth - 1) * cpus - one for sp in spans)  # type: ignore[return-value]
+    tenth of the completions (``done``: the driver's clock when each trial's end was recorded)."""
+    done = sorted(done)
+    tenth = max(2, len(done) // 10)
+    spans = [done[tenth - 1] - done[0], done[-1] - done[-tenth]]
+    return spans[0] / (tenth - 1) * cpus - one, spans[1] / (tenth - 1) * cpus - one
 
 
 def timed_cli(*args: str) -> tuple[float, int, str]:
@@ -175,7 +173,6 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
 
     import yaml
 
-    import analysis
     from study.run_cli import summary
 
     peak = [0.0]
@@ -194,12 +191,18 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
         one = sequential_seconds(200, 1)
         threading.Thread(target=sample, daemon=True).start()
         sampler = StackSampler(threading.get_ident()) if profile else None
+        done: list[float] = []  # the driver's clock at each trial's end (its progress line)
+
+        def said(m: str) -> None:
+            if m.startswith("[final") and " done " in m:
+                done.append(time.perf_counter())
+
         t0 = time.perf_counter()
         if sampler:
             with sampler:
-                res = run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
+                res = run_study(s, num_cpus=cpus, say=said, keep_ray=True)
         else:
-            res = run_study(s, num_cpus=cpus, say=lambda m: None, keep_ray=True)
+            res = run_study(s, num_cpus=cpus, say=said, keep_ray=True)
         wall = time.perf_counter() - t0
         stop.set()
         if sampler:
@@ -211,7 +214,8 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
         t_sum = time.perf_counter() - t_sum
         after_summary = rss_mb()
         load_run = load_average()
-        first, last = tenth_overheads(analysis.load_trials(s.store)["finished_at"], n, cpus, one)
+        assert len(done) == n, (len(done), n)
+        first, last = tenth_overheads(done, cpus, one)
         driver.shutdown()  # the rerun starts its own Ray, as `litmus run` does
         path = os.path.join(tmp, "spec.yaml")
         with open(path, "w") as f:
