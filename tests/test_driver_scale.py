@@ -19,6 +19,7 @@ def _ray_down():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_tune_forgets_finished_trials_and_every_trial_is_recorded_once(tmp_path, monkeypatch):
     n, cpus = 16, 2
     seen: list[dict[str, int]] = []
