@@ -58,7 +58,7 @@ class StudySource:
     def prime(self) -> bool:
         """Take the first job now (before Ray starts); False if the store already holds the whole study."""
         job = self.next()
-        if job == FINISHED:
+        if job == NO_MORE_JOBS:
             return False
         self._primed = job if isinstance(job, Job) else None
         return True
