@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
@@ -26,3 +27,41 @@ def pytest_collection_finish(session) -> None:
     tests allocate. statsmodels' Holm calls gc.collect() on every call (1.5 s each with the suite imported:
     test_local_levels_decide_exactly_as_adjusted_p took 61 s under load)."""
     gc.freeze()
+
+
+@pytest.fixture(scope="module")
+def _module_ray():
+    """Ends the module's shared embedded Ray (if one is running) after the module's last test."""
+    yield
+    import ray
+
+    from study import driver
+
+    if ray.is_initialized():
+        driver.shutdown()
+
+
+@pytest.fixture
+def local_ray(_module_ray):
+    """One embedded local Ray (loopback, private temp dir, 2 CPUs: study/ray_local.py) shared by a module's
+    studies, which run with ``keep_ray=True``: Ray's start-up (seconds, tens of seconds under load) is paid
+    once per module. Started again if a test's ``litmus run`` (which ends its Ray) stopped it."""
+    import ray
+
+    from study import driver, ray_local
+
+    if not ray.is_initialized():
+        driver.quiet_ray()  # the environment `litmus run` gives Ray's processes (driver.connect)
+        ray_local.start(2)
+
+
+@pytest.fixture
+def own_ray():
+    """For a test that starts its own Ray (a multi-node cluster, or an embedded Ray it inspects) in a module
+    whose other tests share one: the shared Ray is ended first (a running Ray would be reused by the driver)."""
+    import ray
+
+    from study import driver
+
+    if ray.is_initialized():
+        driver.shutdown()

@@ -35,8 +35,7 @@ def test_gpu_share_packs_trials_on_a_fake_gpu_cluster(tmp_path) -> None:
     from ray.cluster_utils import Cluster
 
     ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=3, num_gpus=1)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "num_gpus": 1})  # one node: one start
     cluster.wait_for_nodes()
     spec = _spec(tmp_path, "gpu", 4, resources={"cpu": 1, "gpu": 0.5})
     said: list[str] = []
@@ -68,15 +67,6 @@ def test_gpu_share_packs_trials_on_a_fake_gpu_cluster(tmp_path) -> None:
     assert seen["min_gpu_free"] == 0.0, "two trials never held the GPU's two halves at once"
     assert seen["max_cpu_used"] <= 2.0
     assert {t["device"] for t in Store(spec.store).trials()} == {"cpu"}  # no CUDA here: the share is a reservation
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR",
-             log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _finished(root) -> dict[str, tuple]:

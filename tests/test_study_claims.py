@@ -7,7 +7,6 @@ import json
 
 import optuna
 import pytest
-import ray
 import yaml
 
 from study.cli import main
@@ -21,9 +20,8 @@ SMALL = {"n_train": 96, "n_val": 48, "n_test": 48, "width": 4}
 
 
 @pytest.fixture(autouse=True)
-def _ray_down():
-    yield
-    ray.shutdown()
+def _ray(local_ray):
+    """One embedded Ray for the module (tests/conftest.py); `litmus run` below reuses it, then ends it."""
 
 
 @pytest.mark.slow
@@ -36,7 +34,7 @@ def test_asha_prunes_tuning_trials_within_the_equal_budget(tmp_path) -> None:
                    "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2}},
         "final": {"seeds": 1},
     })
-    res = run_study(spec, say=lambda m: None, num_cpus=2)
+    res = run_study(spec, say=lambda m: None, num_cpus=2, keep_ray=True)
     assert res.counts == {"completed": 2, "failed": 0, "diverged": 0, "missing": 0}
     trials = Store(spec.store).trials("asha")
     plan = json.loads((spec.store / "studies" / "asha.json").read_text())
