@@ -243,8 +243,8 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
     con.register("usable", usable_ids[["trial_id", "dataset", "variant", "last_val", "last_split"]])
     dirs = both[(both["per_metric"] == 1) & (both["stage"] == stage) & (both["metric"] != "loss")]
     # count(DISTINCT higher_is_better): 2 when both values occur, 0 when there are only nulls
-    dirs = dirs.assign(n=[0 if pd.isna(a) else 2 if (a and not b) else 1 for a, b in zip(dirs["any_true"], dirs["all_true"])],
-                       higher_is_better=dirs["any_true"])
+    dirs = dirs.assign(n=[0 if pd.isna(a) else 2 if (a and not b) else 1
+                          for a, b in zip(dirs["any_true"], dirs["all_true"])], higher_is_better=dirs["any_true"])
     dirs = dirs[["dataset", "task", "metric", "n", "nulls", "higher_is_better", "in_val"]].reset_index(drop=True)
     bad = dirs[dirs["nulls"] > 0]
     if len(bad):

@@ -169,6 +169,24 @@ def test_friedman_iman_davenport_cd_and_wilcoxon_match_scipy():
     assert pw["p_adj"].to_numpy() == pytest.approx(holm(pw["p"].to_numpy()))
 
 
+def test_iqm_bootstrap_equals_scipy_trim_mean_and_shares_its_draws():
+    """The IQM of each resample is scipy's trim_mean bit for bit (ties, several datasets, NaN through scipy);
+    a table's shared draws give each variant the same interval as a fresh call."""
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        runs = [np.round(rng.normal(size=(int(rng.integers(1, 30)), int(rng.integers(1, 25)))), 1)
+                for _ in range(int(rng.integers(1, 4)))]
+        runs = [r[: len(runs[0])] if len(r) >= len(runs[0]) else np.resize(r, (len(runs[0]), r.shape[1])) for r in runs]
+        want = stats.trim_mean(np.concatenate(runs, axis=-1), 0.25, axis=-1)
+        assert np.array_equal(robust._iqm_batch(runs), want)
+    nan = [np.array([[1.0, np.nan, 3.0, 4.0]])]
+    assert np.array_equal(robust._iqm_batch(nan), stats.trim_mean(nan[0], 0.25, axis=-1), equal_nan=True)
+    runs = {v: [rng.normal(size=7), rng.normal(size=5)] for v in "abc"}
+    memo: dict = {}
+    for r in runs.values():
+        assert robust.iqm_ci(r, 300, seed=4, memo=memo) == robust.iqm_ci(r, 300, seed=4)
+
+
 def test_vectorised_pairwise_wilcoxon_equals_one_call_per_pair():
     """Clean pairs go to scipy in one call, pairs with zeros or ties one by one: every p equals scipy's
     wilcoxon on that pair alone (exact without ties, permutation / normal approximation with them)."""
