@@ -56,7 +56,7 @@ def _run_then_kill(spec_d: dict, tmp_path: Path, ready, timeout: float = 180) ->
 
 
 @pytest.mark.slow
-def test_driver_killed_mid_run_then_resumed(tmp_path):
+def test_driver_killed_mid_run_then_resumed(tmp_path, local_ray):
     spec_d = {
         "name": "crash", "store": str(tmp_path / "store"),
         "datasets": [{"name": "multi_digits", "options": OPTS, "epochs": 2}],
@@ -68,7 +68,7 @@ def test_driver_killed_mid_run_then_resumed(tmp_path):
     _run_then_kill(spec_d, tmp_path, lambda: _completed(root) >= 4)
     before = {t["trial_id"]: t for t in Store(root).trials() if t["status"] == "completed"}
     assert len(before) >= 4
-    res = run_study(parse(spec_d), say=lambda m: None)
+    res = run_study(parse(spec_d), say=lambda m: None, keep_ray=True)
     assert res.counts == {"completed": 6, "failed": 0, "diverged": 0, "missing": 0}
     trials = Store(root).trials("crash")
     assert len(trials) == 1 + 2 * 3 + 2 * 3 and all(t["status"] == "completed" for t in trials)
@@ -84,15 +84,14 @@ def test_driver_killed_mid_run_then_resumed(tmp_path):
     for m in ("ew", "uw"):
         st = optuna.load_study(study_name=f"crash/multi_digits/hps/{m}", storage=storage)
         assert len(st.trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in st.trials)
-    ray.shutdown()
 
 
 @pytest.mark.slow
-def test_multi_node_study_survives_a_worker_node_removed_mid_run(tmp_path):
+def test_multi_node_study_survives_a_worker_node_removed_mid_run(tmp_path, own_ray):
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # trials on the head and on a worker
+    workers = [cluster.add_node(num_cpus=1)]
     cluster.wait_for_nodes()
     spec = parse({
         "name": "nodes", "store": str(tmp_path / "store"), "retries": 3,
@@ -140,7 +139,7 @@ def _running_epochs(root: Path) -> int:
 
 
 @pytest.mark.slow
-def test_trial_cut_by_a_driver_kill_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+def test_trial_cut_by_a_driver_kill_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, local_ray):
     monkeypatch.setenv("LITMUS_FLUSH_SECONDS", "0")  # every epoch in the store at once (the kill waits for 2)
     spec_d = {
         "name": "ckpt", "store": str(tmp_path / "store"),
@@ -151,8 +150,7 @@ def test_trial_cut_by_a_driver_kill_resumes_from_its_last_checkpoint(tmp_path, m
     _run_then_kill(spec_d, tmp_path, lambda: _running_epochs(root) >= 2)
     assert [t["status"] for t in Store(root).trials()] == ["running"]
     said: list[str] = []
-    res = run_study(parse(spec_d), say=said.append)
-    ray.shutdown()
+    res = run_study(parse(spec_d), say=said.append, keep_ray=True)
     assert res.counts == {"completed": 1, "failed": 0, "diverged": 0, "missing": 0}
     resumed = [m for m in said if "resumed from its checkpoint at epoch" in m]
     assert len(resumed) == 1 and int(resumed[0].rsplit(" ", 1)[1]) >= 1, said
@@ -184,7 +182,7 @@ def _snapshot(root: Path, name: str) -> tuple[dict, dict, dict]:
 
 
 @pytest.mark.slow
-def test_driver_killed_during_tuning_resumes_to_the_uninterrupted_study(tmp_path):
+def test_driver_killed_during_tuning_resumes_to_the_uninterrupted_study(tmp_path, local_ray):
     def spec_d(store: Path) -> dict:
         return {
             "name": "tunekill", "store": str(store),
@@ -194,8 +192,7 @@ def test_driver_killed_during_tuning_resumes_to_the_uninterrupted_study(tmp_path
                        "sampler": {"type": "tpe", "startup": 2}},
             "final": {"seeds": 2},
         }
-    res = run_study(parse(spec_d(tmp_path / "whole")), say=lambda m: None)
-    ray.shutdown()
+    res = run_study(parse(spec_d(tmp_path / "whole")), say=lambda m: None, keep_ray=True)
     assert res.counts["completed"] == 4
     expected = _snapshot(tmp_path / "whole", "tunekill")
     assert len(expected[0]) == 1 + 2 * 4 + 2 * 2
@@ -204,7 +201,6 @@ def test_driver_killed_during_tuning_resumes_to_the_uninterrupted_study(tmp_path
     _run_then_kill(spec_d(root), tmp_path, lambda: _tune_done(root) >= 6)
     assert any(t["stage"] == "tune" for t in Store(root).trials()) and not any(
         t["stage"] == "final" for t in Store(root).trials())
-    res = run_study(parse(spec_d(root)), say=lambda m: None)
-    ray.shutdown()
+    res = run_study(parse(spec_d(root)), say=lambda m: None, keep_ray=True)
     assert res.counts["completed"] == 4
     assert _snapshot(root, "tunekill") == expected
