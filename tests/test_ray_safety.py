@@ -74,7 +74,8 @@ def _loopback(ip: str) -> bool:
 
 
 @pytest.mark.slow
-def test_embedded_ray_listens_on_loopback_only_keeps_its_files_private_and_logs_no_secret(tmp_path, monkeypatch):
+def test_embedded_ray_listens_on_loopback_only_keeps_its_files_private_and_logs_no_secret(tmp_path, monkeypatch,
+                                                                                          own_ray):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
     seen: list[tuple[int, str, str]] = []
     done = threading.Event()
@@ -267,7 +268,7 @@ def _kill_workers(ray_dir_of, stop: threading.Event, kills: list[int], n: int, s
 
 
 @pytest.mark.slow
-def test_trial_workers_killed_at_random_moments_cost_retries_not_rows(tmp_path):
+def test_trial_workers_killed_at_random_moments_cost_retries_not_rows(tmp_path, local_ray):
     def spec(name: str) -> dict:
         d = _spec(tmp_path / name, name, epochs=3, seeds=2, retries=20)
         d["datasets"][0]["options"] = {**OPTS, "n_train": 1500}
@@ -282,12 +283,12 @@ def test_trial_workers_killed_at_random_moments_cost_retries_not_rows(tmp_path):
         assert len(keys) == len(set(keys))
         return {k: r["value"] for k, r in zip(keys, t)}
 
-    ref = run_study(parse(spec("calm")), say=lambda m: None, num_cpus=2)
+    ref = run_study(parse(spec("calm")), say=lambda m: None, num_cpus=2, keep_ray=True)  # one Ray for both
     stop, kills = threading.Event(), []
     killer = threading.Thread(target=_kill_workers, args=(ray_local.session_dir, stop, kills, 4), daemon=True)
     killer.start()
     try:
-        res = run_study(parse(spec("killed")), say=lambda m: None, num_cpus=2)
+        res = run_study(parse(spec("killed")), say=lambda m: None, num_cpus=2, keep_ray=True)
     finally:
         stop.set()
         killer.join()
