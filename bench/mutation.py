@@ -100,6 +100,9 @@ GROUPS: dict[str, Group] = {
 EQUIVALENT: list[tuple[str, str, str]] = [
     ("study.tuning.x_stored_outcome__mutmut_*", "return Outcome(None)",
      "_maybe_tell tells FAIL for any status other than completed, None included"),
+    ("analysis.delta_m.x_metric_weights__mutmut_*",
+     'm.loc[g.index, "w"] = task_weights(g["task"].astype(str).to_numpy(), g["higher_is_better"].to_numpy(None), per)',
+     "task_weights converts the directions with np.asarray(..., bool) itself"),
     ("study.driver.x_concurrency__mutmut_*", 'if spec.resources.get("gpu", 1) > 0:',
      "a parsed spec's resources always hold 'gpu' (study/spec.py fills 0): the default is never used"),
     ("study.driver.x__scheduler__mutmut_*", "return super().on_trial_result(None, trial, result)",

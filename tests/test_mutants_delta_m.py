@@ -134,7 +134,7 @@ def test_missing_or_zero_baseline_is_an_error() -> None:
     zero = _sel({("hps", "ew"): [(0.0, 0.4)] * 3, ("hps", "m"): M})
     with pytest.raises(AnalysisError, match=r"baseline mean is 0 for \[\['d', 'seg', 'miou'\]\]"):
         delta_m(zero, "ew")
-    with pytest.raises(AnalysisError, match="no selected values"):
+    with pytest.raises(AnalysisError, match="^no selected values to compute Delta-m on$"):
         delta_m(sel.iloc[:0], "ew")
 
 
@@ -144,3 +144,32 @@ def test_a_raw_frame_is_selected_first() -> None:
     test = sel.assign(split="test", epoch=1, study="s", stage="final")
     raw = pd.concat([val, test], ignore_index=True)
     assert delta_m(raw, "ew").set_index("variant").loc["m", "delta_m"] == pytest.approx(_hand(M).mean())
+
+
+def test_one_baseline_architecture_for_the_intervals_too() -> None:
+    big = [(2 * a, 2 * b) for a, b in EW]
+    sel = _sel({("hps", "ew"): EW, ("hps", "m"): M, ("mtan", "ew"): big, ("mtan", "m"): M})
+    b = delta_m(sel, "ew", baseline_arch="hps").set_index(["arch", "variant"])
+    diff = _hand(M) - _hand(EW)  # mtan's m against hps's EW, paired on the seeds
+    ci = stats.ttest_1samp(diff, 0).confidence_interval(0.95)
+    assert (b.loc[("mtan", "m"), "ci_low"], b.loc[("mtan", "m"), "ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert b.loc[("mtan", "m"), "baseline"] == "ew"
+
+
+def test_a_trial_without_any_baseline_metric_is_kept_with_no_value() -> None:
+    """A trial whose metrics the baseline never reported is listed (incomplete), never silently dropped."""
+    sel = _sel({("hps", "ew"): EW, ("hps", "m"): M})
+    odd = sel[sel["variant"] == "m"].assign(variant="odd", method="odd", metric="other",
+                                           trial_id=lambda d: "odd-" + d["trial_id"])
+    both = pd.concat([sel, odd], ignore_index=True)
+    ps = per_seed(both, "ew")
+    assert ps["variant"].value_counts()["odd"] == 3 and ps.loc[ps["variant"] == "odd", "delta_m"].isna().all()
+    d = delta_m(both, "ew").set_index("variant")
+    assert "odd" in d.index and np.isnan(d.loc["odd", "delta_m"]) and d.loc["odd", "n_incomplete"] == 3
+
+
+def test_the_method_column_is_plain_text() -> None:
+    sel = _sel({("hps", "ew"): EW, ("hps", "m"): M})
+    sel["method"] = sel["method"].astype("category")
+    d = delta_m(sel, "ew")
+    assert not isinstance(d["method"].dtype, pd.CategoricalDtype) and list(d["method"]) == ["ew", "m"]
