@@ -486,6 +486,8 @@ def test_run_jobs_wires_the_searcher_the_store_writer_and_the_stopper(monkeypatc
     monkeypatch.chdir(tmp_path)
     _, rel, _ = _run_jobs(monkeypatch, tmp_path, spec, ray_storage="rs")
     assert rel.run_config.storage_path == str((tmp_path / "rs").resolve())
+    # a local folder that the URI would name as a path holds a checkpoint of t1: it is never searched
+    _ckpt(Path("mock:") / "bucket" / "x", "drv-20260101-120000-1", "t1", 0, 1)
     _, uri, _ = _run_jobs(monkeypatch, tmp_path, spec, ray_storage="mock://bucket/x", jobs=[job])
     assert uri.run_config.storage_path == "mock://bucket/x"
     assert uri.tune_config.search_alg.suggest("ray-2")["litmus"]["resume_from"] is None
