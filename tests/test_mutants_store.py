@@ -185,3 +185,22 @@ def test_bad_ids_and_roots(tmp_path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="is not writable"):
         Store(blocker / "s")
+
+
+def test_a_compacted_trial_resumed_at_a_later_epoch_keeps_its_earlier_rows(tmp_path) -> None:
+    from study.compact import compact
+
+    store = Store(tmp_path / "s")
+    store.write_metrics(_grp(), _epoch(1, 1.0) + _epoch(2, 2.0) + _epoch(3, 3.0))
+    store.write_weights("s", "t0", {1: {"a": 1.0}, 2: {"a": 2.0}, 3: {"a": 3.0}})
+    store.write_trial(trial_record(_grp(), CONFIG, "completed", epochs=3, started_at="t"))
+    compact(store)  # finished trials only
+    assert _parts(store) == [] and "t0" in store.compacted_ids()
+    assert _epochs(store) == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    store.write_metrics(_grp(), _epoch(3, 30.0) + _epoch(4, 40.0))  # rerun, resumed from a checkpoint at epoch 2
+    assert _parts(store) == [(1, 4, "000001.parquet")]  # the per-trial copy now holds every epoch
+    assert _epochs(store) == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
+    t = pq.read_table(store.root / "metrics" / "t0" / "000001.parquet")
+    assert t.schema == METRICS_SCHEMA and t.num_rows == 8
+    store.write_weights("s", "t0", {3: {"a": 9.0}})
+    assert store.trial_weights("t0") == {1: {"a": 1.0}, 2: {"a": 2.0}, 3: {"a": 9.0}}
