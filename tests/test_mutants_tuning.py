@@ -12,7 +12,6 @@ import pytest
 from optuna.trial import TrialState
 
 from study.driver import NO_MORE_JOBS, Outcome
-from study.plan import reference_jobs
 from study.records import group, trial_record
 from study.spec import parse
 from study.store import Store
