@@ -110,6 +110,8 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "the parts were listed just before by the store's single writer: the file exists, missing_ok is never used"),
     ("study.store.xǁStoreǁwrite_metrics__mutmut_*", 'cols["XXstageXX"] = [str(group["stage"])] * len(ordered)',
      "GROUP_COLUMNS already fills 'stage' from the group (a str or a StrEnum, stored by pyarrow as its text)"),
+    ("analysis.stats.x_pair_arrays__mutmut_*", "g = v.groupby(keys, observed=None, sort=True).agg(",
+     "long_values casts the grouping columns to plain strings (and a bool): observed acts on categoricals only"),
     ("study.driver.x_concurrency__mutmut_*", 'if spec.resources.get("gpu", 1) > 0:',
      "a parsed spec's resources always hold 'gpu' (study/spec.py fills 0): the default is never used"),
     ("study.driver.x__scheduler__mutmut_*", "return super().on_trial_result(None, trial, result)",

@@ -58,6 +58,7 @@ def test_pair_arrays_pairs_two_common_seeds_else_not() -> None:
     b = p.loc["b"]  # one common seed: unpaired on all units
     assert (b["x"], b["y"], bool(b["paired"]), b["n_unmatched"]) == ([5.0, 6.0], [1.0, 2.0, 3.0], False, 0)
     assert (b["n_method"], b["n_baseline"]) == (2, 3)
+    assert b["clusters"] == [0, 0] and b["replicates"] == 1  # one tuning replicate, not one per seed
     c = p.loc["c"]
     assert not bool(c["paired"]) and c["x"] == [4.0, 5.0, 6.0]
 
