@@ -108,6 +108,8 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "point holds CELL and delta_m only: without on= pandas merges on the common columns, which are CELL"),
     ("study.store.xǁStoreǁ_append__mutmut_*", "path.unlink(missing_ok=None)",
      "the parts were listed just before by the store's single writer: the file exists, missing_ok is never used"),
+    ("study.store.xǁStoreǁ_append__mutmut_*", "old = self._compacted_rows(kind, trial_id, None)",
+     "without a schema the compacted files' own (the store's) schema is read, and the rows are cast to it next"),
     ("study.store.xǁStoreǁwrite_metrics__mutmut_*", 'cols["XXstageXX"] = [str(group["stage"])] * len(ordered)',
      "GROUP_COLUMNS already fills 'stage' from the group (a str or a StrEnum, stored by pyarrow as its text)"),
     ("analysis.stats.x_pair_arrays__mutmut_*", "g = v.groupby(keys, observed=None, sort=True).agg(",
