@@ -152,14 +152,14 @@ def test_pending_skips_finished_trials_and_duplicates() -> None:
     assert pending(jobs, {t: "completed" for t in "abcdef"}, retry_failed=True) == []
 
 
-def test_list_source_yields_its_jobs_then_finished_and_keeps_outcomes() -> None:
+def test_list_source_yields_its_jobs_then_no_more() -> None:
     jobs = [_job("a"), _job("b")]
     src = ListSource(jobs)
     assert src.next() is jobs[0]
     src.done(jobs[0], Outcome(Status.COMPLETED, 2))
     assert src.next() is jobs[1]
     assert src.next() == NO_MORE_JOBS and src.next() == NO_MORE_JOBS
-    assert src.outcomes == {"a": Outcome(Status.COMPLETED, 2)}
+    assert not hasattr(src, "outcomes")  # outcomes are in the store: nothing kept per trial
 
 
 # --- the searcher -----------------------------------------------------------------------------------------------
@@ -230,12 +230,24 @@ def _rows(epoch: int, value: float) -> list[dict]:
             for i, (s, t) in enumerate((s, t) for s in ("val", "test") for t in ("left", "right"))]
 
 
+class _Stopper:
+    """The early stopper's side the store writer uses: which trials it stopped; forget a finished one."""
+
+    def __init__(self, stopped: dict) -> None:
+        self.stopped, self.forgotten = dict(stopped), []
+
+    def forget(self, tid: str) -> None:
+        self.forgotten.append(tid)
+        self.stopped.pop(tid, None)
+
+
 def _writer(tmp_path, stopped: dict | None = None):
     spec = _spec(tmp_path, retries=4)
     store = Store(spec.store)
     lines: list[str] = []
     progress = Progress("final", 5, 1, lines.append)
-    return spec, store, progress, lines, _store_writer(spec, store, progress, stopped or {}, {})
+    w = _store_writer(spec, store, progress, _Stopper(stopped or {}), {})
+    return spec, store, progress, lines, w
 
 
 def _result(trial: _Trial, epoch: int, value: float, **kw: Any) -> dict:
