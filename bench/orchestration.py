@@ -216,6 +216,13 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
         load_run = load_average()
         assert len(done) == n, (len(done), n)
         first, last = tenth_overheads(done, cpus, one)
+        overhead = wall / n * cpus - one
+        print(f"scale: {n} tiny trials ({one:.2f}s each) on {cpus} CPUs in {wall:.0f}s -> overhead {overhead * 1000:.0f} ms "
+              f"per trial per slot; first tenth {first * 1000:.0f} ms, last tenth {last * 1000:.0f} ms per trial per slot "
+              f"({(last + one) / (first + one) - 1:+.0%} late-run slowdown of the completion time)")
+        print(f"scale: driver RSS peak during the run {peak[0]:.0f} MB, after it {after:.0f} MB, after the run summary "
+              f"{after_summary:.0f} MB ({after_summary / peak[0] - 1:+.0%} vs during; summary {t_sum:.1f}s)")
+        print(f"scale: load average after the run {load_run}", flush=True)
         driver.shutdown()  # the rerun starts its own Ray, as `litmus run` does
         path = os.path.join(tmp, "spec.yaml")
         with open(path, "w") as f:
@@ -224,14 +231,8 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
         assert rc == 0 and f"final stage: {n} completed" in out, out[-2000:]
         status, rc, out = timed_cli("status", s.store)
         assert rc == 0, out[-2000:]
-    overhead = wall / n * cpus - one
-    print(f"scale: {n} tiny trials ({one:.2f}s each) on {cpus} CPUs in {wall:.0f}s -> overhead {overhead * 1000:.0f} ms "
-          f"per trial per slot; first tenth {first * 1000:.0f} ms, last tenth {last * 1000:.0f} ms per trial per slot "
-          f"({(last + one) / (first + one) - 1:+.0%} late-run slowdown of the completion time)")
-    print(f"scale: driver RSS peak during the run {peak[0]:.0f} MB, after it {after:.0f} MB, after the run summary "
-          f"{after_summary:.0f} MB ({after_summary / peak[0] - 1:+.0%} vs during; summary {t_sum:.1f}s)")
-    print(f"scale: rerun of the finished study (`litmus run`, fresh process) {resume:.1f}s; `litmus status` {status:.2f}s")
-    print(f"scale: load average after the run {load_run}, at the end {load_average()}")
+        print(f"scale: rerun of the finished study (`litmus run`, fresh process) {resume:.1f}s; `litmus status` {status:.2f}s")
+        print(f"scale: load average at the end {load_average()}")
 
 
 def main() -> None:
