@@ -14,8 +14,8 @@
    that ``litmus run`` prints, the time to rerun the finished study (``litmus run`` in a fresh process:
    every trial skipped) and of ``litmus status``, and the load average (the machine may be shared).
 
-    python bench/orchestration.py [--trials 6] [--seconds 20] [--tiny 8 32]
-    python bench/orchestration.py --scale 5000 [--large] [--profile]
+    python -m bench.orchestration [--trials 6] [--seconds 20] [--tiny 8 32]   (-m: bench/analysis.py would shadow the analysis package)
+    python -m bench.orchestration --scale 5000 [--large] [--profile]
 """
 
 from __future__ import annotations
