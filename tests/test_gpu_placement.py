@@ -18,9 +18,9 @@ from study.spec import parse
 def test_half_gpu_trials_pack_two_per_gpu_on_every_declared_gpu(tmp_path):
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0})
-    for _ in range(2):
-        cluster.add_node(num_cpus=4, num_gpus=2)  # logical CPUs: trials are tiny
+    # two nodes (the head and one more, each started once), logical CPUs: trials are tiny
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 2})
+    cluster.add_node(num_cpus=4, num_gpus=2)
     cluster.wait_for_nodes()
     spec = parse({
         "name": "gpus", "store": str(tmp_path / "store"), "resources": {"cpu": 0.5, "gpu": 0.5},

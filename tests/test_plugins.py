@@ -288,9 +288,8 @@ def test_example_plugin_on_a_multi_node_cluster_via_the_runtime_env(tmp_path):
     from study.run import run_study
 
     assert str(EXAMPLE) not in os.environ.get("PYTHONPATH", "")  # workers can only get it from the runtime env
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    for _ in range(2):
-        cluster.add_node(num_cpus=1)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # two nodes: the head and one more
+    cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     spec = parse(_example_spec(tmp_path, "nodes"))
     try:
