@@ -10,7 +10,7 @@ from typing import Any
 
 from litmus.errors import ConfigError
 
-from .single import eprint
+from .console import eprint
 
 
 def register(sub: Any) -> None:

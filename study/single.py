@@ -12,6 +12,7 @@ from trainables.trainer import Diverged, EpochResult, Trainer
 from analysis.schema import Stage, Status
 from litmus.errors import InputError
 
+from .console import eprint  # noqa: F401 - re-exported for callers of the trainer's CLI
 from .ids import trial_id
 from .recorder import TrialRecorder
 from .store import Store
@@ -84,5 +85,3 @@ def format_metrics(rows: list[dict[str, Any]], split: str = "test") -> str:
     return "\n".join(lines)
 
 
-def eprint(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

@@ -18,12 +18,14 @@ from typing import Any
 
 import yaml
 
-from trainables import datasets
-from trainables.datasets._weights import HFWeights, Weights
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the trainer's modules (and torch) load only when a weights command runs
+    from trainables.datasets._weights import Weights
 
 from litmus.errors import ConfigError
 
-from .single import eprint
+from .console import eprint
 
 
 def register(sub: Any) -> None:
@@ -41,6 +43,8 @@ def register(sub: Any) -> None:
 
 def spec_datasets(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """``(name, options)`` of each dataset of a spec file, read without checking the data."""
+    from trainables import datasets
+
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
@@ -64,6 +68,9 @@ def spec_datasets(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def spec_weights(path: Path, hf_cache: Path | None = None) -> list[Weights]:
     """Every distinct set of pretrained weights the spec's datasets load."""
+    from trainables import datasets
+    from trainables.datasets._weights import HFWeights
+
     seen: dict[tuple, Weights] = {}
     for name, opts in spec_datasets(path):
         for w in datasets.required_weights(name, **opts):
