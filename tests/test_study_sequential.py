@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pyarrow.dataset as pads
 import pytest
-import ray
 
 from analysis.sequential import load_decisions
 from study.run import run_study
@@ -13,12 +12,6 @@ from study.spec import SpecError, parse
 from study.store import Store
 
 SMALL = {"n_train": 1000, "n_val": 200, "n_test": 300, "width": 16}
-
-
-@pytest.fixture(autouse=True)
-def _ray_down():
-    yield
-    ray.shutdown()
 
 
 def _spec(tmp_path, seeds):
@@ -51,7 +44,7 @@ def _spec_dict(tmp_path, seeds):
 
 
 @pytest.mark.slow
-def test_rounds_stop_decided_cells_and_a_kill_in_round_two_resumes_with_the_same_decisions(tmp_path):
+def test_rounds_stop_decided_cells_and_a_kill_in_round_two_resumes_with_the_same_decisions(tmp_path, local_ray):
     from test_study_faults import _run_then_kill
 
     d = _spec_dict(tmp_path, {"start": 4, "step": 2, "max": 6, "until": "decided"})
@@ -67,7 +60,7 @@ def test_rounds_stop_decided_cells_and_a_kill_in_round_two_resumes_with_the_same
     _run_then_kill(d, tmp_path, in_round_two, timeout=900)
     before = load_decisions(spec.store, "seq")
     assert set(before["round"]) == {1}  # killed during round 2: only round 1 is recorded
-    res = run_study(spec, say=lambda m: None)
+    res = run_study(spec, say=lambda m: None, keep_ray=True)
     dec = load_decisions(spec.store, "seq")
     assert dec[dec["round"] == 1].reset_index(drop=True).equals(before)  # never recomputed
     first = dec[dec["round"] == 1].set_index(["variant", "against"])
@@ -88,7 +81,7 @@ def test_rounds_stop_decided_cells_and_a_kill_in_round_two_resumes_with_the_same
     rows = pads.dataset(str(spec.store / "metrics"), format="parquet").to_table().to_pandas()
     assert not rows.duplicated(["trial_id", "split", "epoch", "task", "metric"]).any()
     # a rerun of the finished study: nothing runs, the decisions are read back unchanged
-    res2 = run_study(spec, say=lambda m: None)
+    res2 = run_study(spec, say=lambda m: None, keep_ray=True)
     assert res2.counts == res.counts
     assert pads.dataset(str(spec.store / "metrics"), format="parquet").count_rows() == len(rows)
     assert load_decisions(spec.store, "seq").equals(dec)
