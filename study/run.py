@@ -87,7 +87,9 @@ class StudySource:
             total = self.spec.tuning.trials * len(self.spec.tuning.seeds) * self.spec.tuning.replicates \
                 * len(self.spec.datasets) * len(self.spec.archs) * len(tuned_methods(self.spec))
             finished = (Status.COMPLETED,) if self.retry_failed else FINISHED
-            done = sum(1 for r in self.store.trials(self.spec.name) if r["stage"] == Stage.TUNE and r["status"] in finished)
+            refs_ids = {j.trial_id for j in self.refs}  # the EW references are stored in the tune stage too
+            done = sum(1 for r in self.store.trials(self.spec.name)
+                       if r["stage"] == Stage.TUNE and r["status"] in finished and r["trial_id"] not in refs_ids)
             self.progress.reset("tune", total, min(done, total))
             self.current = TuningSource(self.spec, self.store, refs, statuses, self.retry_failed)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,12 @@ def test_local_study_tune_and_final_then_resume_is_a_no_op(tmp_path, capsys):
         "tuning": {"trials": 2, "seeds": [100], "shared": {"lr": {"low": 1e-4, "high": 1e-2}}},
         "final": {"seeds": 2},
     })
-    res = run_study(spec, say=lambda m: None, keep_ray=True)
+    said: list[str] = []
+    res = run_study(spec, say=said.append, keep_ray=True)
     assert res.counts == {"completed": 8, "failed": 0, "diverged": 0, "missing": 0}
+    counted = [tuple(map(int, m.group(1, 2))) for m in map(re.compile(r"\] (\d+)/(\d+) done").search, said) if m]
+    assert counted and all(k <= n for k, n in counted)  # the EW reference is not counted as a tuning trial
+    assert counted[-1][0] == counted[-1][1]
     store = Store(spec.store)
     trials = store.trials("local")
     by_stage = {s: sum(t["stage"] == s for t in trials) for s in ("tune", "final")}
