@@ -356,16 +356,19 @@ def connect_metrics(store: str | Path, study: Filter = None, dataset: Filter = N
     ``materialize``: then the per-trial files (many small ones: opening each costs more than its rows) are
     read once into a temporary table (spilled to disk beyond ``memory_limit``) for a caller that queries
     ``m`` several times; compacted files are always scanned in place."""
+    import shutil
     import tempfile
+    import weakref
 
     import duckdb
 
     src = sources(store, "metrics")
     if not src.files:
         raise AnalysisError(f"no metrics Parquet files in {store}")
-    con = duckdb.connect(config={"threads": 2, "memory_limit": memory_limit,
-                                 "temp_directory": tempfile.mkdtemp(prefix="litmus-duckdb-"),
+    spill = tempfile.mkdtemp(prefix="litmus-duckdb-")
+    con = duckdb.connect(config={"threads": 2, "memory_limit": memory_limit, "temp_directory": spill,
                                  "preserve_insertion_order": False})
+    weakref.finalize(con, shutil.rmtree, spill, True)  # the spill dir goes with the connection
     where = []
     for col, values in (("study", _as_list(study)), ("dataset", _as_list(dataset))):
         if values is not None:

@@ -183,3 +183,23 @@ def test_analysis_imports_neither_trainables_study_nor_ray():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trainables', 'study', 'ray', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_metrics_connection_takes_its_spill_dir_with_it(tmp_path, monkeypatch):
+    """DuckDB's spill dir (a fresh temp dir per connection) is removed when the connection goes."""
+    import gc
+
+    from analysis.store import connect_metrics
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    store = make_store(tmp_path / "s", SyntheticStudy({"d": {"ew": 0, "uw": 1.0}}, seeds=[0, 1], epochs=2))
+    con, _ = connect_metrics(store, materialize=True)
+    spill = [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith("litmus-duckdb-")]
+    assert len(spill) == 1 and con.execute("SELECT count(*) FROM m").fetchone()[0] > 0
+    con.close()
+    del con
+    gc.collect()
+    assert not spill[0].exists()
