@@ -252,8 +252,8 @@ def _kill_workers(ray_dir_of, stop: threading.Event, kills: list[int], n: int, s
             continue
         workers = []
         for pid in ray_local.session_processes(d):
-            try:
-                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            try:  # the process title: /proc/PID/comm is cut at 15 characters ("ray::RuntimeEnv")
+                name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
             except OSError:
                 continue
             if name.startswith("ray::") and "Agent" not in name:  # trial actors and idle workers (start, reuse)
