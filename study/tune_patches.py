@@ -1,4 +1,4 @@
-"""Three corrections to Ray Tune's defaults, applied by the driver before ``Tuner.fit()``.
+"""Four corrections to Ray Tune's defaults, applied by the driver before ``Tuner.fit()``.
 
 **A lost Ray worker costs one trial retry, never the study** (:func:`survive_lost_workers`).
 Ray Tune (``ray.air.execution._internal.actor_manager``) treats an actor
@@ -45,10 +45,19 @@ from __future__ import annotations
 import re
 import time
 import weakref
-from typing import Any
+from typing import Any, Callable
 
-_MARK = "_litmus_lost_worker_is_actor_error"
-_FORGET_MARK = "_litmus_forgets_finished_trials"
+_MARK = "_litmus_patched"
+
+
+def _wrap_once(cls: Any, name: str, wrap: Callable[[Callable], Callable]) -> None:
+    """Replace the method ``cls.name`` by ``wrap(original)``, unless litmus already did (idempotent)."""
+    original = getattr(cls, name)
+    if getattr(original, _MARK, False):
+        return
+    patched = wrap(original)
+    setattr(patched, _MARK, True)
+    setattr(cls, name, patched)
 
 
 def as_actor_error(exception: BaseException) -> BaseException:
@@ -66,15 +75,12 @@ def survive_lost_workers() -> None:
     """Route Ray system errors of actor tasks to Tune's actor-failure path (idempotent)."""
     from ray.air.execution._internal.actor_manager import RayActorManager
 
-    original = RayActorManager._actor_task_failed
-    if getattr(original, _MARK, False):
-        return
+    def wrap(original: Callable) -> Callable:
+        def _actor_task_failed(self: Any, tracked_actor_task: Any, exception: Exception) -> None:
+            return original(self, tracked_actor_task, as_actor_error(exception))
+        return _actor_task_failed
 
-    def _actor_task_failed(self: Any, tracked_actor_task: Any, exception: Exception) -> None:
-        return original(self, tracked_actor_task, as_actor_error(exception))
-
-    setattr(_actor_task_failed, _MARK, True)
-    RayActorManager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
+    _wrap_once(RayActorManager, "_actor_task_failed", wrap)
 
 
 def _forget(controller: Any) -> int:
@@ -100,16 +106,13 @@ def forget_finished_trials() -> None:
     """Make Tune's controller drop finished trials at the end of every step (idempotent)."""
     from ray.tune.execution.tune_controller import TuneController
 
-    original = TuneController.on_step_end
-    if getattr(original, _FORGET_MARK, False):
-        return
+    def wrap(original: Callable) -> Callable:
+        def on_step_end(self: Any) -> None:
+            original(self)
+            _forget(self)
+        return on_step_end
 
-    def on_step_end(self: Any) -> None:
-        original(self)
-        _forget(self)
-
-    setattr(on_step_end, _FORGET_MARK, True)
-    TuneController.on_step_end = on_step_end  # type: ignore[method-assign]
+    _wrap_once(TuneController, "on_step_end", wrap)
 
 
 _OWN_ACTOR_SINCE: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
@@ -119,20 +122,17 @@ def keep_starting_actors(grace_s: float = 60.0) -> None:
     """Do not take a cached actor for a trial whose own actor is starting (idempotent; see the module doc)."""
     from ray.tune.execution.tune_controller import TuneController
 
-    original = TuneController._maybe_reuse_cached_actor
-    if getattr(original, _MARK, False):
-        return
+    def wrap(original: Callable) -> Callable:
+        def _maybe_reuse_cached_actor(self: Any, trial: Any) -> bool:
+            own = self._trial_to_actor.get(trial)
+            if own is not None and own not in self._started_actors:
+                since = _OWN_ACTOR_SINCE.setdefault(own, time.monotonic())
+                if time.monotonic() - since < grace_s:
+                    return False  # its own actor is on its way; the cached one serves the next trial
+            return original(self, trial)
+        return _maybe_reuse_cached_actor
 
-    def _maybe_reuse_cached_actor(self: Any, trial: Any) -> bool:
-        own = self._trial_to_actor.get(trial)
-        if own is not None and own not in self._started_actors:
-            since = _OWN_ACTOR_SINCE.setdefault(own, time.monotonic())
-            if time.monotonic() - since < grace_s:
-                return False  # its own actor is on its way; the cached one serves the next trial
-        return original(self, trial)
-
-    setattr(_maybe_reuse_cached_actor, _MARK, True)
-    TuneController._maybe_reuse_cached_actor = _maybe_reuse_cached_actor  # type: ignore[method-assign]
+    _wrap_once(TuneController, "_maybe_reuse_cached_actor", wrap)
 
 
 SECRET = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY(_|$)|ACCESS_KEY", re.IGNORECASE)
