@@ -49,7 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainables.config import TrainConfig, resolve
 
     from .preflight import check_weights
-    from .single import eprint, format_metrics, run_single
+    from .console import eprint
+    from .single import format_metrics, run_single
     from .store import Store
 
     activate_plugins(args)

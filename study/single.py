@@ -12,7 +12,6 @@ from trainables.trainer import Diverged, EpochResult, Trainer
 from analysis.schema import Stage, Status
 from litmus.errors import InputError
 
-from .console import eprint  # noqa: F401 - re-exported for callers of the trainer's CLI
 from .ids import trial_id
 from .recorder import TrialRecorder
 from .store import Store
