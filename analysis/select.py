@@ -18,7 +18,7 @@ import pandas as pd
 
 from .delta_m import metric_weights
 from .errors import AnalysisError
-from .naming import has_baseline, resolve_baseline
+from .naming import has_baseline, method_of, resolve_baseline
 from .store import USABLE_STATUS, names, plain_strings
 
 KEEP = ["study", "stage", "trial_id", "dataset", "arch", "method", "distribution", "variant",
@@ -149,6 +149,30 @@ class StoreSelection:
     epoch: str | int
 
 
+#: per usable trial, its epoch with the highest complete validation Delta-m among the candidates (``where``), ties
+#: to the earliest epoch
+BEST_SQL = """
+    WITH {cand} sc AS (SELECT s.trial_id, s.epoch, s.val_delta_m FROM scores s JOIN usable u USING (trial_id) {join}
+                       WHERE s.val_delta_m IS NOT NULL AND NOT isnan(s.val_delta_m) {where}),
+         top AS (SELECT trial_id, max(val_delta_m) AS best FROM sc GROUP BY trial_id)
+    SELECT trial_id, min(epoch) AS epoch FROM sc JOIN top USING (trial_id)
+    WHERE val_delta_m = top.best GROUP BY trial_id"""
+
+
+def _sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _selected_rows(con, best: pd.DataFrame, stage: str, split: str) -> pd.DataFrame:
+    """The split's rows of each trial in ``best`` (trial_id, epoch, variant) at its epoch."""
+    con.register("best", best.astype({"epoch": "int64"}))
+    return _q(con, f"""SELECT m.study, m.stage, trial_id, m.dataset, m.arch, m.method, m.distribution,
+                              b.variant, m.seed, m.task, m.metric, m.higher_is_better, m.value, m.epoch
+                       FROM m JOIN best b USING (trial_id)
+                       WHERE m.stage = '{stage}' AND m.metric <> 'loss' AND split = $split AND m.epoch = b.epoch""",
+              split=split)
+
+
 def _q(con, sql: str, **params) -> pd.DataFrame:
     import duckdb
 
@@ -221,12 +245,13 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
                any_value(arch) AS arch, any_value({VARIANT_SQL}) AS variant, any_value(seed) AS seed,
                max(epoch) FILTER (WHERE split = 'val' AND metric <> 'loss') AS last_val,
                max(epoch) FILTER (WHERE split = $split AND metric <> 'loss') AS last_split,
+               min(epoch) FILTER (WHERE split = $split AND metric <> 'loss') AS first_split,
                stage, dataset, task, metric,
                bool_or(higher_is_better) AS any_true, bool_and(higher_is_better) AS all_true,
                count(*) FILTER (WHERE higher_is_better IS NULL) AS nulls, bool_or(split = 'val') AS in_val
         FROM m GROUP BY GROUPING SETS ((trial_id), (stage, dataset, task, metric))""", split=split)
     index = both.loc[both["per_metric"] == 0, ["trial_id", "study", "stage_", "dataset_", "arch", "variant", "seed",
-                                                "last_val", "last_split"]].rename(
+                                                "last_val", "first_split", "last_split"]].rename(
         columns={"stage_": "stage", "dataset_": "dataset"}).reset_index(drop=True)
     if index.empty:
         raise AnalysisError(f"no metric rows in {store}" + (f" for study {study!r}" if study else ""))
@@ -240,7 +265,7 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
     status = dict(zip(trials["trial_id"], trials["status"]))
     index["status"] = [str(status.get(t, "unknown")) for t in index["trial_id"]]
     usable_ids = index[index["status"].isin(USABLE_STATUS)]
-    con.register("usable", usable_ids[["trial_id", "dataset", "variant", "last_val", "last_split"]])
+    con.register("usable", usable_ids[["trial_id", "dataset", "variant", "last_val", "first_split", "last_split"]])
     dirs = both[(both["per_metric"] == 1) & (both["stage"] == stage) & (both["metric"] != "loss")]
     # count(DISTINCT higher_is_better): 2 when both values occur, 0 when there are only nulls
     dirs = dirs.assign(n=[0 if pd.isna(a) else 2 if (a and not b) else 1
@@ -274,10 +299,15 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
                 warnings.warn(f"baseline {baseline!r} absent from dataset {ds_name!r}: best-val selection "
                               "uses the mean of all trials' last validation epoch as reference", stacklevel=2)
             ref_trials.append(g[["trial_id", "last_val"]])
-        con.register("ref_trials", pd.concat(ref_trials, ignore_index=True))
+        ref_trials = pd.concat(ref_trials, ignore_index=True)
+        con.register("ref_trials", ref_trials)
+        # a trial's rows share its method: filtering on the reference trials' methods first (a cheap comparison
+        # in the scan) leaves the join with the trial list a twentieth of the validation rows
+        methods = ", ".join(_sql_str(method_of(v)) for v in
+                            sorted(set(usable_ids.set_index("trial_id").loc[ref_trials["trial_id"], "variant"])))
         ref = _q(con, f"""SELECT m.dataset, task, metric, avg(value) AS ref FROM m JOIN ref_trials r USING (trial_id)
-                          WHERE m.stage = '{stage}' AND split = 'val' AND metric <> 'loss' AND epoch = r.last_val
-                          GROUP BY ALL""")
+                          WHERE m.stage = '{stage}' AND split = 'val' AND metric <> 'loss' AND m.method IN ({methods})
+                          AND epoch = r.last_val GROUP BY ALL""")
         w = metric_weights(dirs[dirs["in_val"]], per)
         coef = ref.merge(w, on=["dataset", "task", "metric"])
         coef["coef"] = coef["w"] / coef["ref"]
@@ -297,19 +327,10 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
             SELECT s.trial_id, s.epoch, u.dataset, u.variant,
                    CASE WHEN s.c = n.need THEN s.s ELSE NULL END AS val_delta_m
             FROM s JOIN usable u USING (trial_id) JOIN need n ON n.dataset = u.dataset""")
-        # (usable trials only through the join with scores: the 10^8-row scans join no trial list)
-        best = _q(con, f"""
-            WITH cand AS (SELECT DISTINCT trial_id, m.epoch FROM m WHERE m.stage = '{stage}' AND m.metric <> 'loss'
-                          AND split = $split),
-                 sc AS (SELECT trial_id, epoch, val_delta_m FROM scores JOIN cand USING (trial_id, epoch)
-                        WHERE val_delta_m IS NOT NULL AND NOT isnan(val_delta_m)),
-                 top AS (SELECT trial_id, max(val_delta_m) AS best FROM sc GROUP BY trial_id)
-            SELECT trial_id, min(epoch) AS epoch FROM sc JOIN top USING (trial_id)
-            WHERE val_delta_m = top.best GROUP BY trial_id""", split=split)
-        lost = usable_ids["last_split"].notna().sum() - len(best)
-        if lost:
-            warnings.warn(f"{lost} trial(s) have no complete validation epoch and are left out "
-                          "of best-val selection", stacklevel=2)
+        # candidates: complete validation epochs within the trial's first..last epoch on the split (taken from the
+        # index scan instead of a pass over the split's rows); an epoch in that range without split rows shows up
+        # as a trial without selected rows below, and such trials are picked again among their exact candidates
+        best = _q(con, BEST_SQL.format(cand="", join="", where="AND s.epoch BETWEEN u.first_split AND u.last_split"))
         if curves:
             scores = _q(con, """SELECT dataset, variant, epoch, avg(val_delta_m) AS mean, stddev_samp(val_delta_m) AS std,
                                        count(val_delta_m) AS n
@@ -322,15 +343,27 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
     else:
         raise AnalysisError(f"epoch must be 'best-val', 'last' or an integer, got {epoch!r}")
     best = best.merge(usable_ids[["trial_id", "variant"]], on="trial_id")  # usable trials only
-    con.register("best", best.astype({"epoch": "int64"}))
-    selected = _q(con, f"""SELECT m.study, m.stage, trial_id, m.dataset, m.arch, m.method, m.distribution,
-                                  b.variant, m.seed, m.task, m.metric, m.higher_is_better, m.value, m.epoch
-                           FROM m JOIN best b USING (trial_id)
-                           WHERE m.stage = '{stage}' AND m.metric <> 'loss' AND split = $split AND m.epoch = b.epoch""",
-                  split=split)
+    selected = _selected_rows(con, best, stage, split)
+    if epoch == "best-val":
+        gap = best[~best["trial_id"].isin(selected["trial_id"])]  # chosen epoch in the range but without split rows
+        if len(gap):
+            con.register("gap", gap[["trial_id"]])
+            exact = f"""cand AS (SELECT DISTINCT trial_id, m.epoch FROM m JOIN gap USING (trial_id)
+                                 WHERE m.stage = '{stage}' AND m.metric <> 'loss' AND split = $split),"""
+            again = _q(con, BEST_SQL.format(cand=exact, join="JOIN cand c ON c.trial_id = s.trial_id AND c.epoch = s.epoch",
+                                            where=""), split=split)
+            again = again.merge(usable_ids[["trial_id", "variant"]], on="trial_id")
+            best = pd.concat([best[~best["trial_id"].isin(gap["trial_id"])], again], ignore_index=True)
+            selected = pd.concat([selected, _selected_rows(con, again, stage, split)], ignore_index=True)
+            dist = selected["distribution"].astype(object)  # the two results may spell a null differently
+            selected["distribution"] = dist.where(dist.notna(), None)
+        lost = usable_ids["last_split"].notna().sum() - len(best)
+        if lost:
+            warnings.warn(f"{lost} trial(s) have no complete validation epoch and are left out "
+                          "of best-val selection", stacklevel=2)
     con.close()
     selected = selected.sort_values(["trial_id", "task", "metric"], kind="stable").reset_index(drop=True)
     selected["seed"] = selected["seed"].astype("int64")
     selected["epoch"] = selected["epoch"].astype("int64")
-    index = index.drop(columns=["last_val", "last_split"])
+    index = index.drop(columns=["last_val", "first_split", "last_split"])
     return StoreSelection(selected, index, scores, notes, stage, epoch)
