@@ -12,20 +12,37 @@ See docs/statistics.md. Public API::
     ok = analysis.check_design(seeds=5, test="t", family_size=28).possible
     print(analysis.summary_table(store, baseline="ew"))
     analysis.write_report(store, "report/")
+
+The names are imported on first use (PEP 562): ``import analysis.schema`` (what the
+orchestrator and ``litmus status`` need) loads neither pandas nor scipy/statsmodels.
 """
 
-from .counts import cell_counts
-from .delta_m import delta_m, metric_weights, per_seed
-from .errors import AnalysisError
-from .naming import RANDOM_METHODS, families, group_of, resolve_baseline, variant_name
-from .power import DesignCheck, check_design, min_p_independent, min_p_paired, seeds_needed
-from .ranks import average_ranks, critical_difference, friedman, pairwise_wilcoxon, score_matrix
-from .report import Analysis, analyse, dataset_tables, summary_table, write_report
-from .robust import improvement_ci, iqm, iqm_ci, probability_of_improvement
-from .select import best_val_epochs, select, validation_scores
-from .stats import compare
-from .store import load, load_trials, load_weights
-from .verdict import verdicts
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+#: public name -> the submodule that defines it
+_WHERE: dict[str, str] = {
+    "cell_counts": "counts",
+    "delta_m": "delta_m", "metric_weights": "delta_m", "per_seed": "delta_m",
+    "AnalysisError": "errors",
+    "RANDOM_METHODS": "naming", "families": "naming", "group_of": "naming", "resolve_baseline": "naming",
+    "variant_name": "naming",
+    "DesignCheck": "power", "check_design": "power", "min_p_independent": "power", "min_p_paired": "power",
+    "seeds_needed": "power",
+    "average_ranks": "ranks", "critical_difference": "ranks", "friedman": "ranks", "pairwise_wilcoxon": "ranks",
+    "score_matrix": "ranks",
+    "Analysis": "report", "analyse": "report", "dataset_tables": "report", "summary_table": "report",
+    "write_report": "report",
+    "improvement_ci": "robust", "iqm": "robust", "iqm_ci": "robust", "probability_of_improvement": "robust",
+    "best_val_epochs": "select", "select": "select", "validation_scores": "select",
+    "compare": "stats",
+    "load": "store", "load_trials": "store", "load_weights": "store",
+    "verdicts": "verdict",
+}
 
 __all__ = [
     "AnalysisError", "Analysis", "load", "load_trials", "load_weights", "select", "best_val_epochs",
@@ -36,3 +53,29 @@ __all__ = [
     "analyse", "write_report", "summary_table", "dataset_tables", "group_of", "variant_name",
     "resolve_baseline", "families", "RANDOM_METHODS",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``analysis.select`` and ``analysis.delta_m`` are functions named like their modules: importing the
+    module (``from analysis.select import ...``) must not bind the module over the function's name."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _WHERE.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -120,7 +120,8 @@ def add_plugin_argument(p: argparse.ArgumentParser) -> None:
                         "architectures (repeatable; installed litmus.* entry points load by themselves)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``litmus`` parser; with ``argv``, only the sub-CLI module that owns its command is imported."""
     p = argparse.ArgumentParser(prog="litmus", description="Does this MTL weighting method beat random weighting?")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plugin_argument(d)
     d.set_defaults(func=cmd_datasets)
 
-    for module in ("study.run_cli", "analysis.cli", "study.fixed_cli", "study.weights_cli", "study.check_cli"):
+    for module in SUB_CLIS if argv is None else _sub_clis_for(argv):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:
@@ -170,8 +171,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: modules that register their own subcommands, and the commands each registers (tests/test_cli_light.py
+#: checks this table against what they register): a command imports only its own module, so that
+#: `litmus status` loads neither the analysis (pandas, scipy, statsmodels) nor the trainer (torch)
+SUB_CLIS: dict[str, tuple[str, ...]] = {
+    "study.run_cli": ("run", "compact", "status"),
+    "analysis.cli": ("report", "table"),
+    "study.fixed_cli": ("fixed-weights",),
+    "study.weights_cli": ("weights",),
+    "study.check_cli": ("check-method",),
+}
+
+
+BUILT_IN = ("train", "methods", "datasets")  # registered by build_parser itself
+
+
+def _sub_clis_for(argv: list[str]) -> list[str]:
+    """The sub-CLI module of the command in ``argv`` (its first word that is not an option); every module
+    when that word is no command of theirs (help, a built-in command, a typo: argparse then lists them all)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word in BUILT_IN:
+        return []
+    owner = [m for m, commands in SUB_CLIS.items() if word in commands]
+    return owner or list(SUB_CLIS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -9,9 +9,6 @@ the tuned hyperparameters are known.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from analysis.schema import Stage
 from trainables.config import TrainConfig, resolve
 
 from .ids import trial_id
+from .saved_plan import load_plan, plan_path, write_json  # noqa: F401 - part of this module's interface
 from .search_space import space
 from .spec import Spec, base_config
 
@@ -119,19 +117,6 @@ def planned_counts(spec: Spec) -> dict[str, dict[str, int]]:
     return out
 
 
-def plan_path(store_root: Path, name: str) -> Path:
-    return store_root / "studies" / f"{name}.json"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, path)
-
-
 def save_plan(spec: Spec, store_root: Path, reference: list[Job], final: list[Job] | None) -> Path:
     """Save the resolved spec and plan as JSON under ``<store>/studies/``."""
     path = plan_path(store_root, spec.name)
@@ -142,10 +127,3 @@ def save_plan(spec: Spec, store_root: Path, reference: list[Job], final: list[Jo
         "final_ids": None if final is None else [j.trial_id for j in final],
     })
     return path
-
-
-def load_plan(store_root: Path, name: str | None = None) -> list[dict[str, Any]]:
-    """The saved plans of a store (one study or all)."""
-    folder = store_root / "studies"
-    files = [plan_path(store_root, name)] if name else sorted(folder.glob("*.json"))
-    return [json.loads(p.read_text()) for p in files if p.exists()]

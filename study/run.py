@@ -11,6 +11,7 @@ the store is the source of truth for what is done.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -27,9 +28,10 @@ from .final import ListSource, pending
 from .preflight import check_reachable
 from .lock import StoreLock
 from .plan import Job, final_jobs, reference_jobs, save_plan, tuned_methods
+from .saved_plan import load_plan
 from .spec import Spec
 from .store import Store
-from .tuning import TuningSource, best_params, reference_values
+from .tuning import TuningSource, best_params, load_best, reference_values
 from .workers import check_nodes
 
 
@@ -138,6 +140,48 @@ def _counts(store: Store, spec: Spec, ids: list[str]) -> dict[str, int]:
     return out
 
 
+#: spec fields that say where the spec and store are, not what runs (a moved spec file is the same study)
+WHERE = ("source", "store")
+
+
+def finished_study(spec: Spec, store: Store, retry_failed: bool = False) -> list[str] | None:
+    """The final trial ids of the saved plan when the store already holds the whole study it describes, else
+    None (then the stages are walked as usual). Reads the plan file and two columns of the trials table, never
+    the metrics, and re-derives one final trial id per cell (its first seed), not every id: a trial id hashes
+    the resolved config, in which only the seed differs between a cell's trials, so a cell whose first id is
+    in the plan was planned from this spec with these defaults (a changed default changes every id).
+    Sequential final stages (seeds in rounds) always take the usual path."""
+    if spec.sequential:
+        return None
+    saved = load_plan(store.root, spec.name)
+    if not saved or saved[0].get("final_ids") is None:
+        return None
+    plan = saved[0]
+    now = json.loads(json.dumps(spec.to_json(), sort_keys=True, default=str))
+    if {k: v for k, v in plan["spec"].items() if k not in WHERE} != {k: v for k, v in now.items() if k not in WHERE}:
+        return None  # the spec changed since the plan was saved
+    statuses = store.statuses(spec.name)
+    if retry_failed and any(s in FINISHED and s != Status.COMPLETED for s in statuses.values()):
+        return None  # something to run again (tuning trials included)
+    finished = (Status.COMPLETED,) if retry_failed else FINISHED
+    final_ids = list(plan["final_ids"])
+    if any(statuses.get(t) not in finished for t in [*(plan.get("reference_ids") or []), *final_ids]):
+        return None
+    refs = reference_jobs(spec)
+    if [j.trial_id for j in refs] != list(plan.get("reference_ids") or []):
+        return None
+    best: dict = {}
+    if refs:
+        best = load_best(store, spec.name)  # the tuned hyperparameters the final stage was planned with
+        if tuned_methods(spec) and not best:
+            return None
+    first = final_jobs(replace(spec, final_seeds=spec.final_seeds[:1]), best)
+    planned = set(final_ids)
+    if len(final_ids) != len(first) * len(spec.final_seeds) or any(j.trial_id not in planned for j in first):
+        return None
+    return final_ids
+
+
 def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False,
               say: Callable[[str], None] = print, num_cpus: int | None = None,
               ray_storage: str | None = None, keep_ray: bool = False, live: bool = False) -> StudyResult:
@@ -158,6 +202,13 @@ def run_study(spec: Spec, address: str | None = None, retry_failed: bool = False
 def _run(spec: Spec, store: Store, lock: StoreLock, t0: float, address: str | None, retry_failed: bool,
          say: Callable[[str], None], num_cpus: int | None, ray_storage: str | None, keep_ray: bool,
          live: bool) -> StudyResult:
+    done = finished_study(spec, store, retry_failed)
+    if done is not None:  # a finished study: the plan and the trials table answer, no Ray, no metrics read
+        compact(store)  # what a killed compaction left, if anything
+        say(f"litmus run: study {spec.name!r} -> {store.root}: every trial is in the store, nothing to run")
+        say(f"[final] {len(done)}/{len(done)} trials already in the store: skipped")
+        driver.remove_experiments(spec, store, ray_storage)
+        return StudyResult(store, _counts(store, spec, done), time.time() - t0)
     save_plan(spec, store.root, reference_jobs(spec), None)
     held: list[str] = []  # what the source says before Ray starts (stages already in the store), shown after
     progress = Progress("", 0, 1, held.append)

@@ -144,7 +144,7 @@ def plain_table(store_root: Path, study: str) -> str:
 
 def status_table(store_root: Path, study: str | None = None) -> str:
     """Per stage, dataset/arch/method: completed, running, failed, diverged, missing (planned - present)."""
-    from .plan import load_plan
+    from .saved_plan import load_plan
     from .store import Store
 
     store = Store(store_root, create=False)
@@ -189,7 +189,7 @@ def status_table(store_root: Path, study: str | None = None) -> str:
         if plan["spec"].get("sequential"):
             from .rounds import status_lines
             lines += status_lines(store.root, plan["spec"], name)
-    from analysis.store import sources
+    from analysis.files import sources
 
     shadowed = sources(store.root, "trials").shadowed
     if shadowed:

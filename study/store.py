@@ -25,12 +25,11 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisError
 from analysis.schema import GROUP_COLUMNS, METRIC_KEY, METRICS_SCHEMA, TRIALS_SCHEMA, WEIGHTS_SCHEMA, Status
-from analysis.store import sources
+from analysis.files import sources
 
 from litmus.errors import StoreError  # noqa: F401 - part of this module's interface
 
@@ -49,12 +48,20 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
         raise
 
 
-def _read_table(path: Path, **kwargs: Any) -> pa.Table:
-    """Read one whole file through a single open handle: the writer may replace the file (atomic rename) at
-    any moment, and ``pq.read_table(path)`` opens the path more than once (footer, then pages), so it can
-    mix two versions and fail with a short page; one handle always reads one version."""
+def _read_table(path: Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """Read one file (``columns`` of it, in ``schema``'s types; a column an older file lacks is null) through a
+    single open handle: the writer may replace the file (atomic rename) at any moment, and
+    ``pq.read_table(path)`` opens the path more than once (footer, then pages), so it can mix two versions and
+    fail with a short page; one handle always reads one version. Plain ``ParquetFile`` reads, without
+    pyarrow.dataset (which loads pandas): the light paths (``litmus status``, a resume) use this."""
+    cols = list(columns or schema.names)
     with open(path, "rb") as f:
-        return pq.read_table(f, **kwargs)
+        pf = pq.ParquetFile(f)
+        have = set(pf.schema_arrow.names)
+        t = pf.read(columns=[c for c in cols if c in have])
+    return pa.table([t.column(c).cast(schema.field(c).type) if c in have else
+                     pa.nulls(t.num_rows, schema.field(c).type) for c in cols],
+                    schema=pa.schema([schema.field(c) for c in cols]))
 
 
 def _max_epoch(path: Path) -> int:
@@ -105,6 +112,18 @@ class Store:
         """(first epoch, last epoch, path) of a trial's per-trial files, by first epoch. Parts are named by
         their first epoch; a part's last epoch is the next part's first - 1, the final part's is read from
         its footer (one small read). A legacy whole-trial file ``<table>/<trial_id>.parquet`` starts at 1."""
+        found = self._files(kind, trial_id)
+        out = []
+        for i, (first, path) in enumerate(found):
+            last = found[i + 1][0] - 1 if i + 1 < len(found) else _max_epoch(path)
+            out.append((first, last, path))
+        return out
+
+    def files(self, kind: str, trial_id: str) -> list[Path]:
+        """A trial's per-trial files of one table, by first epoch (names only: nothing is opened)."""
+        return [path for _, path in self._files(kind, trial_id)]
+
+    def _files(self, kind: str, trial_id: str) -> list[tuple[int, Path]]:
         self._check_id(trial_id)
         found: list[tuple[int, Path]] = []
         legacy = self.root / kind / f"{trial_id}.parquet"
@@ -117,11 +136,7 @@ class Store:
                 if stem.isdigit():
                     found.append((int(stem), f))
         found.sort()
-        out = []
-        for i, (first, path) in enumerate(found):
-            last = found[i + 1][0] - 1 if i + 1 < len(found) else _max_epoch(path)
-            out.append((first, last, path))
-        return out
+        return found
 
     # --- writers --------------------------------------------------------
     def _append(self, kind: str, trial_id: str, table: pa.Table, schema: pa.Schema) -> None:
@@ -142,7 +157,8 @@ class Store:
         if not parts and first > 1 and trial_id in self.compacted_ids():
             old = self._compacted_rows(kind, trial_id, schema)
             if old is not None:
-                table = pa.concat_tables([old.filter(pads.field("epoch") < first).cast(schema), table])
+                table = pa.concat_tables([old.filter(pa.compute.less(old.column("epoch"), first)).cast(schema),
+                                          table])
                 first = pa.compute.min(table.column("epoch")).as_py()
         d = self.root / kind / trial_id
         if not over or over[0][0] > first:
@@ -153,7 +169,8 @@ class Store:
             return
         head = over[0][2]
         if over[0][0] < first:  # the part straddles: keep its earlier epochs
-            kept = _read_table(head, schema=schema).filter(pads.field("epoch") < first)
+            kept = _read_table(head, schema)
+            kept = kept.filter(pa.compute.less(kept.column("epoch"), first))
             table = pa.concat_tables([kept.cast(schema), table])
         for _, _, path in over[1:]:
             path.unlink(missing_ok=True)
@@ -209,7 +226,7 @@ class Store:
     # --- readers --------------------------------------------------------
     def compacted_ids(self) -> set[str]:
         """Trial ids held by compacted files (from the manifest; cached per manifest version)."""
-        from analysis.store import read_manifest
+        from analysis.files import read_manifest
 
         path = self.root / "compacted" / "manifest.json"
         try:
@@ -228,6 +245,8 @@ class Store:
         src = sources(self.root, kind)
         if not src.compacted:
             return None
+        import pyarrow.dataset as pads  # a filtered scan over the compacted files (loads pandas: not on light paths)
+
         return pads.dataset([str(f) for f in src.compacted], schema=schema, format="parquet").to_table(
             filter=pads.field("trial_id") == trial_id)
 
@@ -243,7 +262,7 @@ class Store:
     def _trial_table_once(self, kind: str, trial_id: str, schema: pa.Schema, columns: list[str]) -> pa.Table | None:
         parts = self.parts(kind, trial_id)
         if parts:
-            return pa.concat_tables([_read_table(p, schema=schema, columns=columns) for _, _, p in parts])
+            return pa.concat_tables([_read_table(p, schema, columns) for _, _, p in parts])
         if trial_id in self.compacted_ids():
             t = self._compacted_rows(kind, trial_id, schema)
             return t.select(columns) if t is not None else None
@@ -285,27 +304,21 @@ class Store:
         except AnalysisError as err:
             raise StoreError(str(err)) from None
         cols = columns or TRIALS_SCHEMA.names
-        flt = pads.field("study") == study if study is not None else None
-        tables = []
-        try:
-            if src.per_trial:  # one handle per file: the driver may replace a record meanwhile (_read_table)
-                read = cols if flt is None or "study" in cols else [*cols, "study"]
-                per = pa.concat_tables([_read_table(f, schema=TRIALS_SCHEMA, columns=read) for f in src.per_trial])
-                tables.append(per.filter(flt).select(cols) if flt is not None else per)
-            if src.compacted:
-                keep = ~pads.field("trial_id").isin(sorted(src.shadowed)) if src.shadowed else None
-                f2 = keep if flt is None else (flt if keep is None else flt & keep)
-                tables.append(pads.dataset([str(f) for f in src.compacted], schema=TRIALS_SCHEMA,
-                                           format="parquet").to_table(columns=cols, filter=f2))
+        read = cols if study is None or "study" in cols else [*cols, "study"]
+        out: list[dict[str, Any]] = []
+        try:  # one handle per file (_read_table): the driver may replace a record meanwhile
+            for files, skip in ((src.per_trial, frozenset()), (src.compacted, src.shadowed)):
+                for f in files:  # filtered in Python: pyarrow's compute on scalars would load pandas
+                    for r in _read_table(f, TRIALS_SCHEMA, read).to_pylist():
+                        if (study is None or r["study"] == study) and r["trial_id"] not in skip:
+                            out.append(r if read is cols else {c: r[c] for c in cols})
         except FileNotFoundError:
             raise
         except (pa.ArrowInvalid, OSError) as err:
             if isinstance(err, OSError) and "No such file" in str(err):
                 raise FileNotFoundError(str(err)) from err
             raise StoreError(f"corrupted trial record under {self.root / 'trials'}: {err}") from None
-        if not tables:
-            return []
-        return pa.concat_tables(tables).to_pylist()
+        return out
 
     def statuses(self, study: str | None = None) -> dict[str, str]:
         """trial_id -> status (reads two columns of the trials table, never the metrics)."""
