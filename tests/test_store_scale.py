@@ -125,6 +125,33 @@ def test_a_kill_during_compaction_leaves_every_trial_once(tmp_path, step):
     assert max(r["epoch"] for r in store.trial_metrics(tid)) == SPEC.epochs
 
 
+def test_compaction_writes_large_row_groups_and_keeps_every_row(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import study.compact as compact_mod
+
+    store = write_like_driver(tmp_path / "s")  # 15 trials, one metrics part per epoch (75 parts per split)
+    before = _sorted(load(store.root).drop(columns=["status"]))
+    monkeypatch.setattr(compact_mod, "ROW_GROUP_ROWS", 200)
+    compact(store)
+    after = _sorted(load(store.root).drop(columns=["status"]))
+    pd.testing.assert_frame_equal(before, after, check_categorical=False)
+    manifest = json.loads((store.root / "compacted" / "manifest.json").read_text())
+    groups = {}
+    for e in manifest["tables"]["metrics"]:
+        meta = pq.ParquetFile(store.root / "compacted" / e["file"]).metadata
+        assert meta.num_rows == e["rows"]
+        groups[(e["dataset"], e["split"])] = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    # a row group per flush of >= 200 buffered rows (all splits of the partition together), not one per trial
+    # part (trials x epochs of the dataset)
+    for (dataset, split), sizes in groups.items():
+        part = after[after.dataset == dataset]
+        assert sum(sizes) == (part.split == split).sum()
+        assert len(sizes) <= -(-len(part) // 200) < part.trial_id.nunique() * SPEC.epochs
+    trials = manifest["tables"]["trials"]
+    assert all(pq.ParquetFile(store.root / "compacted" / e["file"]).metadata.num_row_groups == 1 for e in trials)
+
+
 def test_a_rerun_trial_after_compaction_replaces_its_compacted_copy(tmp_path):
     store = write_like_driver(tmp_path / "s")
     compact(store)
