@@ -206,6 +206,11 @@ def _run(spec: Spec, store: Store, lock: StoreLock, t0: float, address: str | No
     if done is not None:  # a finished study: the plan and the trials table answer, no Ray, no metrics read
         compact(store)  # what a killed compaction left, if anything
         say(f"litmus run: study {spec.name!r} -> {store.root}: every trial is in the store, nothing to run")
+        planned = load_plan(store.root, spec.name)[0]["planned"]
+        for stage in ("reference", "tune"):
+            n = sum(planned.get(stage, {}).values())
+            if n:
+                say(f"[{stage}] {n}/{n} trials already in the store: skipped")
         say(f"[final] {len(done)}/{len(done)} trials already in the store: skipped")
         driver.remove_experiments(spec, store, ray_storage)
         return StudyResult(store, _counts(store, spec, done), time.time() - t0)
