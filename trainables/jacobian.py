@@ -14,8 +14,11 @@ Two ways to get them:
 Which is faster depends on the model, the device, the batch shape and ``T`` (on CPU the batched
 pass through a CNN encoder was measured slower than ``T`` plain passes: extra ``cat``s, batched
 ReLU and convolution backward), so :class:`Jacobian` measures: for each (output shape, ``T``,
-device) it runs both on the first ``trials`` calls (interleaved, the order alternating), then keeps
-the faster. The two give bit-identical results on the bundled benchmarks (tested); if on some model
+device) it runs both on the first calls (interleaved, the order alternating; at least ``trials``,
+more while the times overlap, at most ``max_trials``), then keeps the faster by the median, timed
+on the thread's CPU clock where the work runs on one thread (a loaded machine does not inflate
+it). The paths hand back per-row results (:data:`Rows`) that :func:`flat` writes into one
+``[T, P]`` buffer (one copy, not a stack per input then a concatenation). The two give bit-identical results on the bundled benchmarks (tested); if on some model
 they did not, the choice would make results depend on timing, so the reference (batched) path is
 kept and the difference recorded. An operation without a batching rule leaves only the loop.
 """
@@ -48,6 +51,10 @@ def _rows(outputs: Outputs, rows: Tensor | None) -> tuple[Tensor, Tensor]:
     return stacked, torch.eye(stacked.shape[0], device=stacked.device, dtype=stacked.dtype)
 
 
+#: per row (task), per input: the row's gradient, or None where the row's output does not use the input
+Rows = list[list[Tensor | None]]
+
+
 def batched(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
     """All rows in one backward pass (``is_grads_batched``); raises ``RuntimeError`` without a batching rule.
     None for an input that no output uses."""
@@ -59,17 +66,63 @@ def batched(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) 
 def looped(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
     """One backward pass per row (``retain_graph``), from each separate scalar output when given so.
     None for an input that no output uses."""
+    return stacked(looped_rows(outputs, inputs, rows), inputs)
+
+
+def batched_rows(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> Rows:
+    """:func:`batched`, per row (views of its ``[T, *p.shape]`` results, no copy)."""
+    grads = batched(outputs, inputs, rows)
+    t = next((g.shape[0] for g in grads if g is not None), 0)
+    return [[None if g is None else g[i] for g in grads] for i in range(t)]
+
+
+def looped_rows(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> Rows:
+    """:func:`looped`, per row as the passes return them (no stacking)."""
     if isinstance(outputs, Tensor):
         outputs, rows = _rows(outputs, rows)
-        per_row = [torch.autograd.grad(outputs, inputs, grad_outputs=rows[i], retain_graph=True, allow_unused=True)
-                   for i in range(rows.shape[0])]
-    else:
-        if rows is not None:
-            raise ValueError("rows must be None (the identity) when the outputs are separate scalars")
-        per_row = [torch.autograd.grad(o, inputs, retain_graph=True, allow_unused=True) for o in outputs]
+        return [list(torch.autograd.grad(outputs, inputs, grad_outputs=rows[i], retain_graph=True, allow_unused=True))
+                for i in range(rows.shape[0])]
+    if rows is not None:
+        raise ValueError("rows must be None (the identity) when the outputs are separate scalars")
+    return [list(torch.autograd.grad(o, inputs, retain_graph=True, allow_unused=True)) for o in outputs]
+
+
+def stacked(per_row: Rows, inputs: list[Tensor]) -> list[Tensor | None]:
+    """Per input ``[T, *p.shape]`` (zeros in the rows that do not use it), None if no row uses it."""
     return [None if all(r[j] is None for r in per_row) else
             torch.stack([r[j] if r[j] is not None else torch.zeros_like(p) for r in per_row])
             for j, p in enumerate(inputs)]
+
+
+def flat(per_row: Rows, inputs: list[Tensor]) -> Tensor:
+    """The ``[T, P]`` matrix of the rows over ``inputs`` (flattened and concatenated in order; zeros
+    where a row does not use an input), written row by row into one buffer: one copy of the gradients."""
+    sizes = [p.numel() for p in inputs]
+    dtypes = [g.dtype for r in per_row for g in r if g is not None] or [p.dtype for p in inputs]
+    dtype = dtypes[0]
+    for d in dtypes[1:]:
+        dtype = torch.promote_types(dtype, d)
+    out = torch.empty(len(per_row), sum(sizes), dtype=dtype, device=inputs[0].device)
+    for i, row in enumerate(per_row):
+        if all(g is not None for g in row):
+            torch.cat([g.reshape(-1) for g in row], out=out[i])
+            continue
+        offset = 0
+        for g, n in zip(row, sizes):
+            if g is None:
+                out[i, offset:offset + n].zero_()
+            else:
+                out[i, offset:offset + n].copy_(g.reshape(-1))
+            offset += n
+    return out
+
+
+def summed(per_row: Rows, j: int) -> Tensor | None:
+    """Input ``j``'s gradient summed over the rows that use it (None if none does)."""
+    gs = [r[j] for r in per_row if r[j] is not None]
+    if len(gs) <= 1:
+        return gs[0] if gs else None
+    return torch.stack(gs).sum(0)
 
 
 def dense(grads: list[Tensor | None], inputs: list[Tensor], t: int) -> list[Tensor]:
@@ -78,28 +131,65 @@ def dense(grads: list[Tensor | None], inputs: list[Tensor], t: int) -> list[Tens
             for g, p in zip(grads, inputs)]
 
 
+def _same(a: Tensor | None, b: Tensor | None) -> bool:
+    """Equal gradients, None standing for zeros (a row that does not use an input)."""
+    if a is None or b is None:
+        other = b if a is None else a
+        return other is None or not bool(other.any())
+    return torch.equal(a, b)
+
+
 Candidate = Callable[[Outputs, list[Tensor], Tensor | None], list[Tensor | None]]
 CANDIDATES: dict[str, Candidate] = {"batched": batched, "looped": looped}
+#: the same candidates, per row (what :class:`Jacobian` runs)
+ROW_CANDIDATES: dict[str, Callable[[Outputs, list[Tensor], Tensor | None], Rows]] = {
+    "batched": batched_rows, "looped": looped_rows}
 REFERENCE = "batched"
 
 
-class Jacobian:
-    """Task gradients by the path measured fastest for each (output shape, ``T``, device)."""
+def _clock(device: torch.device) -> tuple[Callable[[], float], str]:
+    """The calling thread's CPU time when the work runs on it alone (CPU, one torch thread: the
+    passes' own cost, which other jobs on a shared machine do not inflate), else the wall clock."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.thread_time, "thread cpu"
+    return time.perf_counter, "wall"
 
-    def __init__(self, trials: int = 3, force: str | None = None) -> None:
+
+class Jacobian:
+    """Task gradients by the path measured fastest for each (output shape, ``T``, device).
+
+    Each candidate is timed on at least ``trials`` calls (both run on every measured call,
+    interleaved, the order alternating). The choice is made once the samples separate (every time
+    of the faster path below every time of the other) or after ``max_trials`` calls, by the median,
+    and kept for that key. On CPU with one torch thread the clock is the thread's CPU time (robust
+    to a loaded machine), otherwise the wall clock."""
+
+    def __init__(self, trials: int = 3, force: str | None = None, max_trials: int = 9,
+                 clock: Callable[[], float] | None = None) -> None:
         if force is not None and force not in CANDIDATES:
             raise ConfigError(f"unknown Jacobian path {force!r}; valid: {', '.join(CANDIDATES)}")
         #: measured calls per candidate before choosing; ``force``: one path, no measurement (tests, benchmarks)
-        self.trials, self.force = trials, force
+        self.trials, self.force, self.max_trials = trials, force, max(max_trials, trials)
+        #: a clock to time the candidates with instead of :func:`_clock`'s choice (tests)
+        self.clock = clock
         self.chosen: dict[str, str] = {}
         self.seconds: dict[str, dict[str, list[float]]] = {}
         self.identical: dict[str, bool] = {}
+        self.clocks: dict[str, str] = {}
         self.available = dict.fromkeys(CANDIDATES, True)
 
     def __call__(self, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
         """Per input, ``[T, *p.shape]``; None for an input that no output uses (see :func:`dense`)."""
+        return stacked(self.rows(outputs, inputs, rows), inputs)
+
+    def settled(self) -> bool:
+        """Whether every key seen so far has its path chosen (no more measured calls)."""
+        return self.force is not None or all(k in self.chosen for k in self.seconds)
+
+    def rows(self, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> Rows:
+        """Per row, per input (see :data:`Rows`, :func:`flat`, :func:`summed`)."""
         if self.force is not None:
-            return CANDIDATES[self.force](outputs, inputs, rows)
+            return ROW_CANDIDATES[self.force](outputs, inputs, rows)
         if isinstance(outputs, Tensor):
             shape, t, device = tuple(outputs.shape), outputs.shape[0] if rows is None else rows.shape[0], outputs.device
         else:
@@ -107,23 +197,24 @@ class Jacobian:
         key = f"{shape} T={t} {device}"
         name = self.chosen.get(key)
         if name is not None and self.available[name]:
-            return CANDIDATES[name](outputs, inputs, rows)
+            return ROW_CANDIDATES[name](outputs, inputs, rows)
         return self._measure(key, outputs, inputs, rows)
 
-    def _measure(self, key: str, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None) -> list[Tensor | None]:
+    def _measure(self, key: str, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None) -> Rows:
         times = self.seconds.setdefault(key, {n: [] for n in CANDIDATES})
         order = [n for n in CANDIDATES if self.available[n]]
         if len(times[order[0]]) % 2:
             order.reverse()
         device = outputs.device if isinstance(outputs, Tensor) else outputs[0].device
         sync = device.type == "cuda"
-        results: dict[str, list[Tensor | None]] = {}
+        clock, self.clocks[key] = (self.clock, "given") if self.clock is not None else _clock(device)
+        results: dict[str, Rows] = {}
         for name in order:
             if sync:
                 torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
-                results[name] = CANDIDATES[name](outputs, inputs, rows)
+                results[name] = ROW_CANDIDATES[name](outputs, inputs, rows)
             except RuntimeError as err:
                 if name == "looped":
                     raise
@@ -132,21 +223,23 @@ class Jacobian:
                 continue
             if sync:
                 torch.cuda.synchronize(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
         if len(results) > 1:
-            same = all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
-                       for a, b in zip(*results.values()))
+            same = all(_same(a, b) for ra, rb in zip(*results.values()) for a, b in zip(ra, rb))
             self.identical[key] = self.identical.get(key, True) and same
         usable = [n for n in CANDIDATES if self.available[n]]
         if len(usable) == 1:
             self.chosen[key] = usable[0]
         elif min(len(times[n]) for n in usable) >= self.trials:
             fastest = min(usable, key=lambda n: median(times[n]))
-            self.chosen[key] = fastest if self.identical[key] else REFERENCE
+            apart = all(max(times[fastest]) < min(times[n]) for n in usable if n != fastest)
+            if apart or min(len(times[n]) for n in usable) >= self.max_trials:
+                self.chosen[key] = fastest if self.identical[key] else REFERENCE
         return results[REFERENCE] if REFERENCE in results else results["looped"]
 
     def summary(self) -> dict[str, Any]:
         """The choice per (output shape, T, device), with the measured median milliseconds of each path."""
         return {key: {"path": self.chosen.get(key, "measuring"), "identical": self.identical.get(key),
+                      "clock": self.clocks.get(key), "calls": min((len(ts) for ts in t.values() if ts), default=0),
                       **{f"{n}_ms": round(1000 * median(ts), 3) for n, ts in t.items() if ts}}
                 for key, t in self.seconds.items()}

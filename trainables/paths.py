@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from .batching import Batch
 from .datasets.base import Benchmark
-from .jacobian import Jacobian, dense
+from .jacobian import Jacobian, flat, summed
 from .weighting import GradientMethod
 
 
@@ -201,22 +201,20 @@ class ParamSpace(GradientPath):
         return rep_forward(self.p, batch) if self.through_rep else plain_forward(self.p, batch, False)
 
     def jacobian(self, fwd: Forward, w: Tensor, weighted: Tensor, extra: Tensor | None) -> Tensor:
-        t = len(self.p.tasks)
         if self.through_rep:
             rows = self._rep_rows(fwd, w, extra)
             assert fwd.rep is not None
-            grads = self.p.jacobian(fwd.rep, self.p.shared, rows=rows.to(fwd.rep.dtype))
-            return torch.cat([j.reshape(t, -1) for j in dense(grads, self.p.shared, t)], dim=1)
+            return flat(self.p.jacobian.rows(fwd.rep, self.p.shared, rows=rows.to(fwd.rep.dtype)), self.p.shared)
         # the task losses as separate scalars: the per-task passes give the shared parameters' rows and the
         # task parameters' gradients at once (no second, weighted backward pass for the heads)
         assert fwd.task_losses is not None
         n = len(self.p.shared)
-        grads = self.p.jacobian([w[i].detach() * l.float() for i, l in enumerate(fwd.task_losses)],
-                                self.p.shared + self.p.task_params)
-        _accumulate(self.p.task_params, [None if g is None else g.sum(0) for g in grads[n:]])
+        per_row = self.p.jacobian.rows([w[i].detach() * l.float() for i, l in enumerate(fwd.task_losses)],
+                                       self.p.shared + self.p.task_params)
+        _accumulate(self.p.task_params, [summed(per_row, n + j) for j in range(len(self.p.task_params))])
         if extra is not None:
             torch.autograd.backward(extra, inputs=self.p.method_params)
-        return torch.cat([j.reshape(t, -1) for j in dense(grads[:n], self.p.shared, t)], dim=1)
+        return flat([r[:n] for r in per_row], self.p.shared)
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:
         offset = 0

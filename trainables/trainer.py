@@ -4,6 +4,8 @@ A short loop over named parts: :mod:`.batching` (seeded batches) and :mod:`.meta
 split of bi-level methods), :mod:`.paths` (one step's forward and backward: loss-only,
 representation space, parameter space, multi-input), :mod:`.jacobian` (the task gradients of the
 shared part), :mod:`.evaluation` (metric rows), :mod:`.optimizers`, :mod:`.checkpoint`.
+Constructing a trainer raises glibc's heap trim threshold for the process (:mod:`.heap`: each step
+reuses the freed pages of the last instead of faulting them in again).
 
 A method's own parameters (UW's log-variances, IMTL-L's scales) are trained by the same optimiser
 in their own parameter group. A non-finite loss stops the run with :class:`Diverged`; any other
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 
 from litmus.errors import ConfigError
 
-from . import architectures, checkpoint, divergence, weighting
+from . import architectures, checkpoint, divergence, heap, weighting
 from .batching import DATA_STREAM, WEIGHT_STREAM, Batch, train_batches
 from .config import TrainConfig, method_hparams, model_arch, resolve
 from .datasets.base import Benchmark, Splits
@@ -91,6 +93,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, splits: Splits | None = None) -> None:
         self.cfg, self.bench = resolve(cfg)
         cfg = self.cfg
+        heap.keep_freed_heap()  # each step reuses the last one's freed pages (trainables/heap.py)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.device = pick_device(cfg.device)
@@ -153,7 +156,7 @@ class Trainer:
         if direction.shape != jac.shape[1:]:
             raise RuntimeError(f"method {grad_m.name!r} returned a direction of shape {tuple(direction.shape)}, "
                                f"expected {tuple(jac.shape[1:])}")
-        if not bool(torch.isfinite(direction).all()):
+        if not divergence.all_finite(direction):
             raise Diverged(epoch, step, {"direction": float("nan")})
         return direction
 
