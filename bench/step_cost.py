@@ -13,7 +13,11 @@ gradient methods the share of the step spent in the method's ``direction``
 (its solver), and, for every gradient method, the ratio to :class:`PerTaskBackward` (a plain
 per-task-backward step written here, the way other libraries take it; the median of the ratios of
 each step to the reference's step taken right after it), the ratio to the bare
-forward + T backward passes (parameter space) and the Jacobian path the trainer measured fastest.
+forward + T backward passes (parameter space; paired the same way, with its own copy stepping right
+after the method) and the Jacobian path the trainer measured fastest. Each loss weighting also has
+an EW trainer stepping right after it: "x EW paired" is the median of those per-step ratios (the
+"x EW" column divides fastest-round medians, which a shared machine's load moves). Warm-up runs
+until every trainer's Jacobian path is chosen (the measured calls are not timed).
 ``--clock cpu`` times the process's CPU time instead of the wall clock (one torch thread: the
 step's work, not the time other jobs of a shared machine held the cores). ``--force-paths M ...``: parameter-space method ``M`` also runs with each Jacobian path forced
 (rows ``M [batched]``, ``M [looped]``, stepping right after it), and its row shows the ratio of the
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import time
 from statistics import median
@@ -169,6 +174,10 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         for f in CANDIDATES:  # the forced Jacobian paths next to it too
             if (k[0], k[1], f) in trainers:
                 steppers[(k[0], k[1], f)] = trainers[(k[0], k[1], f)]
+        if k[1] == "param":  # its own bare passes next to it: "x fwd+T bwd" paired as well
+            steppers[("bare", k)] = PerTaskBackward(tr, None)
+        if k[1] is None and k[0] != "ew":  # loss weightings: an EW trainer next to each, "x EW" paired
+            steppers[("ew", k)] = Trainer(dataclasses.replace(trainers[("ew", None, None)].cfg), splits=splits)
     steppers["bare"] = bare
     times: dict[Any, list[list[float]]] = {k: [] for k in steppers}
     solver: dict[Key, float] = {k: 0.0 for k in trainers}
@@ -181,8 +190,10 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
 
     for key, s in steppers.items():
         s.model.train()
-        for i in range(warmup):
+        i = 0  # warm up, and past the Jacobian path's measurement (up to max_trials calls)
+        while i < warmup or (isinstance(s, Trainer) and not s.jacobian.settled()):
             step(key, s, i)
+            i += 1
     # interleaved step by step, so that drift of the machine's speed hits every method alike
     for _ in range(repeats):
         for key in times:
@@ -215,11 +226,13 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         rows.append({"dataset": dataset, "method": label, "space": key[1] or "-", "step_ms": 1000 * med,
                      "ratio": med / ew, "solver_share": solver[key] / total if key in timers else None,
                      "ref_ms": 1000 * ref if ref else None, "x_ref": paired(key, ("ref", key)) if ref else None,
-                     "x_bare": med / bare_med if key[1] == "param" else None,
+                     "x_ew": paired(key, ("ew", key)) if ("ew", key) in times else None,
+                     "x_bare": paired(key, ("bare", key)) if ("bare", key) in times else
+                     (med / bare_med if key[1] == "param" else None),  # forced paths: unpaired
                      "x_best": max(forced) if forced and key[2] is None else None,
                      "path": ",".join(paths) or "-"})
     rows.append({"dataset": dataset, "method": "(fwd + T bwd)", "space": "param", "step_ms": 1000 * bare_med,
-                 "ratio": bare_med / ew, "solver_share": None, "ref_ms": None, "x_ref": None, "x_bare": 1.0,
+                 "ratio": bare_med / ew, "solver_share": None, "ref_ms": None, "x_ref": None, "x_ew": None, "x_bare": 1.0,
                  "x_best": None, "path": "-"})
     return rows
 
@@ -252,15 +265,16 @@ def main() -> None:
           f"{args.clock} clock; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     for ds in args.datasets:
         rows = measure(ds, methods, args.steps, args.repeats, force_paths=args.force_paths, clock=clock)
-        print(f"\n## {ds}\n\n| method | space | step ms | x EW | solver share | per-task-backward ms | x per-task "
-              "| x fwd+T bwd | x best path | Jacobian path |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        print(f"\n## {ds}\n\n| method | space | step ms | x EW | x EW paired | solver share | per-task-backward ms "
+              "| x per-task | x fwd+T bwd | x best path | Jacobian path |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in sorted(rows, key=lambda r: (r["space"] != "-", r["space"], r["ratio"])):
             share = f"{100 * r['solver_share']:.0f}%" if r["solver_share"] is not None else ""
             ref = f"{r['ref_ms']:.2f}" if r["ref_ms"] is not None else ""
             xref = f"{r['x_ref']:.3f}" if r["x_ref"] is not None else ""
             xbare = f"{r['x_bare']:.3f}" if r["x_bare"] is not None else ""
             xbest = f"{r['x_best']:.3f}" if r["x_best"] is not None else ""
-            print(f"| {r['method']} | {r['space']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | {share} | {ref} | {xref} "
+            xew = f"{r['x_ew']:.3f}" if r["x_ew"] is not None else ""
+            print(f"| {r['method']} | {r['space']} | {r['step_ms']:.2f} | {r['ratio']:.3f} | {xew} | {share} | {ref} | {xref} "
                   f"| {xbare} | {xbest} | {r['path']} |")
         print(f"\nload average after {ds}: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.no_epoch:
