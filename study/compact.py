@@ -79,11 +79,13 @@ def compact(store: Store, hook=None) -> Compaction:
         parts[(r["study"], r["stage"], r["dataset"])].append(r["trial_id"])
     moving = {r["trial_id"] for r in finished}
     tables = {t: list(manifest["tables"].get(t, [])) for t in TABLES}
+    files = {(t, tid): store.files(t, tid) for t in TABLES for tid in moving}  # listed once: merged, then removed
     for (study, stage, dataset), ids in parts.items():
         key = {"study": study, "stage": stage, "dataset": dataset}
         for table in TABLES:
             old = [e for e in tables[table] if all(e.get(k) == v for k, v in key.items())]
-            new = _merge_partition(store, cdir, gdir, table, key, old, ids, moving)
+            new = _merge_partition(cdir, gdir, table, key, old, [p for tid in ids for p in files[(table, tid)]],
+                                   moving)
             tables[table] = [x for x in tables[table] if x not in old] + new
     _fsync_tree(cdir / gdir)
     if hook:
@@ -94,14 +96,13 @@ def compact(store: Store, hook=None) -> Compaction:
     if hook:
         hook("committed")
     removed = 0
-    for tid in moving:
-        for table in TABLES:
-            for p in store.files(table, tid):
-                p.unlink(missing_ok=True)
-                removed += 1
-            d = root / table / tid
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
+    for (table, tid), paths in files.items():
+        for p in paths:
+            p.unlink(missing_ok=True)
+            removed += 1
+        d = root / table / tid
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
     _remove_unnamed(cdir, new)
     return Compaction(len(moving), removed, gen)
 
@@ -125,9 +126,10 @@ class _PartitionWriter:
         self.rows = self.nbytes = 0
 
     def add(self, tbl: pa.Table) -> None:
+        """Buffer ``tbl`` (in the table's schema: read through it)."""
         if not tbl.num_rows:
             return
-        self.buffer.append(tbl.select(self.schema.names).cast(self.schema))
+        self.buffer.append(tbl)
         self.rows += tbl.num_rows
         self.nbytes += tbl.nbytes
         if self.rows >= ROW_GROUP_ROWS or self.nbytes >= ROW_GROUP_BYTES:
@@ -136,7 +138,7 @@ class _PartitionWriter:
     def flush(self) -> None:
         if not self.buffer:
             return
-        tbl = pa.concat_tables(self.buffer).combine_chunks()
+        tbl = pa.concat_tables(self.buffer).select(self.schema.names).cast(self.schema).combine_chunks()
         self.buffer, self.rows, self.nbytes = [], 0, 0
         if self.table in SPLIT_TABLES:
             groups = [(s, tbl.filter(pa.compute.equal(tbl.column("split"), s)))
@@ -165,10 +167,10 @@ class _PartitionWriter:
         return out
 
 
-def _merge_partition(store: Store, cdir: Path, gdir: str, table: str, key: dict[str, str], old: list[dict],
-                     ids: list[str], moving: set[str]) -> list[dict]:
+def _merge_partition(cdir: Path, gdir: str, table: str, key: dict[str, str], old: list[dict], files: list[Path],
+                     moving: set[str]) -> list[dict]:
     """Write one partition of one table (one file per split for metrics): its old compacted rows minus the
-    trials being replaced, then the new trials' per-trial files, streamed into large row groups. Returns the
+    trials being replaced, then the new trials' per-trial ``files``, streamed into large row groups. Returns the
     manifest entries."""
     schema = SCHEMAS[table]
     out = _PartitionWriter(cdir, gdir, table, key)
@@ -177,9 +179,9 @@ def _merge_partition(store: Store, cdir: Path, gdir: str, table: str, key: dict[
             filter=~pads.field("trial_id").isin(sorted(moving)), batch_size=1 << 20)
         for batch in scanner.to_batches():
             out.add(pa.Table.from_batches([batch], schema=schema))
-    files = [str(p) for tid in ids for p in store.files(table, tid)]
     if files:  # one scan over every per-trial file of the partition (threaded reads; each file opened once)
-        for batch in pads.dataset(files, schema=schema, format="parquet").to_batches(batch_size=1 << 20):
+        for batch in pads.dataset([str(p) for p in files], schema=schema, format="parquet").to_batches(
+                batch_size=1 << 20):
             out.add(pa.Table.from_batches([batch], schema=schema))
     return out.close()
 
