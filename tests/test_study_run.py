@@ -89,9 +89,13 @@ def test_local_study_tune_and_final_then_resume_is_a_no_op(tmp_path, capsys):
     finals = [t for t in trials if t["stage"] == "final" and t["method"] == "uw"]
     assert {json.loads(t["config"])["lr"] for t in finals} == {kept_lr}
     before = {t["trial_id"]: t["finished_at"] for t in trials}
-    # rerun: everything is in the store, nothing runs again
-    res = run_study(spec, say=lambda m: None, keep_ray=True)
+    # rerun: everything is in the store, nothing runs again (answered by the saved plan and the trials table)
+    said.clear()
+    res = run_study(spec, say=said.append, keep_ray=True)
     assert res.counts["completed"] == 8
+    assert said[0].endswith("nothing to run") and said[1:] == [
+        "[reference] 1/1 trials already in the store: skipped", "[tune] 6/6 trials already in the store: skipped",
+        "[final] 8/8 trials already in the store: skipped"]
     assert {t["trial_id"]: t["finished_at"] for t in store.trials("local")} == before
     assert len(metrics(spec.store)) == len(df)
     assert main(["status", str(spec.store)]) == 0
