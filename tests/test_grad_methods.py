@@ -442,6 +442,59 @@ def test_fairgrad_condition() -> None:
         assert residual < 1e-4
 
 
+def test_fairgrad_newton_agrees_with_least_squares_and_solves_where_it_does_not() -> None:
+    """fair_weights (damped Newton) against torchjd's scipy least_squares (the official solver): the same
+    direction wherever least_squares converged; where it stopped short (tiny Gramians: huge weights) Newton
+    still satisfies the condition G w = w^(-1/alpha); it gives up (the step then takes least_squares's answer)
+    only on the rare nearly unsolvable problem."""
+    from torchjd.aggregation import FairGradWeighting
+
+    from trainables.weighting.fairgrad import fair_weights
+
+    rng = np.random.default_rng(3)
+    agreed = short = gave_up = 0
+    for k in range(120):
+        t, alpha = (2, 3, 5)[k % 3], (0.25, 0.5, 1.0, 2.0, 4.0)[k % 5]
+        j = rng.standard_normal((t, 30)) * rng.uniform(0.01, 10, size=(t, 1)) * 10.0 ** rng.uniform(-4, 3)
+        if k % 2 == 0:
+            j = j + 3 * rng.standard_normal(30)  # a common component
+        if k % 7 == 0:
+            j[1] = -rng.uniform(0.1, 2) * j[0] + 0.05 * j[1]  # strongly conflicting
+        g = j @ j.T
+        w = fair_weights(g, alpha)
+        ref = FairGradWeighting(alpha)(torch.from_numpy(g)).numpy()
+        if w is None:  # no solution reached (nearly zero non-negative combination): the step falls back to ref
+            gave_up += 1
+            continue
+        assert (w > 0).all()
+        target = w ** (-1 / alpha)
+        assert np.linalg.norm(g @ w - target) <= 1e-6 * np.linalg.norm(target)
+        ref_target = ref ** (-1 / alpha)
+        if np.linalg.norm(g @ ref - ref_target) <= 1e-6 * np.linalg.norm(ref_target):
+            d, dr = w @ j, ref @ j
+            assert d @ dr / np.linalg.norm(d) / np.linalg.norm(dr) >= 0.9999
+            agreed += 1
+        else:
+            short += 1
+    assert agreed >= 90 and short >= 1 and gave_up <= 3  # both kinds of problem were met; the fallback is rare
+
+
+def test_fairgrad_falls_back_to_least_squares_without_a_positive_solution() -> None:
+    """A task with a zero gradient: G w = w^(-1/alpha) has no positive solution; Newton gives up and the
+    step takes torchjd's least_squares answer, as before."""
+    from torchjd.aggregation import FairGradWeighting
+
+    from trainables.weighting.fairgrad import fair_weights
+
+    j = np.random.default_rng(0).standard_normal((3, 10))
+    j[2] = 0.0
+    g = j @ j.T
+    assert fair_weights(g, 1.0) is None
+    m = registry.build("fairgrad", 3)
+    m.direction(torch.from_numpy(j), torch.ones(3, dtype=F64))
+    torch.testing.assert_close(m.last_weights, FairGradWeighting(1.0)(torch.from_numpy(g)))
+
+
 def test_mgda_closed_form_for_two_tasks_matches_the_qp() -> None:
     """T = 2 in closed form against quadprog's exact QP (the solver for T > 2) and an independent SLSQP solve."""
     import quadprog
