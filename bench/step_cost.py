@@ -21,7 +21,9 @@ until every trainer's Jacobian path is chosen (the measured calls are not timed)
 ``--clock cpu`` times the process's CPU time instead of the wall clock (one torch thread: the
 step's work, not the time other jobs of a shared machine held the cores). ``--force-paths M ...``: parameter-space method ``M`` also runs with each Jacobian path forced
 (rows ``M [batched]``, ``M [looped]``, stepping right after it), and its row shows the ratio of the
-trainer's own choice to the faster of them ("x best path": the larger median per-step ratio). The load average is printed before and after.
+trainer's own choice to the faster of them ("x best path": the larger median per-step ratio). The
+Jacobian path column shows the measured median milliseconds of the batched (b) and looped (l) paths
+and the number of measured calls. The load average is printed before and after.
 Also the wall time of one full EW epoch of ``multi_digits``.
 """
 
@@ -220,7 +222,8 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         med = fastest_round(key)
         ref = fastest_round(("ref", key)) if ("ref", key) in times else None
         forced = [paired(key, (key[0], key[1], f)) for f in CANDIDATES if (key[0], key[1], f) in trainers]
-        paths = sorted({v["path"] for v in tr.jacobian.summary().values()})
+        paths = sorted({f"{v['path']} (b {v.get('batched_ms', '-')} / l {v.get('looped_ms', '-')} ms, {v['calls']} calls)"
+                        for v in tr.jacobian.summary().values()})
         total = sum(sum(r) for r in times[key])
         label = key[0] if key[2] is None else f"{key[0]} [{key[2]}]"
         rows.append({"dataset": dataset, "method": label, "space": key[1] or "-", "step_ms": 1000 * med,

@@ -101,6 +101,27 @@ def test_overlapping_times_are_measured_until_max_trials_then_the_median_decides
     assert jac.settled()
 
 
+def test_a_shared_choice_is_kept_for_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later shared Jacobian of the same shapes takes the process's choice without measuring; an
+    unshared one, or one of other shapes, measures."""
+    monkeypatch.setattr(jacobian, "_PROCESS_CHOICES", {})
+    fake = _Scripted(monkeypatch, {"batched": [2.0] * 20, "looped": [1.0] * 20})
+    first = jacobian.Jacobian(clock=fake.clock, shared=True)
+    for _ in range(3):
+        _call(first)
+    assert first.summary()[next(iter(first.summary()))]["measured"] is True
+    second = jacobian.Jacobian(clock=fake.clock, shared=True)
+    entry = _call(second)
+    assert entry["path"] == "looped" and entry["measured"] is False and entry["calls"] == 3
+    assert entry["batched_ms"] == 2000.0 and entry["identical"] is True
+    assert fake.calls == {"batched": 3, "looped": 4}  # the second ran the chosen path only
+    assert _call(jacobian.Jacobian(clock=fake.clock))["path"] == "measuring"  # not shared: measures
+    params, losses = _model_and_losses()
+    other = jacobian.Jacobian(clock=fake.clock, shared=True)
+    other.rows(losses, params[:2])  # other inputs: measured afresh
+    assert next(iter(other.summary().values()))["path"] == "measuring"
+
+
 def test_the_clock_is_the_threads_cpu_time_on_one_cpu_thread() -> None:
     threads = torch.get_num_threads()
     try:

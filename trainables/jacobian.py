@@ -155,6 +155,11 @@ def _clock(device: torch.device) -> tuple[Callable[[], float], str]:
     return time.perf_counter, "wall"
 
 
+#: choices made in this process, per (input shapes, output shape, T, device, threads): a later
+#: :class:`Jacobian` with ``shared=True`` (every trainer's) takes them without measuring again
+_PROCESS_CHOICES: dict[tuple, dict[str, Any]] = {}
+
+
 class Jacobian:
     """Task gradients by the path measured fastest for each (output shape, ``T``, device).
 
@@ -162,10 +167,13 @@ class Jacobian:
     interleaved, the order alternating). The choice is made once the samples separate (every time
     of the faster path below every time of the other) or after ``max_trials`` calls, by the median,
     and kept for that key. On CPU with one torch thread the clock is the thread's CPU time (robust
-    to a loaded machine), otherwise the wall clock."""
+    to a loaded machine), otherwise the wall clock. With ``shared`` the choice is also kept for the
+    process: a later trainer of the same shapes (the next trial in a reused Ray actor, the other
+    methods of a benchmark) takes it without measuring (its summary says ``"measured": false``), so
+    every method of a process trains on the same path."""
 
     def __init__(self, trials: int = 3, force: str | None = None, max_trials: int = 9,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, shared: bool = False) -> None:
         if force is not None and force not in CANDIDATES:
             raise ConfigError(f"unknown Jacobian path {force!r}; valid: {', '.join(CANDIDATES)}")
         #: measured calls per candidate before choosing; ``force``: one path, no measurement (tests, benchmarks)
@@ -177,6 +185,10 @@ class Jacobian:
         self.identical: dict[str, bool] = {}
         self.clocks: dict[str, str] = {}
         self.available = dict.fromkeys(CANDIDATES, True)
+        self.shared = shared
+        #: keys whose choice came from an earlier trainer in this process
+        self.adopted: set[str] = set()
+        self._process_keys: dict[str, tuple] = {}
 
     def __call__(self, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
         """Per input, ``[T, *p.shape]``; None for an input that no output uses (see :func:`dense`)."""
@@ -196,9 +208,24 @@ class Jacobian:
             shape, t, device = (len(outputs),), len(outputs), outputs[0].device
         key = f"{shape} T={t} {device}"
         name = self.chosen.get(key)
+        if name is None and self.shared:
+            name = self._adopt(key, (tuple(tuple(p.shape) for p in inputs), shape, t, str(device),
+                                     torch.get_num_threads()))
         if name is not None and self.available[name]:
             return ROW_CANDIDATES[name](outputs, inputs, rows)
         return self._measure(key, outputs, inputs, rows)
+
+    def _adopt(self, key: str, process_key: tuple) -> str | None:
+        """The process's earlier choice for ``process_key``, taken over with its measurements, or None."""
+        self._process_keys[key] = process_key
+        earlier = _PROCESS_CHOICES.get(process_key)
+        if earlier is None or key in self.seconds:
+            return None
+        self.chosen[key] = earlier["path"]
+        self.seconds[key] = {n: list(ts) for n, ts in earlier["seconds"].items()}
+        self.identical[key], self.clocks[key] = earlier["identical"], earlier["clock"]
+        self.adopted.add(key)
+        return earlier["path"]
 
     def _measure(self, key: str, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None) -> Rows:
         times = self.seconds.setdefault(key, {n: [] for n in CANDIDATES})
@@ -235,11 +262,16 @@ class Jacobian:
             apart = all(max(times[fastest]) < min(times[n]) for n in usable if n != fastest)
             if apart or min(len(times[n]) for n in usable) >= self.max_trials:
                 self.chosen[key] = fastest if self.identical[key] else REFERENCE
+        if key in self.chosen and key in self._process_keys:
+            _PROCESS_CHOICES[self._process_keys[key]] = {
+                "path": self.chosen[key], "seconds": times, "identical": self.identical.get(key),
+                "clock": self.clocks.get(key)}
         return results[REFERENCE] if REFERENCE in results else results["looped"]
 
     def summary(self) -> dict[str, Any]:
         """The choice per (output shape, T, device), with the measured median milliseconds of each path."""
         return {key: {"path": self.chosen.get(key, "measuring"), "identical": self.identical.get(key),
                       "clock": self.clocks.get(key), "calls": min((len(ts) for ts in t.values() if ts), default=0),
+                      "measured": key not in self.adopted,
                       **{f"{n}_ms": round(1000 * median(ts), 3) for n, ts in t.items() if ts}}
                 for key, t in self.seconds.items()}

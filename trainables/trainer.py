@@ -117,7 +117,7 @@ class Trainer:
         self.pipeline = pipeline
         self.loss_method, self.grad_method = pipeline.loss, pipeline.grad
         self.method_params = [p for m in pipeline.parts() for p in m.optimizer_params()]
-        self.jacobian = Jacobian()
+        self.jacobian = Jacobian(shared=True)  # a choice made in this process is kept for it
         self.parts = Parts(self.model, self.bench, self.tasks, self.shared, self.task_params, self.method_params,
                            self.grad_method, self.jacobian)
         self.path: LossOnly | GradientPath = select(self.parts, cfg.space, self.bench.multi_input)
