@@ -58,7 +58,9 @@ def _fn(module: str, *names: str) -> list[str]:
     return out
 
 
-WEIGHTING = ["base", "_grad", "sampling", "ew", "rlw", "rgw", "uw", "pcgrad", "cagrad", "mgda"]
+#: every module of trainables/weighting/ but its package __init__ (the registry, the shared contract code and
+#: each method); the group is large (about 3,000 mutants): run it with --sample
+WEIGHTING = sorted(p.stem for p in (ROOT / "trainables" / "weighting").glob("*.py") if p.stem != "__init__")
 
 GROUPS: dict[str, Group] = {
     "verdict": Group(["analysis/verdict.py"],
@@ -92,7 +94,7 @@ GROUPS: dict[str, Group] = {
                     + _fn("study.final", "pending", "ListSource.*") + _fn("study.recorder", "TrialRecorder.*")),
     "weighting": Group([f"trainables/weighting/{m}.py" for m in WEIGHTING],
                        ["tests/test_loss_methods.py", "tests/test_grad_methods.py", "tests/test_grad_properties.py",
-                        "tests/test_mutants_weighting.py"]),
+                        "tests/test_methods_extra.py", "tests/test_mutants_weighting.py"]),
 }
 
 # Survivors judged equivalent (no behaviour of litmus changes), by function pattern and the text of the
@@ -122,6 +124,22 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "Ray's ASHAScheduler.on_trial_complete never reads its tune_controller argument"),
     ("study.driver.x_run_jobs__mutmut_*", 'if "://" not in storage and getattr(source, "finished", None):',
      "the default None is as falsy as False: a source without 'finished' never triggers the cleanup"),
+    ("analysis.select.x_validation_scores__mutmut_*", "ref = ref.merge(w, on=None)",
+     "ref holds dataset, task, metric, ref and metric_weights dataset, task, metric, w: without on= pandas merges "
+     "on the common columns, the same three"),
+    ("analysis.select.x_validation_scores__mutmut_*", "need = score[\"dataset\"].map(k).to_numpy(None)",
+     "need is compared with == to integer counts: the same result as int64 or as float64 (a NaN of a dataset "
+     "without reference makes it float either way)"),
+    ("analysis.select.x__store_selection__mutmut_*", "dirs = dirs.assign(n=[0 if pd.isna(a) else 3 if (a and not b) else 1",
+     "n is only compared with > 1: 2 and 3 both mark the conflicting directions"),
+    ("analysis.select.x__store_selection__mutmut_*",
+     '"uses the mean of all trials\' last validation epoch as reference", )',
+     "stacklevel 2 points at store_selection, in the same module: the warning's text, category and module "
+     "(what filters match) are unchanged, only its line number"),
+    ("analysis.select.x__store_selection__mutmut_*",
+     'selected = selected.sort_values(["trial_id", "task", "metric"], kind="STABLE").reset_index(drop=True)',
+     "pandas ignores kind when sorting on several columns (lexsort), and trial x task x metric is unique in "
+     "the selected rows"),
 ]
 
 

@@ -238,3 +238,62 @@ def test_load_then_select_equals_the_store_selection(tmp_path) -> None:
     mem = select(load(root))
     got = store_selection(root, trials=_trials(f).iloc[:0])
     assert len(mem) == len(got.selected)
+
+
+# --- survivors of the 2026-11-28 mutation run (docs/testing.md) --------------------------------------------
+def _per_frame() -> pd.DataFrame:
+    """Task t has two metrics (acc, acc2), task u one (err, lower is better); EW's last validation epoch is 1.0
+    everywhere. Trial m: epoch 1 (acc 1.2, acc2 1.2, err 1.3), epoch 2 (1.0, 1.0, 1.0).
+    per task (w = 100 / (T N_t)): e1 = 25 * 0.2 + 25 * 0.2 - 50 * 0.3 = -5, e2 = 0 -> epoch 2;
+    per metric (w = 100 / K):     e1 = 100 / 3 * (0.2 + 0.2 - 0.3) = 10 / 3, e2 = 0 -> epoch 1."""
+    metrics = {"acc": ("t", True), "acc2": ("t", True), "err": ("u", False)}
+    vals = {"ew0": {1: (0.5, 0.5, 2.0), 2: (1.0, 1.0, 1.0)},
+            "m0": {1: (1.2, 1.2, 1.3), 2: (1.0, 1.0, 1.0)}}
+    rows = []
+    for tid, per_epoch in vals.items():
+        method = tid[:-1]
+        for epoch, triple in per_epoch.items():
+            for (metric, (task, hib)), v in zip(metrics.items(), triple):
+                for split in ("val", "test"):
+                    rows.append({"study": "s", "stage": "final", "trial_id": tid, "dataset": "d", "arch": "hps",
+                                 "method": method, "distribution": None, "seed": 0, "split": split, "epoch": epoch,
+                                 "task": task, "metric": metric, "value": v, "higher_is_better": hib})
+    f = pd.DataFrame(rows)
+    return f.assign(variant=f["method"], status="completed")
+
+
+def test_select_weights_metrics_per_task_or_per_metric(tmp_path) -> None:
+    f = _per_frame()
+    by_task = best_val_epochs(f, per="task").set_index("trial_id")
+    by_metric = best_val_epochs(f, per="metric").set_index("trial_id")
+    assert (by_task.loc["m0", "epoch"], by_metric.loc["m0", "epoch"]) == (2, 1)
+    assert by_metric.loc["m0", "val_delta_m"] == pytest.approx(10 / 3)
+    scores = validation_scores(f, per="task").set_index(["trial_id", "epoch"])["val_delta_m"]
+    assert scores[("m0", 1)] == pytest.approx(-5.0)
+    for per, epoch in (("task", 2), ("metric", 1)):
+        sel = select(f, per=per)
+        assert set(sel.loc[sel["trial_id"] == "m0", "epoch"]) == {epoch}, per
+        got = store_selection(_store(tmp_path / per, f), per=per, trials=_trials(f)).selected
+        assert set(got.loc[got["trial_id"] == "m0", "epoch"]) == {epoch}, per
+
+
+def test_store_selection_columns_index_and_exact_messages(tmp_path) -> None:
+    f = _frame()
+    got = store_selection(_store(tmp_path / "a"), trials=_trials(f)).selected
+    assert list(got.columns) == ["study", "stage", "trial_id", "dataset", "arch", "method", "distribution",
+                                 "variant", "seed", "task", "metric", "higher_is_better", "value", "epoch"]
+    assert list(got.index) == list(range(len(got)))
+    only_test = _store(tmp_path / "t", f[f["split"] == "test"])
+    with pytest.raises(AnalysisError) as err:
+        store_selection(only_test, trials=_trials(f))
+    assert str(err.value) == ("best-val selection needs a 'val' split and the store has none "
+                              "(use epoch='last'; litmus never selects epochs on the test split)")
+    rows = _rows()
+    _trial(rows, "m4", "m", 4, {1: (0.7, None), 2: (0.8, None)})
+    g = pd.DataFrame(rows).assign(variant=lambda d: d["method"], status="completed")
+    g.loc[g["trial_id"] == "m3", "status"] = "failed"
+    with pytest.warns(UserWarning) as caught:
+        sel = store_selection(_store(tmp_path / "b", g), trials=_trials(g)).selected
+    assert [str(w.message) for w in caught] == ["1 trial(s) have no complete validation epoch and are left out of "
+                                                "best-val selection"]
+    assert "m4" not in set(sel["trial_id"])
