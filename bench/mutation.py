@@ -140,6 +140,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'selected = selected.sort_values(["trial_id", "task", "metric"], kind="STABLE").reset_index(drop=True)',
      "pandas ignores kind when sorting on several columns (lexsort), and trial x task x metric is unique in "
      "the selected rows"),
+    ("analysis.verdict.x__summaries__mutmut_*", 'X = np.array(d.loc[idx, "x"].tolist(), None)',
+     "inference.t_summary casts X with np.asarray(x, float) itself (and the lists hold float Delta-m values)"),
+    ("analysis.verdict.x_verdicts__mutmut_*",
+     'd["sd_diff"] = [float(np.std(np.subtract(x, y), ddof=1)) if p and len(x) >= 1 else np.nan',
+     "a paired row has at least 2 aligned pairs (pair_arrays pairs only on 2 or more common units), so "
+     "len(x) > 1 whenever p"),
 ]
 
 

@@ -230,3 +230,84 @@ def test_perm_p_values_from_two_seeds_none_from_one() -> None:
     r1 = analysis.verdicts(one, against="rlw", reference="ew", test="perm").set_index("variant").loc["a"]
     assert np.isnan(r1["p_better"]) and np.isnan(r1["p_worse"]) and r1["verdict"] == "inconclusive"
     assert r1["reason"] == "needs at least 2 seeds per side (has 1 vs 2)"
+
+
+# --- survivors of the 2026-11-28 mutation run of verdicts / _summaries / _perm_one_sided (docs/testing.md) ------
+OWN = {"a": np.array([0.1, -0.1, 0.2, 0.0, -0.2, 0.05]), "b": np.array([0.9, -1.5, 0.3, 1.2, -0.6, 0.0]),
+       "c": np.array([0.0, 0.01, -0.01, 0.02, 0.0, -0.02]),
+       "rlw:normal": np.array([0.02, -0.01, 0.0, 0.01, -0.02, 0.01])}
+
+
+def _welch(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(mean difference, Welch standard error, Welch-Satterthwaite df), written out."""
+    vx, vy = np.var(x, ddof=1) / len(x), np.var(y, ddof=1) / len(y)
+    df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+    return float(np.mean(x) - np.mean(y)), float(np.sqrt(vx + vy)), float(df)
+
+
+@pytest.mark.parametrize("correction,f", [("bonferroni", 4), ("none", 1)])
+def test_every_side_uses_the_asked_correction(correction: str, f: int) -> None:
+    """Bonferroni: every local level is alpha / F (Holm's would be alpha / 3 for the second equivalent row);
+    'none': alpha. The corrected p-values are min(1, F p) (F = 1: p itself)."""
+    sel = _frame({"a": 3.0, "b": -0.1, "c": 0.05}, own=OWN)
+    v = analysis.verdicts(sel, against="rlw", reference="ew", correction=correction).set_index("variant")
+    assert dict(v["verdict"]) == {"a": "better", "b": "inconclusive", "c": "equivalent", "ew": "equivalent"}
+    for name, r in v.iterrows():
+        for side in ("better", "worse", "tost"):
+            assert r[f"p_{side}_adj"] == pytest.approx(min(1.0, f * r[f"p_{side}"]), rel=1e-9), (name, side)
+        assert r["ci_level"] == pytest.approx(1 - 2 * 0.05 / f), name
+
+
+def test_unpaired_rows_are_welch_tests_on_all_seeds_and_carry_the_bayes_posterior() -> None:
+    """The method ran seeds 100..105, the baseline 0..5: nothing pairs; p is Welch's one-sided p on the two sets
+    of per-seed Delta-m, and the Bayesian posterior is t(Welch df, mean difference, Welch se)."""
+    sel = _frame({"a": 3.0}, own=OWN)
+    sel.loc[sel["variant"] == "a", "seed"] += 100
+    x, y = _dm(sel, "a"), _dm(sel, "rlw:normal")
+    v = analysis.verdicts(sel, against="rlw", reference="ew", bayes=True).set_index("variant")
+    r = v.loc["a"]
+    assert not bool(r["paired"]) and (r["n_method"], r["n_baseline"]) == (6, 6)
+    assert r["p_better"] == pytest.approx(stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue,
+                                          rel=1e-6)
+    assert r["verdict"] == "better"
+    mean, se, df = _welch(x, y)
+    assert r["diff_delta_m"] == pytest.approx(mean)
+    assert r["bayes_p_better"] == pytest.approx(stats.t.sf(0.5, df, loc=mean, scale=se), rel=1e-6)
+    assert r["bayes_p_worse"] == pytest.approx(stats.t.cdf(-0.5, df, loc=mean, scale=se), rel=1e-6)
+    # the paired row (EW against RLW, shared seeds): t(n - 1, mean, sd / sqrt(n)) of the per-seed differences
+    d = _dm(sel, "ew") - y
+    e = v.loc["ew"]
+    loc, scale = d.mean(), np.std(d, ddof=1) / np.sqrt(6)
+    assert e["bayes_p_equivalent"] == pytest.approx(stats.t.cdf(0.5, 5, loc=loc, scale=scale)
+                                                    - stats.t.cdf(-0.5, 5, loc=loc, scale=scale), rel=1e-6)
+
+
+def test_unpaired_tuning_replicates_are_tested_on_replicate_means() -> None:
+    """Three tuning replicates of the method x seeds 100..102 against the baseline's seeds 0..5: unpaired, so
+    the test is Welch's on the 3 replicate means (each the mean of its 3 seeds) against the 6 baseline seeds."""
+    sel = _frame({}, own=OWN)
+    rows, reps = [], []
+    offsets = {0: 2.0, 1: 3.5, 2: 2.6}
+    for k, off in offsets.items():
+        for j, s in enumerate((100, 101, 102)):
+            tid = f"a-r{k}-{s}"
+            rows.append({"trial_id": tid, "dataset": "d", "arch": "hps", "variant": "a", "method": "a",
+                         "distribution": None, "seed": s, "task": "t", "metric": "acc", "higher_is_better": True,
+                         "value": 0.5 * (1 + (off + NOISE[j] + 0.1 * k * j) / 100)})
+    sel = pd.concat([sel, pd.DataFrame(rows)], ignore_index=True)
+    trials = sel.drop_duplicates("trial_id")[["trial_id", "dataset", "arch", "variant", "seed"]].assign(
+        status="completed", replicate=[int(t.split("-")[1][1:]) if t.startswith("a-r") else 0 for t in
+                                       sel.drop_duplicates("trial_id")["trial_id"]])
+    ew = sel.loc[sel["variant"] == "ew", "value"].mean()
+    a = sel[sel["variant"] == "a"]
+    dm = 100 * (a["value"].to_numpy() - ew) / ew
+    means = pd.Series(dm).groupby(a["trial_id"].str.split("-").str[1].to_numpy()).mean().to_numpy()
+    y = _dm(sel, "rlw:normal")
+    r = analysis.verdicts(sel, against="rlw", reference="ew", trials=trials).set_index("variant").loc["a"]
+    assert not bool(r["paired"]) and r["replicates"] == 3 and r["n_method"] == 9
+    mean, se, df = _welch(means, y)
+    assert r["diff_delta_m"] == pytest.approx(mean)
+    assert r["p_better"] == pytest.approx(stats.ttest_ind(means, y, equal_var=False, alternative="greater").pvalue,
+                                          rel=1e-6)
+    t = stats.t.ppf(0.5 + r["ci_level"] / 2, df)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((mean - t * se, mean + t * se))
