@@ -146,6 +146,10 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'd["sd_diff"] = [float(np.std(np.subtract(x, y), ddof=1)) if p and len(x) >= 1 else np.nan',
      "a paired row has at least 2 aligned pairs (pair_arrays pairs only on 2 or more common units), so "
      "len(x) > 1 whenever p"),
+    ("study.tuning.xǁTuningSourceǁ__init____mutmut_*", "index -= 1",
+     "entry['index'] is only a key of the study in self.outcomes: 0, -1, -2 ... are as distinct as 0, 1, 2"),
+    ("study.tuning.xǁTuningSourceǁ_ask__mutmut_*", "waiting = None",
+     "waiting is only read by 'wait' if waiting else 'done': None is as falsy as False"),
 ]
 
 

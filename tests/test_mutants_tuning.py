@@ -213,3 +213,39 @@ def test_best_params_without_completed_trials_and_the_file(tmp_path) -> None:
     assert e["params"] == {} and e["value"] is None and e["note"] == "no completed trial: defaults are used"
     assert tuning_path(store, spec.name) == store.root / "tuning" / "tu.json"
     assert load_best(store, spec.name) == out and load_best(store, "other") == {}
+
+
+# --- survivors of the 2026-11-28 mutation run (docs/testing.md) --------------------------------------------
+def test_studies_take_turns_and_every_job_carries_its_reference(tmp_path) -> None:
+    """Two tuning replicates (two Optuna studies) of 3 trials x 2 seeds: asked round-robin, r0 then r1 then r0 ...;
+    each job holds the EW reference its score is computed against (the driver's ASHA score reads it)."""
+    spec = _spec(tmp_path, replicates=2)  # replicate k runs seeds 100 + 2k, 101 + 2k
+    src = TuningSource(spec, Store(spec.store), {("multi_digits", "hps"): REF}, {})
+    jobs = []
+    while (job := src.next()) not in (None, NO_MORE_JOBS):
+        jobs.append(job)
+    assert [j.replicate for j in jobs] == [0, 0, 1, 1] * 3
+    assert [j.config["seed"] for j in jobs] == [100, 101, 102, 103] * 3
+    assert all(j.reference == REF for j in jobs)
+
+
+def test_a_running_trial_without_recorded_params_gets_the_uninterrupted_runs_params(tmp_path) -> None:
+    """A driver killed between Optuna's ask and recording the parameters leaves trial 0 RUNNING without params:
+    a new driver records the parameters an uninterrupted study asks for trial 0 and runs those."""
+    fresh = _spec(tmp_path / "fresh")
+    first = TuningSource(fresh, Store(fresh.store), {("multi_digits", "hps"): REF}, {}).next()
+    asked = optuna.load_study(study_name="tu/multi_digits/hps/uw", storage=storage(fresh, Store(fresh.store)))
+    params = asked.trials[0].params
+    assert set(params) == {"lr", "uw.lr"} and params["lr"] == pytest.approx(first.config["lr"], rel=1e-12)
+    spec = _spec(tmp_path / "killed")
+    store = Store(spec.store)
+    TuningSource(spec, store, {("multi_digits", "hps"): REF}, {})  # creates the study
+    st = optuna.load_study(study_name="tu/multi_digits/hps/uw", storage=storage(spec, store))
+    st.ask()  # asked, nothing recorded
+    assert st.trials[0].state == TrialState.RUNNING and st.trials[0].params == {}
+    resumed = TuningSource(spec, store, {("multi_digits", "hps"): REF}, {})
+    st = optuna.load_study(study_name="tu/multi_digits/hps/uw", storage=storage(spec, store))
+    assert st.trials[0].params == pytest.approx(params, rel=1e-12)
+    assert [j.config["lr"] for j in resumed.queue] == pytest.approx([params["lr"]] * 2, rel=1e-12)
+    assert [j.config["method_params"] for j in resumed.queue] == [first.config["method_params"]] * 2
+    assert [j.config["seed"] for j in resumed.queue] == [100, 101]
