@@ -140,6 +140,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'selected = selected.sort_values(["trial_id", "task", "metric"], kind="STABLE").reset_index(drop=True)',
      "pandas ignores kind when sorting on several columns (lexsort), and trial x task x metric is unique in "
      "the selected rows"),
+    ("analysis.select.x_best_val_epochs__mutmut_*", 'score = score.merge(candidates, on=None, how="inner")',
+     "candidates are (trial_id, epoch) pairs: the common columns with the scores are exactly the two keys"),
+    ("analysis.select.x_validation_scores__mutmut_*",
+     'score = v.groupby(["trial_id", "epoch"], )["term"].agg(["sum", "count"]).reset_index()',
+     "pandas 3 (installed: 3.1) defaults to observed=True; under pandas 2 the unobserved trial categories would "
+     "add rows, which tests/test_mutants_select.py's categorical test would catch"),
     ("analysis.verdict.x__summaries__mutmut_*", 'X = np.array(d.loc[idx, "x"].tolist(), None)',
      "inference.t_summary casts X with np.asarray(x, float) itself (and the lists hold float Delta-m values)"),
     ("analysis.verdict.x_verdicts__mutmut_*",

@@ -297,3 +297,20 @@ def test_store_selection_columns_index_and_exact_messages(tmp_path) -> None:
     assert [str(w.message) for w in caught] == ["1 trial(s) have no complete validation epoch and are left out of "
                                                 "best-val selection"]
     assert "m4" not in set(sel["trial_id"])
+
+
+def test_categorical_columns_with_an_all_failed_dataset_add_no_group_and_no_warning() -> None:
+    """analysis.load gives categorical columns: a dataset whose trials all failed is still a category; it has no
+    usable rows, so it gets no reference (no 'baseline absent' warning) and no trial x epoch scores."""
+    f = _frame()
+    other = f.assign(dataset="e", trial_id="e" + f["trial_id"], status="failed")
+    both = pd.concat([f, other], ignore_index=True)
+    both = both.astype({c: "category" for c in ("study", "stage", "trial_id", "dataset", "arch", "method",
+                                                  "variant", "split", "task", "metric", "status")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = validation_scores(both)
+        sel = select(both)
+    usable_ids = {t for t in EXPECTED}
+    assert set(map(str, s["trial_id"])) == usable_ids and len(s) == 3 * len(usable_ids)
+    assert dict(sel.groupby("trial_id")["epoch"].first()) == EXPECTED
