@@ -314,3 +314,19 @@ def test_categorical_columns_with_an_all_failed_dataset_add_no_group_and_no_warn
     usable_ids = {t for t in EXPECTED}
     assert set(map(str, s["trial_id"])) == usable_ids and len(s) == 3 * len(usable_ids)
     assert dict(sel.groupby("trial_id")["epoch"].first()) == EXPECTED
+
+
+def test_store_selection_without_the_baseline_reads_every_methods_reference_trials(tmp_path) -> None:
+    """No EW: the reference is the mean of the last validation epoch of every trial, here of two methods (m, n);
+    the columnar selection reads both methods' reference rows and picks the in-memory selection's epochs."""
+    f = _frame()
+    f = f[f["method"] != "ew"]
+    n = f.assign(method="n", variant="n", trial_id="n" + f["trial_id"])
+    n.loc[n["metric"] == "acc", "value"] += 0.05
+    both = pd.concat([f, n], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = select(both)
+        got = store_selection(_store(tmp_path, both), trials=_trials(both))
+    assert sorted(got.selected["trial_id"].unique()) == ["m0", "m1", "m2", "nm0", "nm1", "nm2"]
+    assert dict(got.selected.groupby("trial_id")["epoch"].first()) == dict(mem.groupby("trial_id")["epoch"].first())
