@@ -179,7 +179,7 @@ def _config(group: Group, timeout_multiplier: float) -> str:
         "\n[tool.mutmut]\n"
         f"source_paths = {toml_list(group.modules)}\n"
         f"also_copy = {toml_list(PACKAGES)}\n"
-        f"pytest_add_cli_args = {toml_list(['-m', 'not slow', '-p', 'no:cacheprovider', '-q', '-x'])}\n"
+        f"pytest_add_cli_args = {toml_list(['-m', 'not slow', '-p', 'no:cacheprovider', '-q', '-x', '-n', '0'])}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
         'process_isolation = "fork"\n'
         "use_git_change_detection = false\n"

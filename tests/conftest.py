@@ -21,6 +21,41 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject addopts): two test processes on a machine with two or more CPUs, none (the tests run
+    in the pytest process itself) with one. Each worker runs its own embedded Ray on 2 CPUs when a module needs
+    one (num_cpus is a logical count: two Rays on 2 cores share them); more workers would only oversubscribe the
+    2-core machine this suite is timed on. ``PYTEST_XDIST_AUTO_NUM_WORKERS=N`` or ``-n N`` overrides it;
+    ``-n 0`` runs everything in one process (a debugger, mutmut)."""
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if env:
+        return int(env)
+    n = min(2, _cpus())
+    return n if n > 1 else 0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under ``--dist loadgroup`` (pyproject addopts) a test module that uses a module-scoped fixture (the shared
+    embedded Ray of ``local_ray``, a module's data or store) runs on one worker: the fixture is built once, not
+    once per worker. Runs before xdist's own hook, which reads the ``xdist_group`` marks."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        ours = [d for defs in info.name2fixturedefs.values() for d in defs if d.baseid]  # not pytest's (tmp_path_factory)
+        if any(d.scope in ("module", "package", "session") for d in ours):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def pytest_collection_finish(session) -> None:
     """Move everything the imports of the collected modules made (torch, Ray, pandas, ...: millions of
     objects) to the garbage collector's permanent generation: a full collection then scans only what the

@@ -4,9 +4,10 @@ midway), a trial held twice read once, a manifest naming missing files refused."
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -87,11 +88,19 @@ def test_parts_are_appended_and_a_restarted_trial_replaces_its_epochs(tmp_path):
     assert store.statuses()["f2"] == "completed"
 
 
-def _compact_and_die(root: str, step: str) -> None:
-    def hook(at: str) -> None:
-        if at == step:
-            os.kill(os.getpid(), signal.SIGKILL)
-    compact(Store(root), hook=hook)
+# run in a fresh interpreter that imports only the compaction (a spawned multiprocessing child would import this
+# test module, hence the whole analysis package and pandas: 5 s of CPU per kill instead of 2)
+COMPACT_AND_DIE = """
+import os, signal, sys
+from study.compact import compact
+from study.store import Store
+
+def hook(at):
+    if at == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+compact(Store(sys.argv[1]), hook=hook)
+"""
 
 
 @pytest.mark.parametrize("step", ["written", "committed"])
@@ -99,10 +108,9 @@ def test_a_kill_during_compaction_leaves_every_trial_once(tmp_path, step):
     store = write_like_driver(tmp_path / "s")
     before = _sorted(load(store.root).drop(columns=["status"]))
     statuses = store.statuses()
-    p = mp.get_context("spawn").Process(target=_compact_and_die, args=(str(store.root), step))
-    p.start()
-    p.join(120)
-    assert p.exitcode == -signal.SIGKILL
+    p = subprocess.run([sys.executable, "-c", COMPACT_AND_DIE, str(store.root), step], timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert p.returncode == -signal.SIGKILL
     # killed after writing the new files (old manifest: new files unread) or after the commit (per-trial
     # files still there: each trial read once, from them)
     after = _sorted(load(store.root).drop(columns=["status"]))
@@ -200,9 +208,6 @@ def test_plain_summary_table_reads_compacted_trials(tmp_path):
 def test_litmus_compact_refuses_a_store_a_live_driver_holds(tmp_path, capsys):
     """`litmus compact` takes the driver's lock: while another process holds it, one error line (exit 2) naming
     the holder, and nothing of the store is touched; once the holder is gone, it compacts and releases."""
-    import subprocess
-    import sys
-
     from study.cli import main
     from study.lock import StoreLock
 
