@@ -34,26 +34,15 @@ def pytest_xdist_auto_num_workers(config) -> int:
     in the pytest process itself) with one. Each worker runs its own embedded Ray on 2 CPUs when a module needs
     one (num_cpus is a logical count: two Rays on 2 cores share them); more workers would only oversubscribe the
     2-core machine this suite is timed on. ``PYTEST_XDIST_AUTO_NUM_WORKERS=N`` or ``-n N`` overrides it;
-    ``-n 0`` runs everything in one process (a debugger, mutmut)."""
+    ``-n 0`` runs everything in one process (a debugger, mutmut). ``--dist loadfile`` (addopts) keeps a module's
+    tests on one worker, so its module-scoped fixtures (``local_ray``'s shared Ray, a module's data or store) are
+    built once. (Not ``loadgroup``: xdist 3.8 marks groups through ``item._nodeid``, which pytest 9.2 no longer
+    reads, so its groups are silently ignored: pytest-xdist issue 1386.)"""
     env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if env:
         return int(env)
     n = min(2, _cpus())
     return n if n > 1 else 0
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under ``--dist loadgroup`` (pyproject addopts) a test module that uses a module-scoped fixture (the shared
-    embedded Ray of ``local_ray``, a module's data or store) runs on one worker: the fixture is built once, not
-    once per worker. Runs before xdist's own hook, which reads the ``xdist_group`` marks."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        ours = [d for defs in info.name2fixturedefs.values() for d in defs if d.baseid]  # not pytest's (tmp_path_factory)
-        if any(d.scope in ("module", "package", "session") for d in ours):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def pytest_collection_finish(session) -> None:
