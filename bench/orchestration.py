@@ -16,6 +16,7 @@
 
     python -m bench.orchestration [--trials 6] [--seconds 20] [--tiny 8 32]   (-m: bench/analysis.py would shadow the analysis package)
     python -m bench.orchestration --scale 5000 [--large] [--profile]
+    python -m bench.orchestration --store-only 5000   (status, compact and rerun only; the store built without Ray)
 """
 
 from __future__ import annotations
@@ -105,14 +106,20 @@ def tenth_overheads(done: list[float], cpus: int, one: float) -> tuple[float, fl
     return spans[0] / (tenth - 1) * cpus - one, spans[1] / (tenth - 1) * cpus - one
 
 
-def timed_cli(*args: str) -> tuple[float, int, str]:
-    """Wall seconds, exit code and output of one `litmus` command in a fresh process (as a user runs it)."""
+def timed_cli(*args: str) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds (user + sys), exit code and output of one `litmus` command in a fresh process
+    (as a user runs it); the CPU time is what a shared machine's load does not inflate much."""
+    import resource
     import subprocess
     import sys
 
-    t0 = time.perf_counter()
+    def cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
     out = subprocess.run([sys.executable, "-m", "study.cli", *args], capture_output=True, text=True)
-    return time.perf_counter() - t0, out.returncode, out.stdout + out.stderr
+    return time.perf_counter() - t0, cpu() - c0, out.returncode, out.stdout + out.stderr
 
 
 class StackSampler:
@@ -228,12 +235,85 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
         path = os.path.join(tmp, "spec.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(d, f)
-        resume, rc, out = timed_cli("run", path, "--cpus", str(cpus))
+        resume, resume_cpu, rc, out = timed_cli("run", path, "--cpus", str(cpus))
         assert rc == 0 and f"final stage: {n} completed" in out, out[-2000:]
-        status, rc, out = timed_cli("status", s.store)
+        assert "nothing to run" in out, out[-2000:]  # answered by the saved plan and the trials table
+        status, status_cpu, rc, out = timed_cli("status", s.store)
         assert rc == 0, out[-2000:]
-        print(f"scale: rerun of the finished study (`litmus run`, fresh process) {resume:.1f}s; `litmus status` {status:.2f}s")
+        print(f"scale: rerun of the finished study (`litmus run`, fresh process, with its summary) {resume:.1f}s "
+              f"({resume_cpu:.1f}s CPU); `litmus status` {status:.2f}s ({status_cpu:.2f}s CPU)")
         print(f"scale: load average at the end {load_average()}")
+
+
+def finished_store(n: int, root: str) -> dict[str, Any]:
+    """A finished store of ``n`` tiny trials in the driver's layout, built without Ray: one real trial trained
+    in this process (``litmus train``'s path), its record and rows copied under the real plan's ids and seeds,
+    one metrics and weights part per trial, as the driver writes them. Returns the spec (a dict)."""
+    import json
+
+    import pyarrow as pa
+
+    from study.plan import final_jobs, save_plan
+    from study.single import run_single
+    from study.store import Store
+
+    d = spec_dict("bench-scale", os.path.join(root, "store"), 200, 1, n)
+    s = parse(d)
+    store = Store(s.store)
+    ds = s.datasets[0]
+    template = Store(os.path.join(root, "template"))
+    tid, status, _ = run_single(TrainConfig(dataset=ds.name, method="ew", seed=0, epochs=1, device="cpu",
+                                            num_threads=1, dataset_options=dict(ds.options)), template)
+    assert status == "completed", status
+    (rec,) = template.trials()
+    rows = [pa.parquet.read_table(p) for _, _, p in template.parts("metrics", tid)]
+    weights = [pa.parquet.read_table(p) for _, _, p in template.parts("weights", tid)]
+    jobs = final_jobs(s, {})
+    save_plan(s, store.root, [], jobs)
+
+    def retag(t: pa.Table, job: Any) -> pa.Table:
+        for name, value in (("trial_id", job.trial_id), ("study", s.name), ("stage", "final"),
+                            ("seed", job.config["seed"])):
+            if name in t.column_names:
+                i = t.column_names.index(name)
+                t = t.set_column(i, t.schema.field(i), pa.array([value] * t.num_rows, t.schema.field(i).type))
+        return t
+
+    from study.store import _atomic_write
+
+    for job in jobs:
+        store.write_trial(dict(rec, trial_id=job.trial_id, study=s.name, stage="final", seed=job.config["seed"],
+                               config=json.dumps(job.config, sort_keys=True)))
+        for kind, tables in (("metrics", rows), ("weights", weights)):
+            for t in tables:
+                (store.root / kind / job.trial_id).mkdir(exist_ok=True)
+                _atomic_write(retag(t, job), store.root / kind / job.trial_id / "000001.parquet")
+    return d
+
+
+def store_only(n: int) -> None:
+    """``--store-only N``: the commands that read a finished N-trial study, each in a fresh process, on a store
+    built without Ray (finished_store): `litmus status` before compaction (every record a one-row file),
+    `litmus compact`, `litmus status` and the rerun of the finished study (`litmus run`, with its summary)."""
+    import yaml
+
+    print(f"store-only: {n} trials; load average at the start {load_average()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="litmus-orch-") as tmp:
+        t0 = time.perf_counter()
+        d = finished_store(n, tmp)
+        print(f"store-only: built in {time.perf_counter() - t0:.0f}s (not timed below)", flush=True)
+        path = os.path.join(tmp, "spec.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(d, f)
+        for what, args, check in (
+                ("`litmus status` (per-trial records)", ("status", d["store"]), "bench-scale"),
+                ("`litmus compact`", ("compact", d["store"]), f"{n} finished trials compacted"),
+                ("`litmus status` (compacted)", ("status", d["store"]), "bench-scale"),
+                ("rerun of the finished study (`litmus run`, with its summary)", ("run", path, "--cpus", "2"),
+                 "nothing to run")):
+            wall, cpu, rc, out = timed_cli(*args)
+            assert rc == 0 and check in out, out[-2000:]
+            print(f"store-only: {what} {wall:.2f}s ({cpu:.2f}s CPU); load average {load_average()}", flush=True)
 
 
 def main() -> None:
@@ -246,7 +326,12 @@ def main() -> None:
                     help="only the study of N tiny trials (default 5000)")
     ap.add_argument("--large", action="store_true", help="with --scale: 20,000 trials")
     ap.add_argument("--profile", action="store_true", help="with --scale: a sampling profile of the driver")
+    ap.add_argument("--store-only", type=int, default=None, metavar="N",
+                    help="only time status, compact and the rerun on a finished N-trial store built without Ray")
     a = ap.parse_args()
+    if a.store_only is not None:
+        store_only(a.store_only)
+        return
     if a.scale is not None:
         scale(20000 if a.large else a.scale, a.cpus, a.profile)
         return
