@@ -254,6 +254,7 @@ def connect_metrics(store: str | Path, study: Filter = None, dataset: Filter = N
     spill = tempfile.mkdtemp(prefix="litmus-duckdb-")
     con = duckdb.connect(config={"threads": 2, "memory_limit": memory_limit, "temp_directory": spill,
                                  "preserve_insertion_order": False})
+    con.execute("SET enable_progress_bar = false")  # a progress bar costs time and goes to the user's terminal
     weakref.finalize(con, shutil.rmtree, spill, True)  # the spill dir goes with the connection
     where = []
     for col, values in (("study", _as_list(study)), ("dataset", _as_list(dataset))):

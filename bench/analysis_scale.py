@@ -144,6 +144,7 @@ def main() -> int:
     p.add_argument("--store", default=None, help="report on this already generated store of --case (not deleted)")
     args = p.parse_args()
     ok = True
+    results = []
     for name in (CASES if args.case == "all" else [args.case]):
         c = CASES[name]
         tmp = Path(tempfile.mkdtemp(prefix=f"litmus-scale-{name}-", dir=args.dir))
@@ -159,6 +160,7 @@ def main() -> int:
             seconds, cpu, gb = run_report(store, tmp / "report")
             good = seconds < c["seconds"] and gb < c["gb"]
             ok &= good
+            results.append((name, seconds, cpu, gb, c, good, load, os.getloadavg()[0]))
             print(f"[{name}] litmus report --no-figures: {seconds:.1f} s wall, {cpu:.1f} s CPU (target < {c['seconds']} s), "
                   f"peak RSS {gb:.2f} GB (target < {c['gb']:g} GB) -> {'OK' if good else 'MISSED'} "
                   f"(load average {load:.2f} before, {os.getloadavg()[0]:.2f} after)", flush=True)
@@ -168,6 +170,10 @@ def main() -> int:
                 shutil.rmtree(tmp / "report", ignore_errors=True)
             else:
                 shutil.rmtree(tmp, ignore_errors=True)
+    print("\ncase | wall (target) | CPU user+sys | peak RSS (target) | load average before / after | result")
+    for name, seconds, cpu, gb, c, good, before, after in results:
+        print(f"{name} | {seconds:.1f} s (< {c['seconds']} s) | {cpu:.1f} s | {gb:.2f} GB (< {c['gb']:g} GB) | "
+              f"{before:.2f} / {after:.2f} | {'OK' if good else 'MISSED'}")
     return 0 if ok else 1
 
 
