@@ -9,22 +9,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from typing import Any
-
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from .naming import group_of
 
-#: distinct colours for up to 20 variants (tab10 repeats after 10)
-TAB20 = matplotlib.colormaps["tab20"].colors
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _tab20() -> tuple:
+    """Distinct colours for up to 20 variants (tab10 repeats after 10). matplotlib is imported when a figure is
+    drawn, not with this module: a report without figures (``--no-figures``) never loads it."""
+    import matplotlib
+
+    return matplotlib.colormaps["tab20"].colors
 
 
 def subplots(figsize: tuple[float, float], ncols: int = 1, **kw: Any) -> tuple[Figure, Any]:
     """A figure and its axes, outside pyplot (no global figure registry, nothing to close)."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(1, ncols, **kw)
 
@@ -68,7 +75,7 @@ def validation_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> l
     d = curves[curves["dataset"] == dataset]
     fig, ax = subplots((6, 3.5))
     groups = list(d.groupby("variant", observed=True))
-    colours = TAB20  # line styles beyond 20 variants
+    colours = _tab20()  # line styles beyond 20 variants
     for i, (variant, g) in enumerate(groups):
         agg = g if "mean" in g.columns else g.groupby("epoch")["val_delta_m"].agg(["mean", "std"]).reset_index()
         colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]
@@ -88,7 +95,7 @@ def budget_curves(curves: pd.DataFrame, dataset: str, path: str | Path) -> list[
     (Dodge et al. 2019; :func:`analysis.budget.budget_curves`)."""
     d = curves[curves["dataset"] == dataset]
     fig, ax = subplots((6, 3.5))
-    colours = TAB20
+    colours = _tab20()
     for i, ((arch, variant), g) in enumerate(d.groupby(["arch", "variant"], observed=True)):
         colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]
         label = str(variant) if d["arch"].nunique() == 1 else f"{variant} ({arch})"

@@ -350,8 +350,8 @@ def _store_selection(store: str | Path, study: str | None, dataset: str | None, 
             con.register("gap", gap[["trial_id"]])
             exact = f"""cand AS (SELECT DISTINCT trial_id, m.epoch FROM m JOIN gap USING (trial_id)
                                  WHERE m.stage = '{stage}' AND m.metric <> 'loss' AND split = $split),"""
-            again = _q(con, BEST_SQL.format(cand=exact, join="JOIN cand c ON c.trial_id = s.trial_id AND c.epoch = s.epoch",
-                                            where=""), split=split)
+            exact_join = "JOIN cand c ON c.trial_id = s.trial_id AND c.epoch = s.epoch"
+            again = _q(con, BEST_SQL.format(cand=exact, join=exact_join, where=""), split=split)
             again = again.merge(usable_ids[["trial_id", "variant"]], on="trial_id")
             best = pd.concat([best[~best["trial_id"].isin(gap["trial_id"])], again], ignore_index=True)
             selected = pd.concat([selected, _selected_rows(con, again, stage, split)], ignore_index=True)
