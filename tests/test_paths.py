@@ -161,3 +161,22 @@ def test_multi_input_path_equals_the_plain_step(tmp_path: Path) -> None:
     ref = copy.deepcopy(tr)
     got, want = _run(tr, ref, "param", "looped", steps=2)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("method,space,arch", [("ew", None, "hps"), ("mgda", "param", "hps"), ("imtl_g", "rep", "hps"),
+                                               ("pcgrad", "param", "mtan")])
+def test_ew_without_its_multiplications_by_one_is_bit_identical(method: str, space: str | None, arch: str) -> None:
+    """EW declares ``always_ones``: the trainer then leaves out ``w_t * L_t``; the steps must equal those
+    with the multiplications (the attribute switched off on a copy), bit for bit, weights included."""
+    tr = Trainer(TrainConfig(dataset="multi_digits", arch=arch, method=method, space=space, epochs=1, batch_size=16,
+                             seed=4, num_threads=1, dataset_options=dict(OPTS, width=8)))
+    ref = copy.deepcopy(tr)
+    assert tr.loss_method.always_ones
+    ref.loss_method.always_ones = False
+    gen = torch.Generator().manual_seed(0)
+    data = list(train_batches(tr.splits.train, tr.tasks, False, 16, gen, torch.device("cpu")))
+    for i in range(STEPS):
+        _, la, wa = tr.train_step(data[i], 1, i + 1)
+        _, lb, wb = ref.train_step(data[i], 1, i + 1)
+        assert torch.equal(la, lb) and torch.equal(wa, wb)
+    assert all(torch.equal(a, b) for a, b in zip(tr.model.parameters(), ref.model.parameters()))

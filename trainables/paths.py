@@ -120,6 +120,12 @@ def _rep_rows_and_head_grads(p: Parts, weighted: list[Tensor], rep: Tensor) -> T
     return torch.stack(rows)
 
 
+def _weighted(task_losses: list[Tensor], w: Tensor | None) -> list[Tensor]:
+    """``w_t L_t`` as separate float tensors (``w`` None: all weights 1, the losses themselves)."""
+    losses = [l if l.dtype == torch.float32 else l.float() for l in task_losses]
+    return losses if w is None else [w[i].detach() * l for i, l in enumerate(losses)]
+
+
 def _accumulate(params: list[nn.Parameter], grads: list[Tensor | None]) -> None:
     """Add ``grads`` into the parameters' ``.grad`` (None: the parameter got no gradient)."""
     for param, g in zip(params, grads):
@@ -155,15 +161,16 @@ class GradientPath:
     def forward(self, batch: Batch) -> Forward:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def jacobian(self, fwd: Forward, w: Tensor, weighted: Tensor, extra: Tensor | None) -> Tensor:  # pragma: no cover
+    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor, extra: Tensor | None) -> Tensor:  # pragma: no cover
+        """The Jacobian of the weighted task losses (``w`` None: all weights 1, the losses as they are)."""
         raise NotImplementedError
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _rep_rows(self, fwd: Forward, w: Tensor, extra: Tensor | None) -> Tensor:
+    def _rep_rows(self, fwd: Forward, w: Tensor | None, extra: Tensor | None) -> Tensor:
         assert fwd.task_losses is not None and fwd.rep_leaf is not None
-        jac = _rep_rows_and_head_grads(self.p, [w[i].detach() * l for i, l in enumerate(fwd.task_losses)], fwd.rep_leaf)
+        jac = _rep_rows_and_head_grads(self.p, _weighted(fwd.task_losses, w), fwd.rep_leaf)
         if extra is not None:
             torch.autograd.backward(extra, inputs=self.p.method_params)
         return jac
@@ -177,7 +184,7 @@ class RepSpace(GradientPath):
     def forward(self, batch: Batch) -> Forward:
         return rep_forward(self.p, batch)
 
-    def jacobian(self, fwd: Forward, w: Tensor, weighted: Tensor, extra: Tensor | None) -> Tensor:
+    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor, extra: Tensor | None) -> Tensor:
         jac = self._rep_rows(fwd, w, extra)
         assert fwd.rep is not None
         self.p.grad.observe_rep(fwd.rep.detach())  # type: ignore[union-attr]
@@ -185,7 +192,7 @@ class RepSpace(GradientPath):
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:
         assert fwd.rep is not None
-        fwd.rep.backward(direction.to(fwd.rep.dtype))
+        fwd.rep.backward(direction if direction.dtype == fwd.rep.dtype else direction.to(fwd.rep.dtype))
 
 
 class ParamSpace(GradientPath):
@@ -200,17 +207,18 @@ class ParamSpace(GradientPath):
     def forward(self, batch: Batch) -> Forward:
         return rep_forward(self.p, batch) if self.through_rep else plain_forward(self.p, batch, False)
 
-    def jacobian(self, fwd: Forward, w: Tensor, weighted: Tensor, extra: Tensor | None) -> Tensor:
+    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor, extra: Tensor | None) -> Tensor:
         if self.through_rep:
             rows = self._rep_rows(fwd, w, extra)
             assert fwd.rep is not None
-            return flat(self.p.jacobian.rows(fwd.rep, self.p.shared, rows=rows.to(fwd.rep.dtype)), self.p.shared)
+            if rows.dtype != fwd.rep.dtype:
+                rows = rows.to(fwd.rep.dtype)
+            return flat(self.p.jacobian.rows(fwd.rep, self.p.shared, rows=rows), self.p.shared)
         # the task losses as separate scalars: the per-task passes give the shared parameters' rows and the
         # task parameters' gradients at once (no second, weighted backward pass for the heads)
         assert fwd.task_losses is not None
         n = len(self.p.shared)
-        per_row = self.p.jacobian.rows([w[i].detach() * l.float() for i, l in enumerate(fwd.task_losses)],
-                                       self.p.shared + self.p.task_params)
+        per_row = self.p.jacobian.rows(_weighted(fwd.task_losses, w), self.p.shared + self.p.task_params)
         _accumulate(self.p.task_params, [summed(per_row, n + j) for j in range(len(self.p.task_params))])
         if extra is not None:
             torch.autograd.backward(extra, inputs=self.p.method_params)

@@ -170,16 +170,21 @@ class Trainer:
         losses = fwd.losses.float()
         self._check(losses, epoch, step)
         w = self.loss_method.weights(losses.detach())
-        weighted = w.detach() * losses
+        ones = self.loss_method.always_ones  # EW: no multiplications by 1 (bit-identical without them)
+        weighted = losses if ones else w.detach() * losses
         extra = self._method_objective(w, losses)
         eff: Tensor | None = w.detach()
         if isinstance(self.path, LossOnly):
             self.path.backward(fwd, weighted, extra)
         else:
-            jac = self.path.jacobian(fwd, w, weighted, extra)
+            jac = self.path.jacobian(fwd, None if ones else w, weighted, extra)
             self.path.apply(fwd, self._direction(jac, weighted, epoch, step))
             gw = self.grad_method.last_weights if self.grad_method is not None else None
-            eff = eff * gw.detach().to(eff.device) if gw is not None else None
+            if gw is None:
+                eff = None
+            else:
+                gw = gw.detach() if gw.device == eff.device else gw.detach().to(eff.device)
+                eff = gw if ones else eff * gw
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()

@@ -148,6 +148,9 @@ class LossWeighting(Method):
     #: the mean weight per task at unit losses (the scale convention: EW's is 1, so simplex methods are
     #: multiplied by T); a method whose paper fixes another scale says so here (UW's 1/(2 sigma^2) starts at 1/2)
     unit_weight: ClassVar[float] = 1.0
+    #: True if :meth:`weights` always returns ones (EW): the trainer then leaves out its multiplications
+    #: of the losses by the weights (``x * 1 == x`` exactly, so the results are bit-identical)
+    always_ones: ClassVar[bool] = False
     #: True if the method needs the losses on the same batch after the update (FAMO)
     needs_after_step: ClassVar[bool] = False
     #: True if the method updates its weights from a held-out meta split (:meth:`meta_step`)

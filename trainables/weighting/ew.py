@@ -13,6 +13,7 @@ from .registry import register
 class EW(LossWeighting):
     name = "ew"
     paper = "Equal weighting baseline (Lin et al., 'Reasonable Effectiveness of Random Weighting', Eq. 1)"
+    always_ones = True
 
     def weights(self, losses: Tensor) -> Tensor:
         return torch.ones_like(losses)
