@@ -45,6 +45,27 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return n if n > 1 else 0
 
 
+#: a slow test (an end-to-end Ray study: minutes) counts as this many fast ones when the workers' files are ordered
+SLOW_WEIGHT = 100
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselected their tests
+def pytest_collection_modifyitems(config, items) -> None:
+    """On an xdist worker, the longest test files first (longest processing time first: the last file a worker
+    starts is a short one, not a Ray study running alone at the end). A file's weight is its number of tests,
+    a slow one counting ``SLOW_WEIGHT``; the order within a file is kept, and every worker sorts the same way
+    (xdist requires identical collections). xdist's own reordering (by test count) is off in addopts
+    (``--no-loadscope-reorder``), so the scheduler hands the files out in this order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    weight: dict[str, int] = {}
+    for item in items:
+        f = item.nodeid.split("::")[0]
+        weight[f] = weight.get(f, 0) + (SLOW_WEIGHT if item.get_closest_marker("slow") else 1)
+    first = {f: i for i, f in enumerate(weight)}
+    items.sort(key=lambda it: (-weight[it.nodeid.split("::")[0]], first[it.nodeid.split("::")[0]]))
+
+
 def pytest_collection_finish(session) -> None:
     """Move everything the imports of the collected modules made (torch, Ray, pandas, ...: millions of
     objects) to the garbage collector's permanent generation: a full collection then scans only what the
