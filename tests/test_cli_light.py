@@ -147,3 +147,15 @@ def test_a_changed_default_or_spec_or_an_unfinished_trial_takes_the_usual_path(t
                                           (["train", "--dataset", "d"], []), (["--help"], list(cli.SUB_CLIS))])
 def test_only_the_commands_module_is_imported(argv, modules):
     assert cli._sub_clis_for(argv) == modules
+
+
+def test_the_method_registry_loads_no_solver_library():
+    """The rerun's spec check imports the method registry; torchjd (with cvxpy and scipy.stats) and
+    scipy.optimize load only when a method that needs them is built, then they are there."""
+    code = ("import sys\nimport trainables.weighting as w, trainables.config\n"
+            "solvers = ('torchjd', 'cvxpy', 'scipy.stats', 'scipy.optimize')\n"
+            "print(sorted(m for m in solvers if m in sys.modules))\n"
+            "w.build('pcgrad', 2)\nprint('torchjd' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == "True"

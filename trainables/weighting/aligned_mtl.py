@@ -14,7 +14,6 @@ Scale: ``T`` identical gradients ``g`` give ``T * g`` (EW's sum). ``scale_mode``
 from __future__ import annotations
 
 from torch import Tensor
-from torchjd.aggregation import AlignedMTLWeighting
 
 from litmus.errors import ConfigError
 
@@ -41,6 +40,7 @@ class AlignedMTL(WeightedGradientMethod):
         if scale_mode not in SCALE_MODES:
             raise ConfigError(f"aligned_mtl.scale_mode must be one of {list(SCALE_MODES)}, got {scale_mode!r}")
         self.scale_mode = scale_mode
+        from torchjd.aggregation import AlignedMTLWeighting  # torchjd (cvxpy, scipy.stats) loads when the method is built
         self._weighting = AlignedMTLWeighting(scale_mode=scale_mode)  # type: ignore[arg-type]
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:

@@ -28,7 +28,6 @@ import math
 import numpy as np
 import torch
 import quadprog
-from scipy.optimize import brentq
 from torch import Tensor
 
 from litmus.errors import ConfigError
@@ -105,6 +104,8 @@ def _dual_by_radius(b: np.ndarray, g: np.ndarray, s: float) -> np.ndarray:
         return w_at(low)
     if gap(high) <= 0.0:
         return w_at(high)
+    from scipy.optimize import brentq  # scipy.optimize loads only when T > 2 needs the root search
+
     r = brentq(gap, low, high, xtol=1e-14 * high, rtol=1e-12, maxiter=200)
     return w_at(r)
 

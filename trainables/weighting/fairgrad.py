@@ -31,7 +31,6 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
-from torchjd.aggregation import FairGradWeighting
 
 from litmus.errors import ConfigError
 
@@ -113,6 +112,7 @@ class FairGrad(WeightedGradientMethod):
         if alpha <= 0:
             raise ConfigError(f"fairgrad.alpha must be > 0, got {alpha}")
         self.alpha = alpha
+        from torchjd.aggregation import FairGradWeighting  # torchjd (cvxpy, scipy.stats) loads when the method is built
         self._weighting = FairGradWeighting(alpha=alpha)
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:

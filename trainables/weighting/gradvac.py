@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchjd.aggregation import GradVacWeighting
 
 from litmus.errors import ConfigError
 
@@ -44,6 +43,7 @@ class GradVac(WeightedGradientMethod):
         if not 0.0 <= beta <= 1.0:
             raise ConfigError(f"gradvac.beta must be in [0, 1], got {beta}")
         self.beta, self.seed = beta, seed
+        from torchjd.aggregation import GradVacWeighting  # torchjd (cvxpy, scipy.stats) loads when the method is built
         self._weighting = GradVacWeighting(beta=beta)
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:

@@ -15,7 +15,6 @@ w.r.t. the shared feature ``z``.
 from __future__ import annotations
 
 from torch import Tensor
-from torchjd.aggregation import IMTLGWeighting
 
 from ._grad import WeightedGradientMethod, gramian
 from .registry import register
@@ -30,6 +29,7 @@ class IMTLG(WeightedGradientMethod):
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__(num_tasks)
+        from torchjd.aggregation import IMTLGWeighting  # torchjd (cvxpy, scipy.stats) loads when the method is built
         self._weighting = IMTLGWeighting()
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchjd.aggregation import PCGradWeighting
 
 from ._grad import WeightedGradientMethod, gramian, make_generator, seeded_global_rng
 from .base import HParam
@@ -36,6 +35,7 @@ class PCGrad(WeightedGradientMethod):
     def __init__(self, num_tasks: int, generator: torch.Generator | None = None, seed: int = 0) -> None:
         super().__init__(num_tasks, make_generator(generator, seed))
         self.seed = seed
+        from torchjd.aggregation import PCGradWeighting  # torchjd (cvxpy, scipy.stats) loads when the method is built
         self._weighting = PCGradWeighting()
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:

@@ -12,8 +12,6 @@ identical gradients ``g`` give ``T * g``.
 from __future__ import annotations
 
 from torch import Tensor
-from torchjd.linalg import QuadprogProjector
-from torchjd.aggregation import UPGradWeighting
 
 from litmus.errors import ConfigError
 
@@ -38,6 +36,8 @@ class UPGrad(WeightedGradientMethod):
         if reg_eps < 0:
             raise ConfigError(f"upgrad.reg_eps must be >= 0, got {reg_eps}")
         self.reg_eps = reg_eps
+        from torchjd.linalg import QuadprogProjector  # torchjd (cvxpy, scipy.stats) loads when the method is built
+        from torchjd.aggregation import UPGradWeighting
         self._weighting = UPGradWeighting(projector=QuadprogProjector(reg_eps=reg_eps))
 
     def weights(self, jacobian: Tensor, losses: Tensor) -> Tensor:
