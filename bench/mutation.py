@@ -270,7 +270,7 @@ def sample_mutants(dest: Path, patterns: list[str], n: int, seed: int) -> tuple[
 
 
 def run(name: str, group: Group, max_children: int, mutants: list[str] | None, timeout_multiplier: float,
-        resume: bool, sample: int | None = None, seed: int = 0) -> dict:
+        resume: bool, sample: int | None = None, seed: int = 0, retry_timeouts: bool = False) -> dict:
     dest = prepare(name, group, timeout_multiplier, resume)
     patterns = mutants or group.functions
     population = None
@@ -279,7 +279,8 @@ def run(name: str, group: Group, max_children: int, mutants: list[str] | None, t
         (dest / "sample.json").write_text(json.dumps({"seed": seed, "population": population, "sample": patterns}))
     if resume:
         before = _statuses(dest)
-        patterns = [m for m, s in before.items() if s in ("survived", "no tests")
+        rerun = ("survived", "no tests") + (("timeout",) if retry_timeouts else ())
+        patterns = [m for m, s in before.items() if s in rerun
                     and (not patterns or any(fnmatch.fnmatch(m, p) for p in patterns))]
         if not patterns:
             print(f"{name}: no survivors to rerun")
@@ -332,6 +333,9 @@ def main() -> int:
                     help="a mutant is stopped after (tests' time + 1 s) x this x 2 seconds (default 5)")
     ap.add_argument("--resume", action="store_true",
                     help="keep the scratch copy's mutmut state; rerun only its survivors (after adding tests)")
+    ap.add_argument("--retry-timeouts", action="store_true",
+                    help="with --resume, also rerun the mutants stopped by the timeout (under load a slow test run "
+                         "is stopped as a timeout and counted killed; rerun them with a larger multiplier)")
     ap.add_argument("--sample", type=int, help="run a seeded random sample of this many of the group's mutants")
     ap.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
@@ -351,7 +355,7 @@ def main() -> int:
         if args.all_functions:
             group = Group(group.modules, group.tests)
         r = run(name, group, args.max_children, args.mutants, args.timeout_multiplier, args.resume, args.sample,
-                args.seed)
+                args.seed, args.retry_timeouts)
         results.append(r)
         print(f"\n== {name} ({r['seconds']:.0f} s; log {r['log']}) {time.strftime('%Y-%m-%d %H:%M')}")
         if r["population"]:

@@ -209,3 +209,16 @@ def test_worker_plugins_are_imported(monkeypatch, tmp_path, threads):
     _run(monkeypatch, tmp_path, {"trial_id": "t1", "checkpoint_every": 0, "plugins": ["a.b"]}, epochs=1)
     _run(monkeypatch, tmp_path, {"trial_id": "t1", "checkpoint_every": 0, "plugins": None}, epochs=1)
     assert seen == [["a.b"], []]
+
+
+def test_placement_inside_ray_names_the_node_and_the_assigned_gpus(monkeypatch):
+    """In a Ray worker (Ray's functions replaced by stand-ins: no cluster in the fast suite): host, node id and the
+    GPU ids Ray assigned, comma-separated; none assigned gives an empty string."""
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "node-7"))
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0, 3])
+    assert tt.placement() == {"host": socket.gethostname(), "node": "node-7", "gpu_ids": "0,3"}
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    assert tt.placement()["gpu_ids"] == ""
