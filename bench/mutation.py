@@ -166,6 +166,26 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'd["sd_diff"] = [float(np.std(np.subtract(x, y), ddof=1)) if p and len(x) >= 1 else np.nan',
      "a paired row has at least 2 aligned pairs (pair_arrays pairs only on 2 or more common units), so "
      "len(x) > 1 whenever p"),
+    ("trainables.weighting.base.xǁGradientMethodǁcheck__mutmut_*", "super().check(arch, None, multi_input)",
+     "Method.check reads space for no method: it checks single_task only"),
+    ("trainables.weighting.base.xǁGradientMethodǁcheck__mutmut_*", "super().check(space, multi_input)",
+     "Method.check reads arch only when single_task, and no gradient method is single_task (only STL, a loss "
+     "weighting)"),
+    ("trainables.weighting.igb_v2.xǁIGBv2ǁ__init____mutmut_*",
+     'self._prev: tuple[Tensor, Tensor] | None = ""  # (losses, weights) of the previous step',
+     "_prev is read only once base is set (end of epoch 1), after the first weights() call has set it to a tuple; "
+     "a checkpoint restores it as saved"),
+    ("trainables.weighting.igb_v2.xǁIGBv2ǁweights__mutmut_*",
+     "if self.epochs_done >= self.update_after and self.step % self.update_every == 0 and self.buffer.size >= 0:",
+     "epochs_done >= update_after >= 1 means base and _prev are set, so the transition added just above makes "
+     "the buffer non-empty: size > 0 and size >= 0 agree"),
+    ("trainables.weighting.igb_v2.xǁIGBv2ǁweights__mutmut_*",
+     "return (w.to(losses.device) / losses.detach().clamp_min(1e-12)).to(None)",
+     "w is float32 (the SAC actor, or sample()) and the losses float32 or float64 (autocast computes losses in "
+     "float32): the division already gives the losses' dtype"),
+    ("trainables.weighting.sampling.x__dirichlet__mutmut_*",
+     "e = +torch.log1p(-torch.rand(t, generator=g, dtype=torch.float64))",
+     "only e / e.sum() is returned: negating every e leaves the ratio unchanged"),
     ("study.tuning.xǁTuningSourceǁ__init____mutmut_*", "index -= 1",
      "entry['index'] is only a key of the study in self.outcomes: 0, -1, -2 ... are as distinct as 0, 1, 2"),
     ("study.tuning.xǁTuningSourceǁ_ask__mutmut_*", "waiting = None",

@@ -395,3 +395,91 @@ def test_mgda_effective_weights_by_normalization() -> None:
     with pytest.raises(ConfigError, match=r"mgda.normalization must be one of \['none', 'l2', 'loss', 'loss\+'\], "
                                           r"got 'max'"):
         registry.get("mgda")(2, normalization="max")
+
+
+# --- survivors of the 2026-11-28 mutation run over every module of trainables/weighting/ (docs/testing.md) --------
+def test_every_methods_constructor_defaults_are_its_declared_hyperparameter_defaults() -> None:
+    """build() fills the HParam defaults; a method class called directly must default to the same values (two
+    declarations of one default that must agree: each method's signature against its HParam list)."""
+    import inspect
+
+    checked = 0
+    for name in registry.names():
+        cls = registry.get(name)
+        sig = inspect.signature(cls.__init__).parameters
+        for hp in cls.hparams:
+            if hp.name in sig and sig[hp.name].default is not inspect.Parameter.empty:
+                assert sig[hp.name].default == hp.default, (name, hp.name)
+                checked += 1
+    assert checked > 40
+
+
+def test_exact_messages_of_bad_hyperparameters_and_states() -> None:
+    from trainables.weighting._sac import ReplayBuffer
+    from trainables.weighting.nash_mtl import NoBargainingSolution, bargaining_weights
+
+    for frac in (0.0, 1.0):
+        with pytest.raises(ConfigError, match="moml needs outer_lr > 0, inner_lr > 0 and 0 < meta_fraction < 1"):
+            registry.build("moml", 2, meta_fraction=frac)
+    with pytest.raises(ConfigError, match=re.escape("gradnorm needs alpha >= 0 and lr > 0, got alpha=-1.0, lr=0.025")):
+        registry.build("gradnorm", 2, alpha=-1.0)
+    with pytest.raises(ConfigError, match=re.escape("igb_v2.sac_batch must be > 0, got 0")):
+        registry.get("igb_v2")(2, sac_batch=0)
+    with pytest.raises(RuntimeError, match="^cannot sample an empty replay buffer$"):
+        ReplayBuffer(2, 2, 4).sample(1, torch.Generator().manual_seed(0))
+    g = np.diag([4.0, 0.0, 1.0, 0.0])
+    with pytest.raises(NoBargainingSolution, match=re.escape("task(s) [1, 3] have a zero gradient")):
+        bargaining_weights(g)
+
+
+def test_split_hparams_routes_prefixed_and_plain_keys_to_their_part() -> None:
+    assert registry.split_hparams("uw+cagrad", {"cagrad.c": 0.3, "uw.lr": 0.1}) == ({"lr": 0.1}, {"c": 0.3})
+    assert registry.split_hparams("uw+cagrad", {"c": 0.3, "lr": 0.1}) == ({"lr": 0.1}, {"c": 0.3})
+
+
+def test_sac_actor_log_density_and_initial_temperature() -> None:
+    """The actor's log-density of u = mu + std * noise is the diagonal normal's (torch.distributions); the
+    temperature starts at alpha."""
+    from trainables.weighting._sac import SAC, Actor
+
+    g = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        actor = Actor(3, 3, 8)
+    state = torch.rand(5, 3, generator=g)
+    noise = torch.randn(5, 3, generator=g)
+    action, logp = actor(state, noise)
+    h = actor.body(state)
+    mu, log_std = actor.mu(h), actor.log_std(h).clamp(-20, 2)
+    u = mu + log_std.exp() * noise
+    expected = torch.distributions.Normal(mu, log_std.exp()).log_prob(u).sum(-1, keepdim=True)
+    assert torch.allclose(logp, expected, atol=1e-5)
+    assert torch.allclose(action, 3 * torch.softmax(u, -1))
+    sac = SAC(3, 3, torch.Generator().manual_seed(0), hidden=8, alpha=0.2)
+    assert float(sac.log_alpha.detach().exp()) == pytest.approx(0.2)
+
+
+def test_dwa_weights_come_in_the_losses_dtype() -> None:
+    m = registry.build("dwa", 2)
+    w = m.weights(torch.tensor([1.0, 2.0], dtype=F64))
+    assert w.dtype == F64 and torch.equal(w, torch.ones(2, dtype=F64))
+
+
+def test_cdtt_angle_fix_moves_the_direction_onto_the_conflicting_tasks_hyperplane() -> None:
+    """When v = d + sum_t tau_t (g_t - d)/|g_t - d| conflicts with task i (v . g_i < 0), CDTT replaces it by the
+    point where the segment from g_i to v crosses the hyperplane orthogonal to g_i: g_i + s (v - g_i) with
+    s = |g_i|^2 / (|g_i|^2 - v . g_i), written out here from the vectors (not the Gramian)."""
+    from trainables.weighting.cdtt import tensioned_weights
+
+    jac = np.array([[1.0, 0.0, 0.2], [-0.6, 1.0, 0.0], [0.1, 0.3, 1.0]])
+    c, tau = np.array([0.4, 0.3, 0.3]), np.array([0.1, 2.0, 0.2])
+    d = c @ jac
+    v = d + sum(tau[t] * (jac[t] - d) / np.linalg.norm(jac[t] - d) for t in range(3))
+    assert list(jac @ v < 0) == [True, False, False]  # conflicts with task 0 only
+    g0 = jac[0]
+    s = g0 @ g0 / (g0 @ g0 - v @ g0)
+    expected = g0 + s * (v - g0)
+    w, degenerate = tensioned_weights(jac @ jac.T, c, tau)
+    assert not degenerate
+    assert np.allclose(w @ jac, expected, atol=1e-12)
+    assert abs(float(w @ jac @ g0)) < 1e-12
