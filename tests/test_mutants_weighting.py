@@ -483,3 +483,10 @@ def test_cdtt_angle_fix_moves_the_direction_onto_the_conflicting_tasks_hyperplan
     assert not degenerate
     assert np.allclose(w @ jac, expected, atol=1e-12)
     assert abs(float(w @ jac @ g0)) < 1e-12
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_sample_puts_the_weights_on_the_asked_device(name: str) -> None:
+    """On the 'meta' device (no GPU in the fast suite): the weights go where the losses are."""
+    w = sample(name, 3, torch.Generator().manual_seed(0), device="meta")
+    assert w.device.type == "meta" and w.shape == (3,)
