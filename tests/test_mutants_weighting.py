@@ -414,6 +414,18 @@ def test_every_methods_constructor_defaults_are_its_declared_hyperparameter_defa
     assert checked > 40
 
 
+def test_a_method_class_called_directly_equals_the_built_method() -> None:
+    """cls(T) with the signature's defaults holds the same settings as build(name, T) with the declared HParam
+    defaults (the plain attributes: rates, sizes, counters, flags)."""
+    plain = (int, float, str, bool)
+    for name in registry.names():
+        cls = registry.get(name)
+        built, direct = registry.build(name, 3), cls(3)
+        a = {k: v for k, v in vars(built).items() if isinstance(v, plain)}
+        b = {k: v for k, v in vars(direct).items() if isinstance(v, plain)}
+        assert a == b, name
+
+
 def test_exact_messages_of_bad_hyperparameters_and_states() -> None:
     from trainables.weighting._sac import ReplayBuffer
     from trainables.weighting.nash_mtl import NoBargainingSolution, bargaining_weights
