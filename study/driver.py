@@ -419,6 +419,7 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
     for quiet in ("ray.tune", "ray.train", "ray.tune.analysis.experiment_analysis"):
         logging.getLogger(quiet).setLevel(logging.ERROR)
     tune_patches.survive_lost_workers()  # a worker lost in actor start/reuse (OOM kill, node loss): a retry
+    tune_patches.ignore_stale_actor_failures()  # a lost actor reported twice is one failure, not the trial's end
     tune_patches.keep_secrets_out_of_runtime_env()  # no AWS_SECRET_ACCESS_KEY in Ray's GCS and logs
     tune_patches.keep_starting_actors()  # a second actor is not thrown away while it starts: trials run side by side
     tune_patches.forget_finished_trials()  # Tune's per-decision scans and snapshots: the trials in flight only

@@ -1,4 +1,4 @@
-"""Four corrections to Ray Tune's defaults, applied by the driver before ``Tuner.fit()``.
+"""Five corrections to Ray Tune's defaults, applied by the driver before ``Tuner.fit()``.
 
 **A lost Ray worker costs one trial retry, never the study** (:func:`survive_lost_workers`).
 Ray Tune (``ray.air.execution._internal.actor_manager``) treats an actor
@@ -12,6 +12,16 @@ of them as what they are, the loss of that trial's actor: Tune then records
 the trial's failure and retries it (``FailureConfig(max_failures=retries)``)
 from its last checkpoint, and the study carries on. Errors raised by the
 trainable itself (``RayTaskError``) are unchanged.
+
+**One lost actor is one failure** (:func:`ignore_stale_actor_failures`). When a node goes, Tune
+can hear of its actor's death twice, 6 ms apart (seen in a fresh-clone CI run of
+``test_multi_node_study_survives_a_worker_node_removed_mid_run``): the first report requeues the
+trial for a retry (status ``PENDING``, no actor), and the second reaches
+``TuneController._process_trial_failure`` with the trial ``PENDING``, which Tune treats as final: the
+trial is errored although its retries were not used up. A ``RayActorError`` for a trial that is
+``PENDING`` and holds no actor is stale (the failure of a trial's own starting actor arrives with
+the trial set back to ``RUNNING`` by ``TuneController._actor_failed``), so it is dropped; the trial
+runs again as the first report asked.
 
 **A starting actor is not thrown away** (:func:`keep_starting_actors`). With ``reuse_actors``, Tune
 gives an actor that a finished trial leaves in its cache to a pending trial, and if that trial already
@@ -69,6 +79,23 @@ def as_actor_error(exception: BaseException) -> BaseException:
     err = RayActorError(error_msg=f"the trial's Ray worker was lost ({type(exception).__name__}): {exception}")
     err.__cause__ = exception
     return err
+
+
+def ignore_stale_actor_failures() -> None:
+    """Drop a second report of an actor's death for a trial already requeued (idempotent; see the module doc)."""
+    from ray.exceptions import RayActorError
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    def wrap(original: Callable) -> Callable:
+        def _trial_task_failure(self: Any, trial: Any, exception: Exception) -> None:
+            if (isinstance(exception, RayActorError) and trial.status == Trial.PENDING
+                    and trial not in self._trial_to_actor):
+                return  # stale: this trial's failure was already handled and it waits for its retry
+            return original(self, trial, exception)
+        return _trial_task_failure
+
+    _wrap_once(TuneController, "_trial_task_failure", wrap)
 
 
 def survive_lost_workers() -> None:
