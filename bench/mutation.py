@@ -47,6 +47,10 @@ class Group:
     tests: list[str]
     #: mutant name patterns (fnmatch) of the functions that decide an outcome; empty: every function
     functions: list[str] = field(default_factory=list)
+    #: where mutmut forks each mutant's process from: "fork" (its main process, which has run the tests once:
+    #: fastest) or "forkserver" (a clean server process: for tests that train, since a fork of a process whose
+    #: torch thread pools have run can hang in the child; docs/testing.md)
+    isolation: str = "fork"
 
 
 def _fn(module: str, *names: str) -> list[str]:
@@ -87,7 +91,7 @@ GROUPS: dict[str, Group] = {
                                           "tests/test_study_tuning.py"],
                     _fn("study.tuning", "study_name", "reference_key", "score", "epoch_rows", "reference_values",
                         "stored_outcome", "stored_scores", "TuningSource.*", "_best", "best_params")),
-    "tune": Group(["trainables/tune.py"], ["tests/test_mutants_tune.py"]),
+    "tune": Group(["trainables/tune.py"], ["tests/test_mutants_tune.py"], isolation="forkserver"),
     "driver": Group(["study/driver.py", "study/final.py", "study/recorder.py"], ["tests/test_mutants_driver.py"],
                     _fn("study.driver", "concurrency", "outcome_of", "latest_checkpoint", "_searcher",
                         "_store_writer", "no_space", "run_jobs", "_scheduler", "_early_stopper")
@@ -201,7 +205,7 @@ def _config(group: Group, timeout_multiplier: float) -> str:
         f"also_copy = {toml_list(PACKAGES)}\n"
         f"pytest_add_cli_args = {toml_list(['-m', 'not slow', '-p', 'no:cacheprovider', '-q', '-x', '-n', '0'])}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
-        'process_isolation = "fork"\n'
+        f"process_isolation = {json.dumps(group.isolation)}\n"
         "use_git_change_detection = false\n"
         f"timeout_multiplier = {timeout_multiplier}\n"
         "timeout_constant = 1.0\n"

@@ -16,10 +16,8 @@ Running trials are left alone.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import pyarrow.parquet as pq
 from analysis.schema import COMPACTED_DIR, FINISHED, MANIFEST, MANIFEST_FORMAT, SCHEMAS, TABLES
 from analysis.files import read_manifest, sources
 
+from .atomic import write_json
 from .store import Store
 
 SPLIT_TABLES = ("metrics",)  # tables written one file per split
@@ -46,15 +45,6 @@ class Compaction:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name)) or "_"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def compact(store: Store, hook=None) -> Compaction:
@@ -92,7 +82,7 @@ def compact(store: Store, hook=None) -> Compaction:
         hook("written")
     new = {"format": MANIFEST_FORMAT, "generation": gen, "tables": tables,
            "trials": sorted(set(manifest.get("trials", [])) | moving)}
-    _write_json_atomic(cdir / MANIFEST, new)  # the commit point
+    write_json(cdir / MANIFEST, new)  # the commit point
     if hook:
         hook("committed")
     removed = 0

@@ -17,7 +17,8 @@ from analysis.schema import Stage
 from trainables.config import TrainConfig, resolve
 
 from .ids import trial_id
-from .saved_plan import load_plan, plan_path, write_json  # noqa: F401 - part of this module's interface
+from .atomic import write_json
+from .saved_plan import load_plan, plan_path  # noqa: F401 - part of this module's interface
 from .search_space import space
 from .spec import Spec, base_config
 

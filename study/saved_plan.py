@@ -8,23 +8,12 @@ study/plan.py (``save_plan``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 
 def plan_path(store_root: Path, name: str) -> Path:
     return store_root / "studies" / f"{name}.json"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, path)
 
 
 def load_plan(store_root: Path, name: str | None = None) -> list[dict[str, Any]]:

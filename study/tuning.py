@@ -36,7 +36,8 @@ from analysis.schema import FINISHED, Status
 
 from .convergence import should_stop
 from .driver import NO_MORE_JOBS, Outcome
-from .plan import Job, make_job, tuned_methods, write_json
+from .atomic import write_json
+from .plan import Job, make_job, tuned_methods
 from .sampling import FixedSampler, candidate
 from .search_space import space, split_params
 from .spec import Spec, base_config
