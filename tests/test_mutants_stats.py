@@ -78,6 +78,12 @@ def test_pair_arrays_against_one_baseline_architecture() -> None:
     got = {(r.arch, r.variant): (r.x, r.y) for r in p.itertuples()}
     assert got == {("hps", "a"): ([2.0, 4.0], [1.0, 2.0]), ("mtan", "a"): ([20.0, 40.0], [1.0, 2.0]),
                    ("mtan", "ew"): ([10.0, 20.0], [1.0, 2.0])}
+    # the baseline ran on another architecture only: it is absent from the baseline architecture's variants
+    only_mtan = pd.concat([v[v["variant"] == "a"], v2], ignore_index=True)
+    with pytest.raises(AnalysisError, match="baseline 'ew' is absent from dataset 'd'"):
+        pair_arrays(only_mtan, "ew", baseline_arch="hps")
+    without: list[str] = []
+    assert pair_arrays(only_mtan, "ew", baseline_arch="hps", datasets_without=without).empty and without == ["d"]
 
 
 def _pairs(x, y, hib=True, paired=False, task="t"):
