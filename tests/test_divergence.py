@@ -41,6 +41,22 @@ def test_the_factor_is_the_threshold() -> None:
         [{"split": "val", "task": "a", "metric": "rmse", "value": float("inf")}])
 
 
+def test_the_trainer_keeps_the_limits_of_the_current_reference() -> None:
+    """The trainer computes ``factor * first`` once per reference; a new reference (a restored
+    checkpoint's) gets its own limits, and the limits equal step_reason's own computation."""
+    tr = Trainer(_cfg())
+    first = torch.tensor([2.0, 0.0])
+    tr.first_losses = first
+    tr._check(torch.tensor([199.0, 5.0]), 1, 2)
+    assert tr._limits == (first, [200.0, math.inf]) == (first, divergence.step_limits(first, 100.0))
+    with pytest.raises(Diverged, match="above 100"):
+        tr._check(torch.tensor([201.0, 0.1]), 1, 3)
+    tr.first_losses = torch.tensor([3.0, 1.0])  # as checkpoint.restore sets it
+    tr._check(torch.tensor([299.0, 99.0]), 1, 4)
+    with pytest.raises(Diverged, match="above 100"):
+        tr._check(torch.tensor([299.0, 101.0]), 1, 5)
+
+
 def test_normal_training_is_not_diverged_and_resume_keeps_the_reference() -> None:
     tr = Trainer(_cfg(epochs=3))
     it = tr.epochs()

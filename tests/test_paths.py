@@ -11,9 +11,10 @@ the same seeded trainer (UW+CAGrad, SGD with momentum) on the same batches.
 Expected: bit-identical parameters where every task parameter serves one task (its gradient is
 the same single term either way); equal to float tolerance where a "task" parameter serves
 several tasks (cross_stitch's ``shared: units``: the columns get every task's gradient, summed
-over the tasks' passes instead of accumulated inside one backward pass), and for hps in parameter
-space, where the rows are chained through the representation (``J_rep d rep/d theta``) instead
-of taken through the whole model. (SGD, not Adam: a convolution's bias before a batch norm has a
+over the tasks' passes instead of accumulated inside one backward pass). hps in parameter space
+is bit-identical both ways: looped, one pass per task through the whole model over the shared
+parameters and that task's head; batched, the rows chained through the representation
+(``J_rep d rep/d theta``). (SGD, not Adam: a convolution's bias before a batch norm has a
 gradient that is zero up to roundoff, ~1e-7, which Adam's normalisation turns into steps of +-lr.)
 """
 
@@ -116,7 +117,7 @@ CASES = [
     ("multi_digits", "nddr", {}, "param", True),
     ("multi_digits", "cross_stitch", {"shared": "units"}, "param", False),
     ("multi_digits", "hps", {}, "rep", True),
-    ("multi_digits", "hps", {}, "param", False),
+    ("multi_digits", "hps", {}, "param", True),
 ]
 
 
@@ -180,3 +181,58 @@ def test_ew_without_its_multiplications_by_one_is_bit_identical(method: str, spa
         _, lb, wb = ref.train_step(data[i], 1, i + 1)
         assert torch.equal(la, lb) and torch.equal(wa, wb)
     assert all(torch.equal(a, b) for a, b in zip(tr.model.parameters(), ref.model.parameters()))
+
+
+@pytest.mark.parametrize("force", ["looped", "batched"])
+def test_hps_param_space_takes_the_per_task_passes_when_looped(monkeypatch: pytest.MonkeyPatch, force: str) -> None:
+    """Looped: one pass per task through the whole model (no pass stopping at the representation);
+    batched: the rows chained through the representation. The heads get their own gradients either way."""
+    from trainables import paths
+
+    calls = {"chained": 0}
+    real = paths._rep_rows_and_head_grads
+
+    def counted(*args):
+        calls["chained"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(paths, "_rep_rows_and_head_grads", counted)
+    tr = _trainer("multi_digits", "hps", "param", force, dict(OPTS, width=8), method="mgda")
+    gen = torch.Generator().manual_seed(0)
+    x, y = next(iter(train_batches(tr.splits.train, tr.tasks, False, 16, gen, torch.device("cpu"))))
+    tr.optimizer.step = lambda *a, **k: None  # keep the gradients of this step to compare
+    tr.train_step((x, y), 1, 1)
+    assert calls["chained"] == (0 if force == "looped" else 1)
+    out = tr.model(x)
+    for i, t in enumerate(tr.tasks):  # each head: the gradient of its own loss, from a separate plain backward
+        want = torch.autograd.grad(tr.bench.loss(t, out[t], y[t]), tr.model.task_parameters(t), retain_graph=True)
+        assert all(torch.equal(p.grad, g) for p, g in zip(tr.model.task_parameters(t), want))
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_shared_gradients_are_views_of_the_direction_unless_clipped(clip: float | None) -> None:
+    """Without gradient clipping the shared ``.grad`` are views of the method's direction (no copy);
+    with it they are a copy, so clipping in place leaves the direction the method returned untouched."""
+    tr = Trainer(TrainConfig(dataset="multi_digits", method="mgda", space="param", epochs=1, batch_size=16, seed=1,
+                             num_threads=1, grad_clip=clip, dataset_options=dict(OPTS, width=8)))
+    seen = {}
+    real = tr.grad_method.direction
+
+    def keep(jac, losses):
+        seen["d"] = real(jac, losses)
+        seen["copy"] = seen["d"].clone()
+        return seen["d"]
+
+    tr.grad_method.direction = keep
+    tr.optimizer.step = lambda *a, **k: None
+    gen = torch.Generator().manual_seed(0)
+    tr.train_step(next(iter(train_batches(tr.splits.train, tr.tasks, False, 16, gen, torch.device("cpu")))), 1, 1)
+    grads = torch.cat([p.grad.reshape(-1) for p in tr.shared])
+    d = seen["d"]
+    assert torch.equal(d, seen["copy"])  # the direction itself is never changed
+    if clip is None:
+        assert tr.shared[0].grad.data_ptr() == d.data_ptr() and torch.equal(grads, d)
+    else:
+        assert tr.shared[0].grad.data_ptr() != d.data_ptr()
+        total = torch.cat([p.grad.reshape(-1) for p in tr.model.parameters()]).norm()
+        assert float(total) <= clip * 1.001 and not torch.equal(grads, d)

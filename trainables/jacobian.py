@@ -17,7 +17,10 @@ ReLU and convolution backward), so :class:`Jacobian` measures: for each (output 
 device) it runs both on the first calls (interleaved, the order alternating; at least ``trials``,
 more while the times overlap, at most ``max_trials``), then keeps the faster by the median, timed
 on the thread's CPU clock where the work runs on one thread (a loaded machine does not inflate
-it). The paths hand back per-row results (:data:`Rows`) that :func:`flat` writes into one
+it). A caller asks :meth:`Jacobian.path` for the choice before the passes (hps in parameter space
+takes looped passes through the whole model, not stopping at the representation) and tells
+:meth:`Jacobian.rows` when it needs no more passes through the graph (``keep_graph=False``: the
+chosen path's last pass frees it, as a plain last ``backward()`` does). The paths hand back per-row results (:data:`Rows`) that :func:`flat` writes into one
 ``[T, P]`` buffer (one copy, not a stack per input then a concatenation). The two give bit-identical results on the bundled benchmarks (tested); if on some model
 they did not, the choice would make results depend on timing, so the reference (batched) path is
 kept and the difference recorded. An operation without a batching rule leaves only the loop.
@@ -55,12 +58,13 @@ def _rows(outputs: Outputs, rows: Tensor | None) -> tuple[Tensor, Tensor]:
 Rows = list[list[Tensor | None]]
 
 
-def batched(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
+def batched(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None,
+            retain_graph: bool = True) -> list[Tensor | None]:
     """All rows in one backward pass (``is_grads_batched``); raises ``RuntimeError`` without a batching rule.
-    None for an input that no output uses."""
+    None for an input that no output uses. ``retain_graph=False`` frees the graph's buffers in the pass."""
     outputs, rows = _rows(outputs, rows)
     return list(torch.autograd.grad(outputs, inputs, grad_outputs=rows, is_grads_batched=True,
-                                    retain_graph=True, allow_unused=True))
+                                    retain_graph=retain_graph, allow_unused=True))
 
 
 def looped(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> list[Tensor | None]:
@@ -69,22 +73,29 @@ def looped(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -
     return stacked(looped_rows(outputs, inputs, rows), inputs)
 
 
-def batched_rows(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> Rows:
+def batched_rows(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None,
+                 retain_graph: bool = True) -> Rows:
     """:func:`batched`, per row (views of its ``[T, *p.shape]`` results, no copy)."""
-    grads = batched(outputs, inputs, rows)
+    grads = batched(outputs, inputs, rows, retain_graph)
     t = next((g.shape[0] for g in grads if g is not None), 0)
     return [[None if g is None else g[i] for g in grads] for i in range(t)]
 
 
-def looped_rows(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> Rows:
-    """:func:`looped`, per row as the passes return them (no stacking)."""
+def looped_rows(outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None,
+                retain_graph: bool = True) -> Rows:
+    """:func:`looped`, per row as the passes return them (no stacking). ``retain_graph=False``: the
+    last pass frees the graph's buffers as it goes (as a plain last ``backward()`` does)."""
     if isinstance(outputs, Tensor):
         outputs, rows = _rows(outputs, rows)
-        return [list(torch.autograd.grad(outputs, inputs, grad_outputs=rows[i], retain_graph=True, allow_unused=True))
+        last = rows.shape[0] - 1
+        return [list(torch.autograd.grad(outputs, inputs, grad_outputs=rows[i], retain_graph=retain_graph or i < last,
+                                         allow_unused=True))
                 for i in range(rows.shape[0])]
     if rows is not None:
         raise ValueError("rows must be None (the identity) when the outputs are separate scalars")
-    return [list(torch.autograd.grad(o, inputs, retain_graph=True, allow_unused=True)) for o in outputs]
+    last = len(outputs) - 1
+    return [list(torch.autograd.grad(o, inputs, retain_graph=retain_graph or i < last, allow_unused=True))
+            for i, o in enumerate(outputs)]
 
 
 def stacked(per_row: Rows, inputs: list[Tensor]) -> list[Tensor | None]:
@@ -198,22 +209,44 @@ class Jacobian:
         """Whether every key seen so far has its path chosen (no more measured calls)."""
         return self.force is not None or all(k in self.chosen for k in self.seconds)
 
-    def rows(self, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None) -> Rows:
-        """Per row, per input (see :data:`Rows`, :func:`flat`, :func:`summed`)."""
+    def path(self, outputs: Outputs, inputs: list[Tensor], t: int | None = None) -> str | None:
+        """The path :meth:`rows` takes for these arguments (``t``: the number of rows, default the
+        outputs' count), or None while it is still measuring. A choice made earlier in the process
+        is adopted here (``shared``)."""
         if self.force is not None:
-            return ROW_CANDIDATES[self.force](outputs, inputs, rows)
-        if isinstance(outputs, Tensor):
-            shape, t, device = tuple(outputs.shape), outputs.shape[0] if rows is None else rows.shape[0], outputs.device
-        else:
-            shape, t, device = (len(outputs),), len(outputs), outputs[0].device
-        key = f"{shape} T={t} {device}"
+            return self.force
+        key = self._key(outputs, t)
         name = self.chosen.get(key)
         if name is None and self.shared:
-            name = self._adopt(key, (tuple(tuple(p.shape) for p in inputs), shape, t, str(device),
-                                     torch.get_num_threads()))
-        if name is not None and self.available[name]:
-            return ROW_CANDIDATES[name](outputs, inputs, rows)
-        return self._measure(key, outputs, inputs, rows)
+            name = self._adopt(key, self._process_key(outputs, inputs, t))
+        return name if name is not None and self.available[name] else None
+
+    def rows(self, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None = None, keep_graph: bool = True) -> Rows:
+        """Per row, per input (see :data:`Rows`, :func:`flat`, :func:`summed`). ``keep_graph=False``:
+        the caller needs no more passes through the graph, so the chosen path frees it as it goes
+        (measured calls keep it: both candidates run on it)."""
+        name = self.path(outputs, inputs, None if rows is None else rows.shape[0])
+        if name is not None:
+            if keep_graph:
+                return ROW_CANDIDATES[name](outputs, inputs, rows)
+            return ROW_CANDIDATES[name](outputs, inputs, rows, retain_graph=False)
+        return self._measure(self._key(outputs, None if rows is None else rows.shape[0]), outputs, inputs, rows)
+
+    @staticmethod
+    def _key(outputs: Outputs, t: int | None) -> str:
+        """The choice's key: output shape, number of rows, device."""
+        if isinstance(outputs, Tensor):
+            return f"{tuple(outputs.shape)} T={outputs.shape[0] if t is None else t} {outputs.device}"
+        return f"{(len(outputs),)} T={len(outputs)} {outputs[0].device}"
+
+    @staticmethod
+    def _process_key(outputs: Outputs, inputs: list[Tensor], t: int | None) -> tuple:
+        """The key of a choice kept for the process: the input shapes and the thread count too."""
+        if isinstance(outputs, Tensor):
+            shape, t, device = tuple(outputs.shape), outputs.shape[0] if t is None else t, outputs.device
+        else:
+            shape, t, device = (len(outputs),), len(outputs), outputs[0].device
+        return tuple(tuple(p.shape) for p in inputs), shape, t, str(device), torch.get_num_threads()
 
     def _adopt(self, key: str, process_key: tuple) -> str | None:
         """The process's earlier choice for ``process_key``, taken over with its measurements, or None."""

@@ -8,12 +8,17 @@ A spec method ``LOSS[+GRAD]`` (Lin et al., Algorithms 1-2) takes one of four pat
 * :class:`RepSpace` (``space: rep``): the rows ``d(w_t L_t)/d rep`` of the Jacobian w.r.t. the
   shared representation, one pass per task *through its own head only*; the method's direction
   is back-propagated through the encoder.
-* :class:`ParamSpace` (``space: param``): the Jacobian w.r.t. the shared parameters. With a
-  single shared representation (``hps``) it is chained through it
-  (``J_param = J_rep d rep/d theta``) so that each head is traversed once, not T times;
-  otherwise it is taken from the separate weighted task losses, the task parameters in the
-  same passes (a pass from one loss runs through that task's part of the graph only). The
-  direction is written into the shared parameters' ``.grad``.
+* :class:`ParamSpace` (``space: param``): the Jacobian w.r.t. the shared parameters, taken from
+  the separate weighted task losses, the task parameters in the same passes (a pass from one loss
+  runs through that task's part of the graph only). With a single shared representation
+  (``hps``) the Jacobian's measured path decides how: looped, one ``autograd.grad`` per task over
+  the shared parameters and that task's head, through the whole model (the passes a
+  per-task-backward loop takes, the last one freeing the graph as it goes); batched, chained
+  through the representation (``J_param = J_rep d rep/d theta``: the rows w.r.t. the
+  representation one head at a time, then one batched pass through the encoder), so that each
+  head is traversed once, not T times. The two give bit-identical results (tests/test_paths.py).
+  The direction is written into the shared parameters' ``.grad`` as views of it (no copy, unless
+  gradient clipping will change them in place).
 * :class:`MultiInput`: ``ParamSpace`` on a dataset with one input batch per task.
 
 With a gradient method each task head gets its own loss-weighted (not gradient-weighted)
@@ -50,6 +55,9 @@ class Parts:
     method_params: list[nn.Parameter]
     grad: GradientMethod | None
     jacobian: Jacobian
+    #: the shared parameters' ``.grad`` may be views of the method's direction (no copy): nothing
+    #: changes them in place before the optimiser's step (gradient clipping does: then they are copied)
+    grads_as_views: bool = True
 
 
 @dataclass
@@ -105,8 +113,9 @@ def rep_forward(p: Parts, batch: Batch) -> Forward:
 
 def _rep_rows_and_head_grads(p: Parts, weighted: list[Tensor], rep: Tensor) -> Tensor:
     """Rows ``d(w_t L_t)/d rep`` and the heads' gradients, one backward pass per task *through its
-    own head only* (the representation is a leaf here, and the task losses are separate tensors):
-    each head is traversed once, as in EW's backward, instead of T times by a batched pass."""
+    own head only* (the task losses are separate tensors, and a pass stops at ``rep``, a leaf or
+    not: the encoder's part of the graph is not run, and a last pass frees only what it ran): each
+    head is traversed once, as in EW's backward, instead of T times by a batched pass."""
     rows: list[Tensor] = []
     head_grads: list[Tensor | None] = [None] * len(p.task_params)
     last = len(p.tasks) - 1
@@ -196,39 +205,91 @@ class RepSpace(GradientPath):
 
 
 class ParamSpace(GradientPath):
-    """Jacobian w.r.t. the shared parameters, chained through the representation when there is one."""
+    """Jacobian w.r.t. the shared parameters: from per-task passes through the whole model, or
+    chained through the representation when there is one and the batched path is chosen."""
 
     name = "param"
 
     def __init__(self, parts: Parts, through_rep: bool) -> None:
         super().__init__(parts)
         self.through_rep = through_rep
+        self._head_lists: list[list[nn.Parameter]] | None = None
 
     def forward(self, batch: Batch) -> Forward:
-        return rep_forward(self.p, batch) if self.through_rep else plain_forward(self.p, batch, False)
+        if not self.through_rep:
+            return plain_forward(self.p, batch, False)
+        # the heads see the representation itself (not a detached leaf): the per-task passes can run
+        # through the whole model, and the chained path can still stop at the representation
+        x, y = batch
+        rep = self.p.model.encode(x)
+        out = predict(self.p, x, rep)
+        losses = [loss.float() for loss in task_losses(self.p, out, y)]
+        return Forward(out, torch.stack(losses), rep, None, losses)
 
     def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor, extra: Tensor | None) -> Tensor:
+        assert fwd.task_losses is not None
+        losses = _weighted(fwd.task_losses, w)
+        shared = self.p.shared
         if self.through_rep:
-            rows = self._rep_rows(fwd, w, extra)
             assert fwd.rep is not None
-            if rows.dtype != fwd.rep.dtype:
-                rows = rows.to(fwd.rep.dtype)
-            return flat(self.p.jacobian.rows(fwd.rep, self.p.shared, rows=rows), self.p.shared)
+            if self.p.jacobian.path(fwd.rep, shared, len(losses)) != "looped":
+                # batched, or still measuring: the rows d(w_t L_t)/d rep (and the heads' gradients) from one
+                # pass per task through its own head, then J_param = J_rep d rep/d theta by the Jacobian's path
+                rows = _rep_rows_and_head_grads(self.p, losses, fwd.rep)
+                if extra is not None:
+                    torch.autograd.backward(extra, inputs=self.p.method_params)
+                if rows.dtype != fwd.rep.dtype:
+                    rows = rows.to(fwd.rep.dtype)
+                return flat(self.p.jacobian.rows(fwd.rep, shared, rows=rows, keep_graph=False), shared)
+            # looped: one pass per task through the whole model, as the chained loop takes them but without
+            # stopping at the representation (the same operations on the same numbers), inputs the shared
+            # parameters and that task's head; the last pass frees the graph as it goes
+            return self._per_task_passes(losses, extra)
         # the task losses as separate scalars: the per-task passes give the shared parameters' rows and the
         # task parameters' gradients at once (no second, weighted backward pass for the heads)
-        assert fwd.task_losses is not None
-        n = len(self.p.shared)
-        per_row = self.p.jacobian.rows(_weighted(fwd.task_losses, w), self.p.shared + self.p.task_params)
+        per_row = self.p.jacobian.rows(losses, shared + self.p.task_params, keep_graph=False)
+        n = len(shared)
         _accumulate(self.p.task_params, [summed(per_row, n + j) for j in range(len(self.p.task_params))])
         if extra is not None:
             torch.autograd.backward(extra, inputs=self.p.method_params)
-        return flat([r[:n] for r in per_row], self.p.shared)
+        return flat([r[:n] for r in per_row], shared)
+
+    def _per_task_passes(self, losses: list[Tensor], extra: Tensor | None) -> Tensor:
+        """The ``[T, P]`` rows of the shared parameters, and each head's gradient, from one
+        ``autograd.grad`` per task over the shared parameters and that task's own head (a single
+        shared representation: the heads are disjoint)."""
+        shared, n = self.p.shared, len(self.p.shared)
+        heads = self._heads()
+        last = len(losses) - 1
+        per_row = []
+        for i, loss in enumerate(losses):
+            gs = torch.autograd.grad(loss, shared + heads[i], retain_graph=i < last, allow_unused=True)
+            _accumulate(heads[i], list(gs[n:]))
+            per_row.append(list(gs[:n]))
+        if extra is not None:
+            torch.autograd.backward(extra, inputs=self.p.method_params)
+        return flat(per_row, shared)
+
+    def _heads(self) -> list[list[nn.Parameter]]:
+        """Per task, its trainable head parameters (checked disjoint and covering the task parameters)."""
+        if self._head_lists is None:
+            heads = [[q for q in self.p.model.task_parameters(t) if q.requires_grad] for t in self.p.tasks]
+            ids = [id(q) for h in heads for q in h]
+            if len(ids) != len(set(ids)) or set(ids) != {id(q) for q in self.p.task_params}:
+                raise RuntimeError("the per-task passes need disjoint task heads covering the task parameters")
+            self._head_lists = heads
+        return self._head_lists
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:
+        """Write the direction into the shared parameters' ``.grad`` as views of it, no copy (one
+        contiguous copy first where the gradients may be changed in place: gradient clipping)."""
+        if not self.p.grads_as_views or not direction.is_contiguous():
+            direction = direction.clone(memory_format=torch.contiguous_format)
         offset = 0
         for param in self.p.shared:
             n = param.numel()
-            param.grad = direction[offset : offset + n].view_as(param).to(param.dtype).clone()
+            g = direction[offset : offset + n].view_as(param)
+            param.grad = g if g.dtype == param.dtype else g.to(param.dtype)
             offset += n
 
 

@@ -15,6 +15,7 @@ exception propagates to the caller, which records the trial as failed.
 from __future__ import annotations
 
 import resource
+from contextlib import nullcontext
 import time
 from dataclasses import dataclass, field
 from statistics import median
@@ -119,7 +120,7 @@ class Trainer:
         self.method_params = [p for m in pipeline.parts() for p in m.optimizer_params()]
         self.jacobian = Jacobian(shared=True)  # a choice made in this process is kept for it
         self.parts = Parts(self.model, self.bench, self.tasks, self.shared, self.task_params, self.method_params,
-                           self.grad_method, self.jacobian)
+                           self.grad_method, self.jacobian, grads_as_views=not cfg.grad_clip)
         self.path: LossOnly | GradientPath = select(self.parts, cfg.space, self.bench.multi_input)
         self.optimizer = build_optimizer(cfg, self.model, pipeline.parts())
         self.scheduler = build_scheduler(cfg, self.optimizer)
@@ -127,8 +128,13 @@ class Trainer:
         self.global_step = 0
         #: the first step's losses: the divergence rule's reference (trainables/divergence.py)
         self.first_losses: Tensor | None = None
+        self._limits: tuple[Tensor | None, list[float] | None] = (None, None)  # (first_losses, its step limits)
         self.stats = RunStats(device=str(self.device), jacobian=self.jacobian)
         self._amp = cfg.amp and self.device.type == "cuda"
+
+    def _autocast(self) -> Any:
+        """bfloat16 autocast with ``amp`` on CUDA; otherwise no context (a disabled autocast costs ~6 us a step)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self._amp else nullcontext()
 
     # --- one step -------------------------------------------------------
     def _method_objective(self, w: Tensor, losses: Tensor) -> Tensor | None:
@@ -141,7 +147,9 @@ class Trainer:
 
     def _check(self, losses: Tensor, epoch: int, step: int) -> None:
         first = self.first_losses
-        reason = divergence.step_reason(losses.detach(), first, self.cfg.divergence_factor)
+        if self._limits[0] is not first:  # the limits of this reference (a restored checkpoint brings its own)
+            self._limits = (first, divergence.step_limits(first, self.cfg.divergence_factor))
+        reason = divergence.step_reason(losses.detach(), first, self.cfg.divergence_factor, self._limits[1])
         if reason:
             raise Diverged(epoch, step, {t: float(v) for t, v in zip(self.tasks, losses.detach().cpu())}, reason)
         if first is None:
@@ -165,7 +173,7 @@ class Trainer:
         if self.meta is not None:
             meta_step(self.model, self.bench, self.tasks, self.loss_method, batch, self.meta.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._amp):
+        with self._autocast():
             fwd: Forward = self.path.forward(batch)
         losses = fwd.losses.float()
         self._check(losses, epoch, step)
@@ -189,7 +197,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         if self.loss_method.needs_after_step:
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._amp):
+            with torch.no_grad(), self._autocast():
                 new_losses = plain_forward(self.parts, batch, self.bench.multi_input).losses
             self.loss_method.after_step(new_losses.float())
         return fwd.out, losses.detach(), eff
