@@ -236,3 +236,32 @@ def test_shared_gradients_are_views_of_the_direction_unless_clipped(clip: float 
         assert tr.shared[0].grad.data_ptr() != d.data_ptr()
         total = torch.cat([p.grad.reshape(-1) for p in tr.model.parameters()]).norm()
         assert float(total) <= clip * 1.001 and not torch.equal(grads, d)
+
+
+@pytest.mark.parametrize("method,arch", [("imtl_l", "hps"), ("uw", "mtan")])
+def test_learned_loss_weights_one_objective_equals_the_two_terms(method: str, arch: str) -> None:
+    """Loss-only with learned weights: the trainer back-propagates ``sum_t w_t L_t + reg`` once; the
+    gradients equal, bit for bit, those of the two separate terms ``sum_t w_t.detach() L_t`` (the model)
+    and ``sum_t w_t L_t.detach() + reg`` (the method's log-parameters); the method's also equal the closed form."""
+    tr = Trainer(TrainConfig(dataset="multi_digits", arch=arch, method=method, epochs=1, batch_size=16, seed=6,
+                             num_threads=1, dataset_options=dict(OPTS, width=8)))
+    with torch.no_grad():
+        for p in tr.method_params:
+            p.copy_(torch.tensor([0.3, -0.7]))
+    ref = copy.deepcopy(tr)
+    gen = torch.Generator().manual_seed(0)
+    batch = next(iter(train_batches(tr.splits.train, tr.tasks, False, 16, gen, torch.device("cpu"))))
+    tr.optimizer.step = lambda *a, **k: None
+    tr.train_step(batch, 1, 1)
+    losses, _ = _losses(ref, batch)
+    w = ref.loss_method.weights(losses.detach())
+    model_params = [p for p in ref.model.parameters() if p.requires_grad]
+    want = torch.autograd.grad((w.detach() * losses).sum(), model_params)
+    (want_s,) = torch.autograd.grad((w * losses.detach()).sum() + ref.loss_method.regularizer(), ref.method_params)
+    got = [p.grad for p in tr.model.parameters() if p.requires_grad]
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    (s,) = tr.method_params
+    assert torch.equal(s.grad, want_s)
+    s0, l0 = torch.tensor([0.3, -0.7]), losses.detach()
+    closed = torch.exp(s0) * l0 - 1 if method == "imtl_l" else -l0 / (2 * torch.exp(s0)) + 0.5
+    torch.testing.assert_close(s.grad, closed)
