@@ -329,6 +329,31 @@ def _store_writer(spec: Spec, store: Store, progress: Progress, stopper: Any,
     return StoreWriter()
 
 
+def _silent_progress():
+    """A stand-in for the progress callback Tune adds to every run that passes none.
+
+    Ray Tune's ``TrialProgressCallback`` (added by ``_create_default_callbacks`` when no callback of
+    that class is given) keys two dictionaries and a set by ``Trial`` object and never removes them:
+    every finished trial stays alive in the driver, with its config, last result and result
+    statistics (~130 KB each at 1 epoch, and one Ray object reference), to print progress that
+    litmus never shows (``verbose=0``: the store writer prints litmus's own lines). Passing this
+    subclass, which records nothing, keeps Tune from adding its own (issue 13: the driver's memory
+    per finished trial)."""
+    from ray.tune.progress_reporter import TrialProgressCallback
+
+    class SilentProgress(TrialProgressCallback):
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            pass
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            pass
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            pass
+
+    return SilentProgress()
+
+
 def _scheduler(spec: Spec):
     """ASHA on the validation score for tuning trials only (the reference and final trials always run to the end)."""
     sched = spec.tuning.scheduler
@@ -412,7 +437,8 @@ def run_jobs(spec: Spec, store: Store, source: JobSource, progress: Progress,
             name=name, storage_path=storage, verbose=0, log_to_file=False,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # one to fall back on: see latest_checkpoint
-            callbacks=[_store_writer(spec, store, progress, stopper, recorders)],
+            # the silent progress callback: Tune's own would keep every finished Trial object alive
+            callbacks=[_store_writer(spec, store, progress, stopper, recorders), _silent_progress()],
             progress_reporter=None, stop=stopper,
         ),
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import ray
 
-from study import tune_patches
+from study import driver, tune_patches
 from study.run import run_study
 from study.spec import parse
 from study.store import Store
@@ -24,13 +27,19 @@ def test_tune_forgets_finished_trials_and_every_trial_is_recorded_once(tmp_path,
     n, cpus = 16, 2
     seen: list[dict[str, int]] = []
     forgotten: list[str] = []
+    gone: list[weakref.ref] = []  # the Trial objects Tune's controller forgot
+    survivors: list[int] = []  # how many of those forgotten at an earlier step were still alive at a later one
     original = tune_patches._forget
 
     def probe(controller) -> int:
-        before = {t.trial_id for t in controller._trials}
+        before = {t.trial_id: t for t in controller._trials}
         k = original(controller)
         after = {t.trial_id for t in controller._trials}
-        forgotten.extend(sorted(before - after))
+        forgotten.extend(sorted(set(before) - after))
+        if set(before) - after:
+            gc.collect()
+            survivors.append(sum(r() is not None for r in gone))
+            gone.extend(weakref.ref(t) for tid, t in before.items() if tid not in after)
         seen.append({"trials": len(controller._trials), "json": len(controller._trial_metadata),
                      "stopped": len(controller._stopped_trials) + len(controller._failed_trials)})
         return k
@@ -49,6 +58,8 @@ def test_tune_forgets_finished_trials_and_every_trial_is_recorded_once(tmp_path,
     assert seen and max(s["trials"] for s in seen) <= 2 * cpus + 1
     assert max(s["json"] for s in seen) <= 2 * cpus + 1
     assert all(s["stopped"] == 0 for s in seen)  # nothing finished survives a step
+    # and nothing else in the driver holds a forgotten trial (Tune's own progress callback kept them all)
+    assert len(survivors) >= 2 and max(survivors) == 0, survivors
     # the rerun of the finished study is answered by the store: no Ray is started, nothing is written
     files = sorted((p.relative_to(spec.store), p.stat().st_mtime_ns) for p in spec.store.rglob("*.parquet"))
     ray.shutdown()
@@ -63,3 +74,34 @@ def test_tune_forgets_finished_trials_and_every_trial_is_recorded_once(tmp_path,
     assert said[0].endswith("every trial is in the store, nothing to run")
     assert f"[final] {n}/{n} trials already in the store: skipped" in said
     assert sorted((p.relative_to(spec.store), p.stat().st_mtime_ns) for p in spec.store.rglob("*.parquet")) == files
+
+
+def test_tunes_default_callbacks_keep_no_finished_trial(monkeypatch):
+    """Tune adds a ``TrialProgressCallback`` to every run given none, which keys dictionaries by ``Trial`` and never
+    drops them (every finished trial alive in the driver: ~130 KB each). The driver's silent stand-in keeps
+    nothing, and Tune then adds no callback of its own that does."""
+    from ray.tune.experiment import Trial
+    from ray.tune.progress_reporter import TrialProgressCallback
+    from ray.tune.utils.callback import _create_default_callbacks
+
+    for key, value in driver.QUIET_RAY_ENV.items():  # as run_jobs runs Tune (no file loggers)
+        monkeypatch.setenv(key, value)
+
+    def survives(callbacks: list) -> bool:
+        trial = Trial("train_trial", config={"x": 1}, stub=True)
+        result = {"training_iteration": 1, "done": True}
+        for cb in callbacks:
+            cb.on_trial_start(iteration=1, trials=[trial], trial=trial)
+            cb.on_trial_result(iteration=1, trials=[trial], trial=trial, result=result)
+            cb.on_trial_complete(iteration=1, trials=[trial], trial=trial)
+        ref = weakref.ref(trial)
+        del trial
+        gc.collect()
+        return ref() is not None
+
+    tunes = _create_default_callbacks([], metric=None)
+    assert any(type(cb) is TrialProgressCallback for cb in tunes)
+    assert survives(tunes)  # Ray 2.60's own default: the trial outlives its run (why the stand-in exists)
+    ours = _create_default_callbacks([driver._silent_progress()], metric=None)
+    assert not any(type(cb) is TrialProgressCallback for cb in ours)
+    assert not survives(ours)
