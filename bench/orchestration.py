@@ -69,6 +69,19 @@ def sequential_seconds(n_train: int, epochs: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
+def sequential_in_child(n_train: int, epochs: int) -> float:
+    """:func:`sequential_seconds` after a warm-up call, in a fresh process: the bench's driver then stays like
+    ``litmus run``'s, which never trains (a ``Trainer`` here would hold the data and raise glibc's trim
+    threshold in the driver to 512 MB, trainables/heap.py, inflating the driver's memory measured below)."""
+    import subprocess
+    import sys
+
+    code = (f"from bench.orchestration import sequential_seconds as s; s({n_train}, {epochs}); "
+            f"print(s({n_train}, {epochs}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def measure(name: str, n_train: int, epochs: int, trials: int, slots: int) -> tuple[float, float]:
     """(sequential seconds of one trial, wall seconds of the study); the sequential time is the
     mean of one run before and one after the study, so machine drift hits both sides alike."""
@@ -195,15 +208,17 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
         d = spec_dict("bench-scale", os.path.join(tmp, "store"), 200, 1, n)
         s = parse(d)
         driver.connect(s, None, cpus)
-        sequential_seconds(200, 1)  # warm-up: the first call pays the imports and the data's first load
-        one = sequential_seconds(200, 1)
+        one = sequential_in_child(200, 1)  # after a warm-up call (imports, the data's first load)
         threading.Thread(target=sample, daemon=True).start()
         sampler = StackSampler(threading.get_ident()) if profile else None
         done: list[float] = []  # the driver's clock at each trial's end (its progress line)
+        tenths: list[float] = []  # the driver's RSS when each tenth of the trials has finished
 
         def said(m: str) -> None:
             if m.startswith("[final") and " done " in m:
                 done.append(time.perf_counter())
+                if len(done) % max(1, n // 10) == 0:
+                    tenths.append(rss_mb())
 
         t0 = time.perf_counter()
         if sampler:
@@ -230,6 +245,10 @@ def scale(n: int, cpus: int, profile: bool = False) -> None:
               f"in the last tenth {(last + one) * 1000:.0f} ms ({(last + one) / (first + one) - 1:+.0%} late-run slowdown)")
         print(f"scale: driver RSS peak during the run {peak[0]:.0f} MB, after it {after:.0f} MB, after the run summary "
               f"{after_summary:.0f} MB ({after_summary / peak[0] - 1:+.0%} vs during; summary {t_sum:.1f}s)")
+        if len(tenths) >= 9:  # the slope from the first to the ninth tenth (the stage's end compacts the store)
+            slope = (tenths[8] - tenths[0]) * 1024 / (8 * (n // 10))
+            print(f"scale: driver RSS after each tenth of the trials (MB): {' '.join(f'{r:.0f}' for r in tenths)} "
+                  f"-> {slope:.1f} KB per finished trial between the first and the ninth tenth")
         print(f"scale: load average after the run {load_run}", flush=True)
         driver.shutdown()  # the rerun starts its own Ray, as `litmus run` does
         path = os.path.join(tmp, "spec.yaml")
