@@ -105,3 +105,34 @@ def test_tunes_default_callbacks_keep_no_finished_trial(monkeypatch):
     ours = _create_default_callbacks([driver._silent_progress()], metric=None)
     assert not any(type(cb) is TrialProgressCallback for cb in ours)
     assert not survives(ours)
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_the_drivers_heap_trim_returns_free_chunks_between_live_ones():
+    """trainables.heap.release_freed_heap (called by the driver every RELEASE_HEAP_EVERY finished trials): the pages of
+    free chunks scattered between live ones go back to the kernel, which glibc's own trim (the heap's top only) never does."""
+    import ctypes
+
+    from trainables import heap
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    size, n = 64 * 1024, 1600  # 100 MB in chunks below glibc's mmap threshold: on the heap
+    blocks = [libc.malloc(size) for _ in range(n)]
+    for b in blocks:
+        ctypes.memset(b, 1, size)  # resident
+    keep = blocks[::16]  # one live chunk in 16: the free ones cannot coalesce into the heap's top
+    for b in blocks:
+        if b not in keep:
+            libc.free(b)
+    before = _rss_kb()
+    assert heap.release_freed_heap() is True
+    released = before - _rss_kb()
+    for b in keep:
+        libc.free(b)
+    assert released > 0.7 * (n - len(keep)) * size / 1024, (before, released)

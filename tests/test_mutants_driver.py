@@ -282,6 +282,21 @@ def test_store_writer_writes_each_epoch_and_a_completed_record(tmp_path) -> None
     assert progress.done == 1 and lines[-1].endswith("uw on multi_digits seed 3: completed")
 
 
+def test_store_writer_gives_the_freed_heap_back_every_n_finished_trials(tmp_path, monkeypatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr("study.driver.RELEASE_HEAP_EVERY", 3)
+    monkeypatch.setattr("study.driver.heap.release_freed_heap", lambda: calls.append(len(_records(store))) or True)
+    spec, store, progress, lines, w = _writer(tmp_path)
+    for i in range(7):
+        t = _Trial(f"t{i}")
+        w.on_trial_result(0, [], t, _result(t, 2, 0.5))
+        if i == 4:  # a failed trial is a finished one too
+            w.on_trial_error(0, [], t)
+        else:
+            w.on_trial_complete(0, [], t)
+    assert calls == [3, 6]  # after the 3rd and the 6th finished trial's record
+
+
 def test_store_writer_a_restarted_trial_replaces_its_epochs(tmp_path) -> None:
     spec, store, progress, lines, w = _writer(tmp_path)
     t = _Trial("t1")
