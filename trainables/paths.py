@@ -58,6 +58,8 @@ class Parts:
     #: the shared parameters' ``.grad`` may be views of the method's direction (no copy): nothing
     #: changes them in place before the optimiser's step (gradient clipping does: then they are copied)
     grads_as_views: bool = True
+    #: per task, its head parameters (:func:`task_heads`; filled on first use)
+    heads: list[list[nn.Parameter]] | None = None
 
 
 @dataclass
@@ -113,20 +115,31 @@ def rep_forward(p: Parts, batch: Batch) -> Forward:
 
 def _rep_rows_and_head_grads(p: Parts, weighted: list[Tensor], rep: Tensor) -> Tensor:
     """Rows ``d(w_t L_t)/d rep`` and the heads' gradients, one backward pass per task *through its
-    own head only* (the task losses are separate tensors, and a pass stops at ``rep``, a leaf or
-    not: the encoder's part of the graph is not run, and a last pass frees only what it ran): each
-    head is traversed once, as in EW's backward, instead of T times by a batched pass."""
+    own head only*, over the representation and that task's head (the task losses are separate
+    tensors, and a pass stops at ``rep``, a leaf or not: the encoder's part of the graph is not
+    run, and a last pass frees only what it ran): each head is traversed once, as in EW's
+    backward, instead of T times by a batched pass."""
     rows: list[Tensor] = []
-    head_grads: list[Tensor | None] = [None] * len(p.task_params)
+    heads = task_heads(p)
     last = len(p.tasks) - 1
     for i in range(len(p.tasks)):
-        gs = torch.autograd.grad(weighted[i], [rep] + p.task_params, retain_graph=i < last, allow_unused=True)
+        gs = torch.autograd.grad(weighted[i], [rep] + heads[i], retain_graph=i < last, allow_unused=True)
         rows.append(gs[0] if gs[0] is not None else torch.zeros_like(rep))
-        for j, g in enumerate(gs[1:]):
-            if g is not None:
-                head_grads[j] = g if head_grads[j] is None else head_grads[j] + g
-    _accumulate(p.task_params, head_grads)
+        _accumulate(heads[i], list(gs[1:]))
     return torch.stack(rows)
+
+
+def task_heads(p: Parts) -> list[list[nn.Parameter]]:
+    """Per task, its own trainable head parameters (``model.task_parameters``), computed once. A
+    single shared representation (hps) has disjoint heads that cover the task parameters; were it
+    not so, every task's passes would take all of them (their gradients summed over the passes)."""
+    if p.heads is None:
+        heads = [[q for q in p.model.task_parameters(t) if q.requires_grad] for t in p.tasks]
+        ids = [id(q) for h in heads for q in h]
+        if len(ids) != len(set(ids)) or set(ids) != {id(q) for q in p.task_params}:
+            heads = [list(p.task_params) for _ in p.tasks]
+        p.heads = heads
+    return p.heads
 
 
 def _weighted(task_losses: list[Tensor], w: Tensor | None) -> list[Tensor]:
@@ -213,7 +226,6 @@ class ParamSpace(GradientPath):
     def __init__(self, parts: Parts, through_rep: bool) -> None:
         super().__init__(parts)
         self.through_rep = through_rep
-        self._head_lists: list[list[nn.Parameter]] | None = None
 
     def forward(self, batch: Batch) -> Forward:
         if not self.through_rep:
@@ -259,7 +271,7 @@ class ParamSpace(GradientPath):
         ``autograd.grad`` per task over the shared parameters and that task's own head (a single
         shared representation: the heads are disjoint)."""
         shared, n = self.p.shared, len(self.p.shared)
-        heads = self._heads()
+        heads = task_heads(self.p)
         last = len(losses) - 1
         per_row = []
         for i, loss in enumerate(losses):
@@ -269,16 +281,6 @@ class ParamSpace(GradientPath):
         if extra is not None:
             torch.autograd.backward(extra, inputs=self.p.method_params)
         return flat(per_row, shared)
-
-    def _heads(self) -> list[list[nn.Parameter]]:
-        """Per task, its trainable head parameters (checked disjoint and covering the task parameters)."""
-        if self._head_lists is None:
-            heads = [[q for q in self.p.model.task_parameters(t) if q.requires_grad] for t in self.p.tasks]
-            ids = [id(q) for h in heads for q in h]
-            if len(ids) != len(set(ids)) or set(ids) != {id(q) for q in self.p.task_params}:
-                raise RuntimeError("the per-task passes need disjoint task heads covering the task parameters")
-            self._head_lists = heads
-        return self._head_lists
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:
         """Write the direction into the shared parameters' ``.grad`` as views of it, no copy (one
