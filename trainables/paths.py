@@ -118,10 +118,20 @@ def _rep_rows_and_head_grads(p: Parts, weighted: list[Tensor], rep: Tensor) -> T
     own head only*, over the representation and that task's head (the task losses are separate
     tensors, and a pass stops at ``rep``, a leaf or not: the encoder's part of the graph is not
     run, and a last pass frees only what it ran): each head is traversed once, as in EW's
-    backward, instead of T times by a batched pass."""
+    backward, instead of T times by a batched pass. With ``rep`` a leaf (the detached
+    representation) the passes accumulate into ``.grad`` as a plain ``backward`` does (restricted
+    to ``rep`` and that head: ~0.08 ms a step less than ``autograd.grad`` and setting the heads'
+    ``.grad`` from Python, the same numbers)."""
     rows: list[Tensor] = []
     heads = task_heads(p)
     last = len(p.tasks) - 1
+    if rep.is_leaf:
+        for i in range(len(p.tasks)):
+            rep.grad = None
+            torch.autograd.backward(weighted[i], inputs=[rep] + heads[i], retain_graph=i < last)
+            rows.append(rep.grad if rep.grad is not None else torch.zeros_like(rep))
+        rep.grad = None
+        return torch.stack(rows)
     for i in range(len(p.tasks)):
         gs = torch.autograd.grad(weighted[i], [rep] + heads[i], retain_graph=i < last, allow_unused=True)
         rows.append(gs[0] if gs[0] is not None else torch.zeros_like(rep))
