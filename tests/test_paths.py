@@ -265,3 +265,38 @@ def test_learned_loss_weights_one_objective_equals_the_two_terms(method: str, ar
     s0, l0 = torch.tensor([0.3, -0.7]), losses.detach()
     closed = torch.exp(s0) * l0 - 1 if method == "imtl_l" else -l0 / (2 * torch.exp(s0)) + 0.5
     torch.testing.assert_close(s.grad, closed)
+
+
+def test_hps_param_space_measures_the_whole_paths_it_then_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measured calls time each path whole (looped: the per-task passes through the whole model;
+    batched: the head passes chained into one batched encoder pass), on the same graph; once the
+    times separate the faster runs alone, the looped one freeing the graph in its last pass."""
+    from trainables import paths
+
+    clock = {"now": 0.0}
+    calls = {"chained": 0, "direct": [], "chained_rows": paths.ParamSpace._chained_rows,
+             "direct_rows": paths.ParamSpace._direct_rows}
+
+    def chained(self, losses, rep):
+        calls["chained"] += 1
+        clock["now"] += 2.0
+        return calls["chained_rows"](self, losses, rep)
+
+    def direct(self, losses, retain_graph):
+        calls["direct"].append(retain_graph)
+        clock["now"] += 1.0
+        return calls["direct_rows"](self, losses, retain_graph)
+
+    monkeypatch.setattr(jacobian, "_PROCESS_CHOICES", {})  # measure here, not adopt an earlier test's choice
+    monkeypatch.setattr(paths.ParamSpace, "_chained_rows", chained)
+    monkeypatch.setattr(paths.ParamSpace, "_direct_rows", direct)
+    tr = _trainer("multi_digits", "hps", "param", None, dict(OPTS, width=8), method="mgda")
+    tr.jacobian.clock = lambda: clock["now"]
+    gen = torch.Generator().manual_seed(0)
+    data = list(train_batches(tr.splits.train, tr.tasks, False, 16, gen, torch.device("cpu")))
+    for i in range(4):
+        tr.train_step(data[i % len(data)], 1, i + 1)
+    (entry,) = tr.jacobian.summary().values()
+    assert entry["path"] == "looped" and entry["identical"] is True
+    assert entry["batched_ms"] == 2000.0 and entry["looped_ms"] == 1000.0 and entry["calls"] == 3
+    assert calls["chained"] == 3 and calls["direct"] == [True, True, True, False]

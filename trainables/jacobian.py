@@ -17,10 +17,12 @@ ReLU and convolution backward), so :class:`Jacobian` measures: for each (output 
 device) it runs both on the first calls (interleaved, the order alternating; at least ``trials``,
 more while the times overlap, at most ``max_trials``), then keeps the faster by the median, timed
 on the thread's CPU clock where the work runs on one thread (a loaded machine does not inflate
-it). A caller asks :meth:`Jacobian.path` for the choice before the passes (hps in parameter space
-takes looped passes through the whole model, not stopping at the representation) and tells
+it). A caller asks :meth:`Jacobian.path` for the choice before the passes and tells
 :meth:`Jacobian.rows` when it needs no more passes through the graph (``keep_graph=False``: the
-chosen path's last pass frees it, as a plain last ``backward()`` does). The paths hand back per-row results (:data:`Rows`) that :func:`flat` writes into one
+chosen path's last pass frees it, as a plain last ``backward()`` does). Where a path is more than
+the rows of one output (hps in parameter space: looped, passes through the whole model; batched,
+passes through each head chained into one batched pass through the encoder) the caller runs the
+candidates itself in :meth:`Jacobian.measure`, timed whole. The paths hand back per-row results (:data:`Rows`) that :func:`flat` writes into one
 ``[T, P]`` buffer (one copy, not a stack per input then a concatenation). The two give bit-identical results on the bundled benchmarks (tested); if on some model
 they did not, the choice would make results depend on timing, so the reference (batched) path is
 kept and the difference recorded. An operation without a batching rule leaves only the loop.
@@ -261,6 +263,23 @@ class Jacobian:
         return earlier["path"]
 
     def _measure(self, key: str, outputs: Outputs, inputs: list[Tensor], rows: Tensor | None) -> Rows:
+        return self._measure_runners(key, {n: (lambda n=n: ROW_CANDIDATES[n](outputs, inputs, rows)) for n in CANDIDATES},
+                                     outputs)
+
+    def measure(self, outputs: Outputs, inputs: list[Tensor], t: int | None, runners: dict[str, Callable[[], Rows]]) -> Rows:
+        """A measured call where the caller runs the candidates itself (``runners``: per path name, a
+        call without side effects that returns its :data:`Rows`, each able to run on the same graph
+        after the other), keyed like :meth:`rows` on ``outputs``, ``inputs`` and ``t``: the choice is
+        made by the same rule, and :meth:`path` then returns it. Returns the reference's rows (the
+        batched path's) as :meth:`rows` does. Used where a path runs more than the rows of
+        ``outputs`` (hps in parameter space: looped passes through the whole model, batched chained
+        through the representation)."""
+        key = self._key(outputs, t)
+        if self.shared and key not in self._process_keys:
+            self._process_keys[key] = self._process_key(outputs, inputs, t)
+        return self._measure_runners(key, runners, outputs)
+
+    def _measure_runners(self, key: str, runners: dict[str, Callable[[], Rows]], outputs: Outputs) -> Rows:
         times = self.seconds.setdefault(key, {n: [] for n in CANDIDATES})
         order = [n for n in CANDIDATES if self.available[n]]
         if len(times[order[0]]) % 2:
@@ -274,7 +293,7 @@ class Jacobian:
                 torch.cuda.synchronize(device)
             t0 = clock()
             try:
-                results[name] = ROW_CANDIDATES[name](outputs, inputs, rows)
+                results[name] = runners[name]()
             except RuntimeError as err:
                 if name == "looped":
                     raise

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from .batching import Batch
 from .datasets.base import Benchmark
-from .jacobian import Jacobian, flat, summed
+from .jacobian import Jacobian, Rows, batched_rows, flat, summed
 from .weighting import GradientMethod
 
 
@@ -254,19 +254,24 @@ class ParamSpace(GradientPath):
         shared = self.p.shared
         if self.through_rep:
             assert fwd.rep is not None
-            if self.p.jacobian.path(fwd.rep, shared, len(losses)) != "looped":
-                # batched, or still measuring: the rows d(w_t L_t)/d rep (and the heads' gradients) from one
-                # pass per task through its own head, then J_param = J_rep d rep/d theta by the Jacobian's path
+            path = self.p.jacobian.path(fwd.rep, shared, len(losses))
+            if path == "looped":
+                # one pass per task through the whole model (the passes a per-task-backward loop takes, the
+                # last freeing the graph as it goes), inputs the shared parameters and that task's head
+                return self._per_task_passes(losses, extra)
+            if path == "batched":
+                # the rows d(w_t L_t)/d rep (and the heads' gradients) from one pass per task through its own
+                # head, then J_param = J_rep d rep/d theta in one batched pass through the encoder
                 rows = _rep_rows_and_head_grads(self.p, losses, fwd.rep)
                 if extra is not None:
                     torch.autograd.backward(extra, inputs=self.p.method_params)
                 if rows.dtype != fwd.rep.dtype:
                     rows = rows.to(fwd.rep.dtype)
                 return flat(self.p.jacobian.rows(fwd.rep, shared, rows=rows, keep_graph=False), shared)
-            # looped: one pass per task through the whole model, as the chained loop takes them but without
-            # stopping at the representation (the same operations on the same numbers), inputs the shared
-            # parameters and that task's head; the last pass frees the graph as it goes
-            return self._per_task_passes(losses, extra)
+            # still measuring: both paths whole, as they run once chosen, on this step's graph
+            per_row = self.p.jacobian.measure(fwd.rep, shared, len(losses), {
+                "batched": lambda: self._chained_rows(losses, fwd.rep), "looped": lambda: self._direct_rows(losses, True)})
+            return self._split(per_row, extra)
         # the task losses as separate scalars: the per-task passes give the shared parameters' rows and the
         # task parameters' gradients at once (no second, weighted backward pass for the heads)
         per_row = self.p.jacobian.rows(losses, shared + self.p.task_params, keep_graph=False)
@@ -279,18 +284,37 @@ class ParamSpace(GradientPath):
     def _per_task_passes(self, losses: list[Tensor], extra: Tensor | None) -> Tensor:
         """The ``[T, P]`` rows of the shared parameters, and each head's gradient, from one
         ``autograd.grad`` per task over the shared parameters and that task's own head (a single
-        shared representation: the heads are disjoint)."""
-        shared, n = self.p.shared, len(self.p.shared)
+        shared representation: the heads are disjoint); the last pass frees the graph."""
+        return self._split(self._direct_rows(losses, False), extra)
+
+    def _direct_rows(self, losses: list[Tensor], retain_graph: bool) -> Rows:
+        """Per task, the gradients of its loss w.r.t. the shared parameters then its head, by one pass
+        through the whole model (``retain_graph=False``: the last pass frees the graph)."""
+        shared, heads, last = self.p.shared, task_heads(self.p), len(losses) - 1
+        return [list(torch.autograd.grad(loss, shared + heads[i], retain_graph=retain_graph or i < last,
+                                         allow_unused=True)) for i, loss in enumerate(losses)]
+
+    def _chained_rows(self, losses: list[Tensor], rep: Tensor) -> Rows:
+        """:meth:`_direct_rows` chained through the representation: the rows w.r.t. ``rep`` and the
+        heads' gradients one head at a time, then one batched pass through the encoder (keeps the graph)."""
         heads = task_heads(self.p)
-        last = len(losses) - 1
-        per_row = []
+        rep_rows, head_grads = [], []
         for i, loss in enumerate(losses):
-            gs = torch.autograd.grad(loss, shared + heads[i], retain_graph=i < last, allow_unused=True)
-            _accumulate(heads[i], list(gs[n:]))
-            per_row.append(list(gs[:n]))
+            gs = torch.autograd.grad(loss, [rep] + heads[i], retain_graph=True, allow_unused=True)
+            rep_rows.append(gs[0] if gs[0] is not None else torch.zeros_like(rep))
+            head_grads.append(list(gs[1:]))
+        rows = torch.stack(rep_rows)
+        per_row = batched_rows(rep, self.p.shared, rows if rows.dtype == rep.dtype else rows.to(rep.dtype))
+        return [r + h for r, h in zip(per_row, head_grads)]
+
+    def _split(self, per_row: Rows, extra: Tensor | None) -> Tensor:
+        """Rows of shared-then-head gradients: the heads' into their ``.grad``, the shared ones as ``[T, P]``."""
+        n, heads = len(self.p.shared), task_heads(self.p)
+        for i, row in enumerate(per_row):
+            _accumulate(heads[i], row[n:])
         if extra is not None:
             torch.autograd.backward(extra, inputs=self.p.method_params)
-        return flat(per_row, shared)
+        return flat([r[:n] for r in per_row], self.p.shared)
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:
         """Write the direction into the shared parameters' ``.grad`` as views of it, no copy (one
