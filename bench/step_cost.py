@@ -18,7 +18,8 @@ of that median over the paired steps, printed as ``1.003 [0.998, 1.007]``; the "
 whether the per-task ratio's upper end is at or below 1.00 (``<=``), the interval holds 1.00 (``~``)
 or its lower end is above 1.00 (``>``). Rounds of ``--steps`` steps run until every interval's
 half-width (log scale) is at most ``--target`` (default 0.004, +-0.4 %), after at least ``--repeats``
-rounds, at most ``--max-rounds`` rounds or ``--budget`` seconds of measuring per benchmark.
+rounds, at most ``--max-rounds`` rounds; measuring stops anyway (mid-round) after ``--budget`` seconds
+per benchmark (scenes, ~25 s a step of every method, gets ~20 paired steps in 540 s).
 
 Also printed: a method's step time (the fastest of the rounds' medians), its ratio to EW's (those
 unpaired medians, which a shared machine's load moves), for gradient methods the share of the step
@@ -199,8 +200,8 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
             force_paths: list[str] | None = None, clock: Any = time.perf_counter, target: float = 0.004,
             max_rounds: int = 40, budget: float = 540.0) -> list[dict[str, Any]]:
     """Rows per method; at least ``repeats`` rounds of ``steps`` steps, then more rounds until every
-    paired ratio's interval has a half-width (log scale) of at most ``target``, ``max_rounds`` rounds or
-    ``budget`` seconds of measuring (after warm-up), whichever comes first."""
+    paired ratio's interval has a half-width (log scale) of at most ``target`` or ``max_rounds`` rounds;
+    measuring (after warm-up) stops anyway, mid-round, after ``budget`` seconds."""
     from trainables.jacobian import CANDIDATES
 
     rows = []
@@ -276,10 +277,12 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         return out
 
     # interleaved step by step, so that drift of the machine's speed hits every method alike; rounds of
-    # ``steps`` steps until every paired ratio's interval is narrow enough (or the budget is spent)
+    # ``steps`` steps until every paired ratio's interval is narrow enough, or the budget is spent (checked
+    # after every step: on scenes a step of every method takes ~25 s)
     started = time.perf_counter()
     n_steps = 0
-    while True:
+    out_of_time = False
+    while not out_of_time:
         for key in times:
             times[key].append([])
         for _ in range(steps):
@@ -296,16 +299,17 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
                     if timer:
                         solver[key] += timer.seconds - before
             n_steps += 1
+            if time.perf_counter() - started > budget:
+                out_of_time = True
+                break
         rounds = len(times["bare"])
-        if rounds < repeats:
-            continue
-        widest = max((iv.half_width for iv in pairs().values()), default=0.0)
-        spent = time.perf_counter() - started
-        if widest <= target or rounds >= max_rounds or spent * (rounds + 1) / rounds > budget:
+        if rounds >= max_rounds or (rounds >= repeats and max((iv.half_width for iv in pairs().values()),
+                                                                 default=0.0) <= target):
             break
 
-    def fastest_round(key: Any) -> float:
-        return min(median(r) for r in times[key])
+    def fastest_round(key: Any) -> float:  # a cut-short last round counts only if it is the only one
+        full = [r for r in times[key] if len(r) == steps] or times[key]
+        return min(median(r) for r in full)
 
     ew = fastest_round(("ew", None, None))
     bare_med = fastest_round("bare")
@@ -374,7 +378,7 @@ def main() -> None:
                     help="stop adding rounds once every paired ratio's 95%% interval is within this half-width "
                          "(log scale: 0.004 is +-0.4%%)")
     ap.add_argument("--budget", type=float, default=540.0,
-                    help="seconds of measuring per dataset after which no round is added")
+                    help="seconds of measuring per dataset after which it stops (mid-round)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--force-paths", nargs="*", default=["mgda"],
                     help="parameter-space methods to run also with each Jacobian path forced")
