@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import os, sys, time
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = "2"
@@ -60,6 +62,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a real Ray with 4 s worker start-ups: ~30 s
 def test_a_slowly_starting_second_actor_is_kept_and_trials_run_side_by_side(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", SCRIPT, "1", str(tmp_path / "ray")], capture_output=True,
