@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 import torch
 
+from litmus.errors import DataError
 from trainables import datasets
-from trainables.datasets._digits import _digits, source_pools
+from trainables.datasets._digits import _digits, digits_file, read_digits, source_pools
 from trainables.datasets.digit_attributes import ATTRIBUTES
 from trainables.datasets.multi_digits import compose
 
@@ -27,6 +30,37 @@ def test_source_pools_are_disjoint_and_cover_the_digits() -> None:
     # identical source images can repeat inside the digits set itself; pools are disjoint by index,
     # so compare counts: no image object of one pool is the same index as another's
     assert len(keys[0] & keys[2]) < 0.02 * len(keys[2])
+
+
+def test_the_digits_are_scikit_learns_read_without_importing_it() -> None:
+    """The digits come from scikit-learn's bundled file, read directly (no sklearn import in a trial's
+    process); they equal what ``sklearn.datasets.load_digits`` returns, value for value."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images, labels = _digits()
+    assert torch.equal(images, torch.tensor(d.images, dtype=torch.float32) / 16.0)
+    assert torch.equal(labels, torch.tensor(d.target, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda rows: rows[:-1], "expected 1797 lines of 65 values"),
+    (lambda rows: rows[:5] + [rows[5] + ",3"] + rows[6:], "not a table of integers"),
+    (lambda rows: rows[:5] + [rows[5].replace("0,", "x,", 1)] + rows[6:], "not a table of integers"),
+    (lambda rows: rows[:5] + ["17" + rows[5][rows[5].index(","):]] + rows[6:], "outside 0..16"),
+    (lambda rows: rows[:-1] + [rows[-1][: rows[-1].rindex(",")] + ",10"], "digits outside 0..9"),
+])
+def test_a_damaged_digits_file_is_an_error(tmp_path, edit, message) -> None:
+    with gzip.open(digits_file(), "rt", newline="") as f:
+        rows = f.read().split("\n")[:-1]
+    path = tmp_path / "digits.csv.gz"
+    with gzip.open(path, "wt", newline="") as f:
+        f.write("\n".join(edit(rows)) + "\n")
+    with pytest.raises(DataError, match=message):
+        read_digits(path)
+    with gzip.open(path, "wt", newline="") as f:  # the file itself, rewritten, reads back to the same values
+        f.write("\n".join(rows) + "\n")
+    assert read_digits(path)[0].shape == (1797, 8, 8)
 
 
 @pytest.mark.parametrize("name", ["multi_digits", "digit_attributes", "scenes"])
