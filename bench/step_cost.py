@@ -34,7 +34,10 @@ the time other jobs of a shared machine held the cores); ``--clock wall`` the wa
 default leaves out the methods that take extra passes by design (MOML, Auto-Lambda: a bi-level
 lookahead; STL: T models; FAMO: a second forward); ``--skip`` alone keeps them. The load average is
 printed before and after. Also the wall time of one full EW epoch of ``multi_digits``
-(``--no-epoch`` leaves it out).
+(``--no-epoch`` leaves it out). ``--ref-optimizer torch`` (default): the reference and the bare passes
+step with the optimiser as torch builds it by default (what other libraries run: on CPU a loop over
+the parameters); ``litmus``: with the trainer's (CPU: multi-tensor, the same updates bit for bit),
+which compares the step's machinery alone.
 """
 
 from __future__ import annotations
@@ -93,13 +96,20 @@ class Timed:
         return out
 
 
+#: the reference's optimiser: "torch" (torch's default construction, what other libraries run) or "litmus" (the trainer's)
+REF_OPTIMIZER = "torch"
+
+
 class PerTaskBackward:
     """The reference step of a gradient method, written the way other libraries take it (LibMTL's
     ``_compute_grad`` with ``mode='backward'``): one ``loss_t.backward(retain_graph=True)`` per task
     through the whole model, the shared gradients copied out into a ``[T, P]`` matrix after each;
     in rep space one backward per task from a detached copy of the representation, then
     ``rep.backward(direction)``. The heads keep the gradients of their own losses. ``method=None``:
-    no method, the bare forward + T backward passes (the direction is the plain sum)."""
+    no method, the bare forward + T backward passes (the direction is the plain sum). Its optimiser is
+    the trainer's (``REF_OPTIMIZER = "litmus"``) or, by default, the same one as torch builds it by default
+    (``"torch"``: ``torch.optim.Adam(params, lr)``, as LibMTL does; on CPU torch then loops over the
+    parameters, where litmus takes the multi-tensor path: the same updates bit for bit)."""
 
     def __init__(self, tr: Trainer, method: Any | None) -> None:
         self.model = copy.deepcopy(tr.model)
@@ -107,6 +117,9 @@ class PerTaskBackward:
         self.bench, self.tasks, self.space = tr.bench, tr.tasks, tr.cfg.space or "param"
         self.shared = [p for p in self.model.shared_parameters() if p.requires_grad]
         self.opt = build_optimizer(tr.cfg, self.model, [])
+        if REF_OPTIMIZER == "torch":
+            for g in self.opt.param_groups:
+                g["foreach"] = None  # torch's default choice
 
     def _direction(self, jac: torch.Tensor, losses: list[torch.Tensor]) -> torch.Tensor:
         if self.method is None:
@@ -380,6 +393,10 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=540.0,
                     help="seconds of measuring per dataset after which it stops (mid-round)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ref-optimizer", choices=("torch", "litmus"), default="torch",
+                    help="the per-task reference's (and the bare passes') optimiser: as torch builds it by default "
+                         "(what other libraries run; on CPU a per-parameter loop) or litmus's (CPU: multi-tensor); "
+                         "'litmus' compares the step's machinery alone")
     ap.add_argument("--force-paths", nargs="*", default=["mgda"],
                     help="parameter-space methods to run also with each Jacobian path forced")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="cpu",
@@ -391,11 +408,13 @@ def main() -> None:
                          "design: bi-level lookahead, T models, FAMO's second forward; --skip alone keeps all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global REF_OPTIMIZER
+    REF_OPTIMIZER = args.ref_optimizer
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     methods = [m for m in (args.methods or weighting.names()) if m not in args.skip]
     print(f"torch {torch.__version__}, {args.threads} thread(s), rounds of {args.steps} steps, at least {args.repeats}, "
           f"until every 95% interval's half-width <= {args.target} or {args.max_rounds} rounds or {args.budget:.0f} s; "
-          f"{args.clock} clock; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+          f"{args.clock} clock, reference optimiser {args.ref_optimizer}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     for ds in args.datasets:
         t0 = time.perf_counter()
         rows = measure(ds, methods, args.steps, args.repeats, force_paths=args.force_paths, clock=clock,
