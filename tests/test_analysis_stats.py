@@ -191,7 +191,7 @@ def test_vectorised_pairwise_wilcoxon_equals_one_call_per_pair():
     """Clean pairs go to scipy in one call, pairs with zeros or ties one by one: every p equals scipy's
     wilcoxon on that pair alone (exact without ties, permutation / normal approximation with them)."""
     rng = np.random.default_rng(0)
-    for n in (4, 6, 12, 60):
+    for n in (4, 6, 10, 60):  # with ties at 10 seeds scipy resamples (~0.1 s a pair, at 12 seeds 4x that)
         m = pd.DataFrame(rng.normal(size=(n, 6)), columns=list("abcdef"))
         m["b"] = m["a"]                              # all differences zero: p = 1
         m.loc[0, "c"] = m.loc[0, "d"]                # one zero difference
