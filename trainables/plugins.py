@@ -47,7 +47,9 @@ class Plugin:
 
 
 _LOADED: dict[str, Plugin] = {}  # by ref
-_ENTRY_POINTS_LOADED = False
+#: the installed entry points of ENTRY_POINT_GROUPS, per ``sys.path`` (reading every distribution's metadata
+#: costs ~25 ms, and every spec parse asks; a path added later, as a test's site dir, is read afresh)
+_DISCOVERED: dict[tuple[str, ...], list[tuple[str, importlib.metadata.EntryPoint]]] = {}
 
 
 def is_path(ref: str) -> bool:
@@ -176,34 +178,35 @@ def load(refs: Iterable[str], base: Path | None = None) -> list[Plugin]:
 
 
 def load_entry_points() -> list[Plugin]:
-    """Import every installed plugin of the ``litmus.*`` entry-point groups (once per process)."""
-    global _ENTRY_POINTS_LOADED
+    """Import every installed plugin of the ``litmus.*`` entry-point groups (each once per process)."""
     out = []
     from . import architectures, datasets, weighting
 
     registers = {"litmus.methods": weighting.register, "litmus.datasets": datasets.register,
                  "litmus.architectures": architectures.register}
-    for group in ENTRY_POINT_GROUPS:
-        for ep in importlib.metadata.entry_points(group=group):
-            ref = f"entry point {ep.name} = {ep.value} ({group})"
-            if ref in _LOADED:
-                out.append(_LOADED[ref])
-                continue
-            dist = getattr(ep.dist, "name", None) or "?"
-            try:
-                obj = ep.load()
-                if ep.attr:
-                    registers[group](obj)
-            except Exception as err:  # noqa: BLE001 - reported with the entry point and its distribution
-                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise PluginError(f"plugin {ref} of distribution {dist}: {type(err).__name__}: {first}") from err
-            mod = sys.modules[ep.module]
-            root = _module_root(mod)
-            plugin = Plugin(ref, ep.module, str(root) if root and not _installed(root) else None,
-                            source_hash(root) if root is not None else "unknown")
-            _LOADED[ref] = plugin
-            out.append(plugin)
-    _ENTRY_POINTS_LOADED = True
+    key = tuple(sys.path)
+    if key not in _DISCOVERED:
+        _DISCOVERED[key] = [(group, ep) for group in ENTRY_POINT_GROUPS
+                            for ep in importlib.metadata.entry_points(group=group)]
+    for group, ep in _DISCOVERED[key]:
+        ref = f"entry point {ep.name} = {ep.value} ({group})"
+        if ref in _LOADED:
+            out.append(_LOADED[ref])
+            continue
+        dist = getattr(ep.dist, "name", None) or "?"
+        try:
+            obj = ep.load()
+            if ep.attr:
+                registers[group](obj)
+        except Exception as err:  # noqa: BLE001 - reported with the entry point and its distribution
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise PluginError(f"plugin {ref} of distribution {dist}: {type(err).__name__}: {first}") from err
+        mod = sys.modules[ep.module]
+        root = _module_root(mod)
+        plugin = Plugin(ref, ep.module, str(root) if root and not _installed(root) else None,
+                        source_hash(root) if root is not None else "unknown")
+        _LOADED[ref] = plugin
+        out.append(plugin)
     return out
 
 
