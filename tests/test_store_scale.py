@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,8 @@ SPEC = SyntheticStudy(effects={"a": {"ew": 0.0, "rlw:normal": 1.0, "uw": -1.0}, 
 
 
 def write_like_driver(root: Path, spec: SyntheticStudy = SPEC) -> Store:
-    """The synthetic study written through the store's own writer: one part per epoch, one record per trial."""
+    """The synthetic study written through the store's own writer: one part per epoch, one record per trial.
+    SPEC's store is written once per module (``written``: 90 writes) and copied for each test (``fresh``)."""
     store = Store(root)
     m = metrics_frame(spec)
     trials = trials_frame(spec).drop(columns="_effect")
@@ -42,6 +44,17 @@ def write_like_driver(root: Path, spec: SyntheticStudy = SPEC) -> Store:
     return store
 
 
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> Path:
+    return write_like_driver(tmp_path_factory.mktemp("written") / "s").root
+
+
+def fresh(written: Path, tmp_path: Path) -> Store:
+    """A copy of SPEC's store as the driver wrote it (every file byte for byte), for one test to change."""
+    shutil.copytree(written, tmp_path / "s")
+    return Store(tmp_path / "s")
+
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     cols = ["trial_id", "split", "epoch", "task", "metric"]
     keep = [c for c in cols if c in frame.columns]
@@ -50,8 +63,8 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("epoch", ["best-val", "last", 3])
-def test_columnar_selection_equals_in_memory_selection(tmp_path, epoch):
-    store = write_like_driver(tmp_path / "s")
+def test_columnar_selection_equals_in_memory_selection(written, tmp_path, epoch):
+    store = fresh(written, tmp_path)
     expected = _sorted(select(load(store.root), epoch=epoch))
     got = store_selection(store.root, epoch=epoch)
     assert len(expected) == (3 * 3 + 2 * 3 - 1) * 6  # 14 usable trials x 6 metrics (the failed trial left out)
@@ -104,8 +117,8 @@ compact(Store(sys.argv[1]), hook=hook)
 
 
 @pytest.mark.parametrize("step", ["written", "committed"])
-def test_a_kill_during_compaction_leaves_every_trial_once(tmp_path, step):
-    store = write_like_driver(tmp_path / "s")
+def test_a_kill_during_compaction_leaves_every_trial_once(written, tmp_path, step):
+    store = fresh(written, tmp_path)
     before = _sorted(load(store.root).drop(columns=["status"]))
     statuses = store.statuses()
     p = subprocess.run([sys.executable, "-c", COMPACT_AND_DIE, str(store.root), step], timeout=120,
@@ -133,12 +146,12 @@ def test_a_kill_during_compaction_leaves_every_trial_once(tmp_path, step):
     assert max(r["epoch"] for r in store.trial_metrics(tid)) == SPEC.epochs
 
 
-def test_compaction_writes_large_row_groups_and_keeps_every_row(tmp_path, monkeypatch):
+def test_compaction_writes_large_row_groups_and_keeps_every_row(written, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     import study.compact as compact_mod
 
-    store = write_like_driver(tmp_path / "s")  # 15 trials, one metrics part per epoch (75 parts per split)
+    store = fresh(written, tmp_path)  # 15 trials, one metrics part per epoch (75 parts per split)
     before = _sorted(load(store.root).drop(columns=["status"]))
     monkeypatch.setattr(compact_mod, "ROW_GROUP_ROWS", 200)
     compact(store)
@@ -160,14 +173,14 @@ def test_compaction_writes_large_row_groups_and_keeps_every_row(tmp_path, monkey
     assert all(pq.ParquetFile(store.root / "compacted" / e["file"]).metadata.num_row_groups == 1 for e in trials)
 
 
-def test_compaction_reads_per_trial_files_in_bounded_scans_and_keeps_every_row(tmp_path, monkeypatch):
+def test_compaction_reads_per_trial_files_in_bounded_scans_and_keeps_every_row(written, tmp_path, monkeypatch):
     """A dataset scan holds state per file until it ends (one scan over 20,000 per-trial files took 0.8 GB of the
     driver's memory per table, issue 13): compaction scans at most FILES_PER_SCAN files at once, and loses nothing."""
     import pyarrow.dataset as pads
 
     import study.compact as compact_mod
 
-    store = write_like_driver(tmp_path / "s")  # 15 trials x 5 metrics parts + 15 records
+    store = fresh(written, tmp_path)  # 15 trials x 5 metrics parts + 15 records
     before = _sorted(load(store.root).drop(columns=["status"]))
     scans: list[int] = []
     real = pads.dataset
@@ -187,8 +200,8 @@ def test_compaction_reads_per_trial_files_in_bounded_scans_and_keeps_every_row(t
     assert len(Store(store.root).statuses()) == 15
 
 
-def test_a_rerun_trial_after_compaction_replaces_its_compacted_copy(tmp_path):
-    store = write_like_driver(tmp_path / "s")
+def test_a_rerun_trial_after_compaction_replaces_its_compacted_copy(written, tmp_path):
+    store = fresh(written, tmp_path)
     compact(store)
     failed = [t for t, s in store.statuses().items() if s == "failed"][0]
     rec = TrialRecorder(store, SPEC.study, "final", failed,
@@ -204,8 +217,8 @@ def test_a_rerun_trial_after_compaction_replaces_its_compacted_copy(tmp_path):
     assert len(rows[rows["trial_id"] == failed]) == 1 and store.statuses()[failed] == "completed"
 
 
-def test_a_manifest_naming_missing_files_is_an_error_naming_them(tmp_path):
-    store = write_like_driver(tmp_path / "s")
+def test_a_manifest_naming_missing_files_is_an_error_naming_them(written, tmp_path):
+    store = fresh(written, tmp_path)
     compact(store)
     manifest = json.loads((store.root / "compacted" / "manifest.json").read_text())
     gone = store.root / "compacted" / manifest["tables"]["metrics"][0]["file"]
@@ -216,12 +229,12 @@ def test_a_manifest_naming_missing_files_is_an_error_naming_them(tmp_path):
         store_selection(store.root)
 
 
-def test_plain_summary_table_reads_compacted_trials(tmp_path):
+def test_plain_summary_table_reads_compacted_trials(written, tmp_path):
     """The run summary's plain fallback table reads through the store's reader: the same numbers before and
     after compaction (it used to read metrics/*.parquet only, so a compacted store printed no results)."""
     from study.run_cli import plain_table
 
-    store = write_like_driver(tmp_path / "s")
+    store = fresh(written, tmp_path)
     before = plain_table(store.root, SPEC.study)
     m = metrics_frame(SPEC)
     last = m[(m["split"] == "test") & (m["epoch"] == SPEC.epochs) & (m["dataset"] == "b") & (m["method"] == "ew")
@@ -232,13 +245,13 @@ def test_plain_summary_table_reads_compacted_trials(tmp_path):
     assert plain_table(store.root, SPEC.study) == before
 
 
-def test_litmus_compact_refuses_a_store_a_live_driver_holds(tmp_path, capsys):
+def test_litmus_compact_refuses_a_store_a_live_driver_holds(written, tmp_path, capsys):
     """`litmus compact` takes the driver's lock: while another process holds it, one error line (exit 2) naming
     the holder, and nothing of the store is touched; once the holder is gone, it compacts and releases."""
     from study.cli import main
     from study.lock import StoreLock
 
-    store = write_like_driver(tmp_path / "s")
+    store = fresh(written, tmp_path)
     files = sorted(p.relative_to(store.root) for p in store.root.rglob("*.parquet"))
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from study.lock import StoreLock; "
