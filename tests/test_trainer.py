@@ -224,12 +224,14 @@ def test_jacobian_paths_are_identical_and_the_choice_is_recorded(dataset: str, a
     ("mgda", "sgd", {"momentum": 0.9, "weight_decay": 1e-3}),
 ])
 def test_cpu_optimizer_foreach_is_bit_identical_to_torchs_single_tensor_loop(method, optimizer, extra) -> None:
-    """The trainer's CPU optimiser runs torch's multi-tensor (foreach) path; torch's own single-tensor
+    """The trainer's CPU optimiser runs torch's multi-tensor (foreach) path on the model; torch's own single-tensor
     implementation (the per-parameter loop, what torch picks by default on CPU) gives the same parameters
     and optimiser state, bit for bit, step after step."""
     cfg = small(method=method, optimizer=optimizer, lr=3e-3, seed=5, **extra)
     a, b = Trainer(cfg), Trainer(cfg)
-    assert all(g["foreach"] is True for g in a.optimizer.param_groups)
+    groups = a.optimizer.param_groups
+    assert groups[0]["foreach"] is True and all(g["foreach"] is False for g in groups[1:])  # methods' groups: the loop
+    assert len(groups) == (2 if method == "uw" else 1)
     for g in b.optimizer.param_groups:
         g["foreach"] = False
     data = list(batches(a.splits.train, a.cfg.batch_size, torch.Generator().manual_seed(0), torch.device("cpu")))
