@@ -192,7 +192,6 @@ def test_entry_point_plugins_are_found_without_naming_them(tmp_path, monkeypatch
     assert p.ship == str(site / "plug_ep_pkg")  # not in site-packages: would travel with a Ray job
 
 
-
 def test_installed_entry_points_are_read_once_per_sys_path(tmp_path, monkeypatch):
     """Every spec parse asks for the entry-point plugins; the installed distributions' metadata is read once
     (per ``sys.path``: a site dir added later is read, as above)."""
@@ -208,6 +207,7 @@ def test_installed_entry_points_are_read_once_per_sys_path(tmp_path, monkeypatch
     monkeypatch.syspath_prepend(str(tmp_path / "other"))
     plugins.load_entry_points()
     assert len(calls) == 2 * len(plugins.ENTRY_POINT_GROUPS)
+
 
 WRONG_METHODS = '''
 import torch

@@ -44,7 +44,6 @@ def write_like_driver(root: Path, spec: SyntheticStudy = SPEC) -> Store:
     return store
 
 
-
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> Path:
     return write_like_driver(tmp_path_factory.mktemp("written") / "s").root
@@ -54,6 +53,7 @@ def fresh(written: Path, tmp_path: Path) -> Store:
     """A copy of SPEC's store as the driver wrote it (every file byte for byte), for one test to change."""
     shutil.copytree(written, tmp_path / "s")
     return Store(tmp_path / "s")
+
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     cols = ["trial_id", "split", "epoch", "task", "metric"]
