@@ -121,9 +121,12 @@ CASES = [
 ]
 
 
-def _check(dataset: str, arch: str, arch_options: dict, space: str, identical: bool, force: str) -> None:
+def _check(dataset: str, arch: str, arch_options: dict, space: str, identical: bool, force: str,
+           closed_form: bool = True) -> None:
     opts = {"n_train": 32, "n_val": 4, "n_test": 4} if dataset == "scenes" else dict(OPTS, width=8)
     tr = _trainer(dataset, arch, space, force, opts, arch_options, batch_size=8 if dataset == "scenes" else 16)
+    if not closed_form:  # UW's objective back-propagated through its weights' graph (a method without a closed form)
+        tr.loss_method.objective_grads = lambda losses, w: None
     ref = copy.deepcopy(tr)
     start = [p.detach().clone() for p in tr.model.parameters()]
     got, want = _run(tr, ref, space, force)
@@ -140,6 +143,13 @@ def _check(dataset: str, arch: str, arch_options: dict, space: str, identical: b
 def test_path_equals_the_plain_step(dataset: str, arch: str, arch_options: dict, space: str, identical: bool,
                                     force: str) -> None:
     _check(dataset, arch, arch_options, space, identical, force)
+
+
+@pytest.mark.parametrize("space", ["param", "rep"])
+def test_path_equals_the_plain_step_without_a_closed_form(space: str) -> None:
+    """UW's log-variances trained by autograd through the weights' graph (the fallback of a loss
+    weighting without ``objective_grads``) give the same parameters bit for bit."""
+    _check("multi_digits", "hps", {}, space, True, "looped", closed_form=False)
 
 
 @pytest.mark.parametrize("arch,space,force", [("mtan", "param", "looped"), ("hps", "rep", "batched")])
@@ -238,13 +248,20 @@ def test_shared_gradients_are_views_of_the_direction_unless_clipped(clip: float 
         assert float(total) <= clip * 1.001 and not torch.equal(grads, d)
 
 
-@pytest.mark.parametrize("method,arch", [("imtl_l", "hps"), ("uw", "mtan")])
-def test_learned_loss_weights_one_objective_equals_the_two_terms(method: str, arch: str) -> None:
-    """Loss-only with learned weights: the trainer back-propagates ``sum_t w_t L_t + reg`` once; the
-    gradients equal, bit for bit, those of the two separate terms ``sum_t w_t.detach() L_t`` (the model)
-    and ``sum_t w_t L_t.detach() + reg`` (the method's log-parameters); the method's also equal the closed form."""
+@pytest.mark.parametrize("method,arch,closed_form", [("imtl_l", "hps", True), ("uw", "mtan", True),
+                                                     ("uw", "hps", False), ("imtl_l", "hps", False),
+                                                     ("rlw", "hps", True)])
+def test_learned_loss_weights_one_objective_equals_the_two_terms(method: str, arch: str, closed_form: bool) -> None:
+    """Loss-only: the model's gradients come from one pass from the losses with gradient ``w``, the
+    method's own parameters' from its closed form (``objective_grads``) or, without one, from
+    back-propagating its objective through ``w``'s graph; they equal, bit for bit, those of the two
+    terms ``sum_t w_t.detach() L_t`` (the model) and, with learned weights, ``sum_t w_t L_t.detach() + reg``
+    (the method's log-parameters) taken by autograd, and the analytic gradient to float tolerance.
+    RLW: random weights, no own parameters."""
     tr = Trainer(TrainConfig(dataset="multi_digits", arch=arch, method=method, epochs=1, batch_size=16, seed=6,
                              num_threads=1, dataset_options=dict(OPTS, width=8)))
+    if not closed_form:
+        tr.loss_method.objective_grads = lambda losses, w: None
     with torch.no_grad():
         for p in tr.method_params:
             p.copy_(torch.tensor([0.3, -0.7]))
@@ -257,9 +274,13 @@ def test_learned_loss_weights_one_objective_equals_the_two_terms(method: str, ar
     w = ref.loss_method.weights(losses.detach())
     model_params = [p for p in ref.model.parameters() if p.requires_grad]
     want = torch.autograd.grad((w.detach() * losses).sum(), model_params)
-    (want_s,) = torch.autograd.grad((w * losses.detach()).sum() + ref.loss_method.regularizer(), ref.method_params)
     got = [p.grad for p in tr.model.parameters() if p.requires_grad]
     assert all(torch.equal(a, b) for a, b in zip(got, want))
+    if method == "rlw":
+        assert not tr.method_params and not torch.equal(w, torch.ones_like(w))
+        return
+    (want_s,) = torch.autograd.grad((w * losses.detach()).sum() + ref.loss_method.regularizer(), ref.method_params)
+    assert (ref.loss_method.objective_grads(losses.detach(), w.detach()) is not None) == closed_form
     (s,) = tr.method_params
     assert torch.equal(s.grad, want_s)
     s0, l0 = torch.tensor([0.3, -0.7]), losses.detach()
@@ -300,3 +321,16 @@ def test_hps_param_space_measures_the_whole_paths_it_then_runs(monkeypatch: pyte
     assert entry["path"] == "looped" and entry["identical"] is True
     assert entry["batched_ms"] == 2000.0 and entry["looped_ms"] == 1000.0 and entry["calls"] == 3
     assert calls["chained"] == 3 and calls["direct"] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("grads,match", [(lambda l, w: [], "gave 0 objective gradients for 1"),
+                                         (lambda l, w: [w[:1]], "shape \\(1,\\) for a parameter of shape \\(2,\\)")])
+def test_a_wrong_closed_form_fails_loudly(grads, match: str) -> None:
+    """A method's ``objective_grads`` of the wrong number or shape stops the step with a clear error."""
+    tr = Trainer(TrainConfig(dataset="multi_digits", method="uw", epochs=1, batch_size=16, seed=6, num_threads=1,
+                             dataset_options=dict(OPTS, width=8)))
+    tr.loss_method.objective_grads = grads
+    batch = next(iter(train_batches(tr.splits.train, tr.tasks, False, 16, torch.Generator().manual_seed(0),
+                                    torch.device("cpu"))))
+    with pytest.raises(RuntimeError, match=match):
+        tr.train_step(batch, 1, 1)

@@ -233,6 +233,27 @@ class IgnoresItsSeed(LossWeighting):
 
     def weights(self, losses):
         return 2 * torch.rand(self.num_tasks, dtype=losses.dtype)
+
+@register
+class WrongClosedForm(LossWeighting):
+    """Learned weights exp(s) with a closed form of the objective's gradient that drops the regulariser's -1."""
+    name = "plug_wrong_closed_form"
+
+    def __init__(self, num_tasks):
+        super().__init__(num_tasks)
+        self.s = torch.nn.Parameter(torch.zeros(num_tasks))
+
+    def optimizer_params(self):
+        return [self.s]
+
+    def weights(self, losses):
+        return torch.exp(self.s).to(losses.dtype)
+
+    def regularizer(self):
+        return -self.s.sum()
+
+    def objective_grads(self, losses, w):
+        return [w * losses]
 '''
 
 
@@ -241,7 +262,10 @@ def test_check_method_catches_wrong_methods(tmp_path, capsys):
     assert main(["check-method", "plug_sums_to_one", "--plugin", str(f), "--no-train"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  scale convention: mean weight per task at unit losses is 0.25, expected 1 (sum 1 instead of 4" in out
-    assert "PASS  seeded determinism" in out and "6/7 properties hold; 1 FAILED" in out
+    assert "PASS  seeded determinism" in out and "7/8 properties hold; 1 FAILED" in out
+    assert main(["check-method", "plug_wrong_closed_form", "--plugin", str(f), "--no-train"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  own objective's gradients: parameter 0: closed-form gradient" in out and "7/8 properties hold" in out
     assert main(["check-method", "plug_ignores_seed", "--plugin", str(f), "--no-train"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  seeded determinism: the same seed gave different outputs" in out
@@ -258,7 +282,7 @@ def test_litmus_methods_pass_the_bare_tensor_checks(name):
 @pytest.mark.parametrize("name", ["rlw", "pcgrad"])
 def test_litmus_methods_pass_the_training_checks(name):
     checks = conformance.check_method(name)
-    assert len(checks) == 11 and all(c.ok for c in checks), conformance.report(name, checks)
+    assert len(checks) == 12 and all(c.ok for c in checks), conformance.report(name, checks)
 
 
 def _example_spec(tmp_path: Path, name: str, extra_plugin: Path | None = None) -> dict:

@@ -5,7 +5,8 @@ determinism (and the global RNG left alone), checkpoint/restore continuing ident
 (through ``trainables/state.py``, as the trainer checkpoints methods), the scale convention
 (loss weightings: mean weight per task at unit losses = ``unit_weight``, EW's 1, so that
 E[w] = EW's; gradient methods: identical task gradients give a positive multiple of the
-common gradient, Lin et al. 2022 Sec. 3), and a zero or duplicated task gradient (or loss)
+common gradient, Lin et al. 2022 Sec. 3), a loss weighting's closed-form gradients of its own
+objective (``objective_grads``) equal to autograd's through its weights, and a zero or duplicated task gradient (or loss)
 giving finite outputs or a loud error naming the method. Training checks (a few seconds):
 one epoch of a bundled benchmark in every declared space, the same seed giving the same
 rows, and a run restored from its epoch-1 checkpoint giving the same epoch 2.
@@ -164,6 +165,33 @@ def check_scale(name: str) -> str:
     return f"identical tasks -> {c:.4g} x the common gradient (EW: {T})"
 
 
+def check_objective_grads(name: str) -> str:
+    """A loss weighting's closed-form gradients of its own objective equal autograd's through its weights."""
+    m = _build(name)
+    if not isinstance(m, LossWeighting) or not m.optimizer_params():
+        return "no own parameters"
+    params = m.optimizer_params()
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    losses = torch.rand(T, generator=g) + 0.5
+    w = m.weights(losses)
+    closed = m.objective_grads(losses, w.detach())
+    if closed is None:
+        return "no closed form: the trainer back-propagates the objective through the weights"
+    reg = m.regularizer()
+    obj = (w * losses).sum() + (reg if reg is not None else 0.0)
+    want = torch.autograd.grad(obj, params, allow_unused=True)
+    assert len(closed) == len(params), f"objective_grads gave {len(closed)} gradients for {len(params)} parameters"
+    for i, (a, b, p) in enumerate(zip(closed, want, params)):
+        b = torch.zeros_like(p) if b is None else b
+        assert a.shape == p.shape, f"parameter {i}: closed-form gradient of shape {tuple(a.shape)}, expected {tuple(p.shape)}"
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (
+            f"parameter {i}: closed-form gradient {a.tolist()} differs from autograd's {b.tolist()}")
+    return f"closed form equals autograd's on {len(params)} parameter(s) at random values"
+
+
 def _loud_or_finite(name: str, run: Callable[[], Tensor], what: str) -> str:
     try:
         out = run()
@@ -313,6 +341,7 @@ def check_method(name: str, train: bool = True, dataset: str | None = None,
         _guard("seeded determinism", lambda: check_determinism(name)),
         _guard("checkpoint/restore", lambda: check_restore(name)),
         _guard("scale convention", lambda: check_scale(name)),
+        _guard("own objective's gradients", lambda: check_objective_grads(name)),
         _guard("zero or duplicated task", lambda: check_degenerate(name)),
         _guard("declared architectures and spaces", lambda: check_declarations(name)),
     ]

@@ -23,7 +23,8 @@ A spec method ``LOSS[+GRAD]`` (Lin et al., Algorithms 1-2) takes one of four pat
 
 With a gradient method each task head gets its own loss-weighted (not gradient-weighted)
 gradient, as in Algorithm 2, from the passes that give the Jacobian: no path runs a second,
-weighted backward pass (a loss weighting's own objective, UW's, reaches only its parameters).
+weighted backward pass (a loss weighting's own parameters, UW's, get their gradients from the
+trainer: :meth:`~trainables.trainer.Trainer._method_objective`).
 A task parameter that serves several tasks (cross-stitch's columns with ``shared: units``)
 gets the sum of the tasks' gradients, equal to one pass of ``sum_t w_t L_t`` up to the order
 of summation (tests/test_paths.py). The paths separate getting the Jacobian from aggregating it
@@ -49,10 +50,9 @@ class Parts:
     model: nn.Module
     bench: Benchmark
     tasks: tuple[str, ...]
-    #: shared parameters (what a gradient method balances), task heads' parameters, methods' own parameters
+    #: shared parameters (what a gradient method balances), task heads' parameters
     shared: list[nn.Parameter]
     task_params: list[nn.Parameter]
-    method_params: list[nn.Parameter]
     grad: GradientMethod | None
     jacobian: Jacobian
     #: the shared parameters' ``.grad`` may be views of the method's direction (no copy): nothing
@@ -176,9 +176,15 @@ class LossOnly:
     def forward(self, batch: Batch) -> Forward:
         return plain_forward(self.p, batch, self.multi_input)
 
-    def backward(self, fwd: Forward, weighted: Tensor, extra: Tensor | None) -> None:
-        total = weighted.sum() if extra is None else weighted.sum() + extra
-        total.backward()
+    def backward(self, losses: Tensor, w: Tensor | None) -> None:
+        """Back-propagate ``sum_t w_t L_t`` (``w`` None: every weight 1) through the model, as one pass
+        from the losses with gradient ``w`` (``w`` detached): autograd would hand each loss ``1 * w_t``
+        of the product, an exact product, so the gradients are the same bit for bit, without building
+        the product and its sum (tests/test_paths.py)."""
+        if w is None:
+            losses.sum().backward()
+        else:
+            torch.autograd.backward(losses, w)
 
 
 class GradientPath:
@@ -193,19 +199,16 @@ class GradientPath:
     def forward(self, batch: Batch) -> Forward:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor, extra: Tensor | None) -> Tensor:  # pragma: no cover
+    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor) -> Tensor:  # pragma: no cover
         """The Jacobian of the weighted task losses (``w`` None: all weights 1, the losses as they are)."""
         raise NotImplementedError
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _rep_rows(self, fwd: Forward, w: Tensor | None, extra: Tensor | None) -> Tensor:
+    def _rep_rows(self, fwd: Forward, w: Tensor | None) -> Tensor:
         assert fwd.task_losses is not None and fwd.rep_leaf is not None
-        jac = _rep_rows_and_head_grads(self.p, _weighted(fwd.task_losses, w), fwd.rep_leaf)
-        if extra is not None:
-            torch.autograd.backward(extra, inputs=self.p.method_params)
-        return jac
+        return _rep_rows_and_head_grads(self.p, _weighted(fwd.task_losses, w), fwd.rep_leaf)
 
 
 class RepSpace(GradientPath):
@@ -216,8 +219,8 @@ class RepSpace(GradientPath):
     def forward(self, batch: Batch) -> Forward:
         return rep_forward(self.p, batch)
 
-    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor, extra: Tensor | None) -> Tensor:
-        jac = self._rep_rows(fwd, w, extra)
+    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor) -> Tensor:
+        jac = self._rep_rows(fwd, w)
         assert fwd.rep is not None
         self.p.grad.observe_rep(fwd.rep.detach())  # type: ignore[union-attr]
         return jac
@@ -248,7 +251,7 @@ class ParamSpace(GradientPath):
         losses = [loss.float() for loss in task_losses(self.p, out, y)]
         return Forward(out, torch.stack(losses), rep, None, losses)
 
-    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor, extra: Tensor | None) -> Tensor:
+    def jacobian(self, fwd: Forward, w: Tensor | None, weighted: Tensor) -> Tensor:
         assert fwd.task_losses is not None
         losses = _weighted(fwd.task_losses, w)
         shared = self.p.shared
@@ -258,34 +261,30 @@ class ParamSpace(GradientPath):
             if path == "looped":
                 # one pass per task through the whole model (the passes a per-task-backward loop takes, the
                 # last freeing the graph as it goes), inputs the shared parameters and that task's head
-                return self._per_task_passes(losses, extra)
+                return self._per_task_passes(losses)
             if path == "batched":
                 # the rows d(w_t L_t)/d rep (and the heads' gradients) from one pass per task through its own
                 # head, then J_param = J_rep d rep/d theta in one batched pass through the encoder
                 rows = _rep_rows_and_head_grads(self.p, losses, fwd.rep)
-                if extra is not None:
-                    torch.autograd.backward(extra, inputs=self.p.method_params)
                 if rows.dtype != fwd.rep.dtype:
                     rows = rows.to(fwd.rep.dtype)
                 return flat(self.p.jacobian.rows(fwd.rep, shared, rows=rows, keep_graph=False), shared)
             # still measuring: both paths whole, as they run once chosen, on this step's graph
             per_row = self.p.jacobian.measure(fwd.rep, shared, len(losses), {
                 "batched": lambda: self._chained_rows(losses, fwd.rep), "looped": lambda: self._direct_rows(losses, True)})
-            return self._split(per_row, extra)
+            return self._split(per_row)
         # the task losses as separate scalars: the per-task passes give the shared parameters' rows and the
         # task parameters' gradients at once (no second, weighted backward pass for the heads)
         per_row = self.p.jacobian.rows(losses, shared + self.p.task_params, keep_graph=False)
         n = len(shared)
         _accumulate(self.p.task_params, [summed(per_row, n + j) for j in range(len(self.p.task_params))])
-        if extra is not None:
-            torch.autograd.backward(extra, inputs=self.p.method_params)
         return flat([r[:n] for r in per_row], shared)
 
-    def _per_task_passes(self, losses: list[Tensor], extra: Tensor | None) -> Tensor:
+    def _per_task_passes(self, losses: list[Tensor]) -> Tensor:
         """The ``[T, P]`` rows of the shared parameters, and each head's gradient, from one
         ``autograd.grad`` per task over the shared parameters and that task's own head (a single
         shared representation: the heads are disjoint); the last pass frees the graph."""
-        return self._split(self._direct_rows(losses, False), extra)
+        return self._split(self._direct_rows(losses, False))
 
     def _direct_rows(self, losses: list[Tensor], retain_graph: bool) -> Rows:
         """Per task, the gradients of its loss w.r.t. the shared parameters then its head, by one pass
@@ -307,13 +306,11 @@ class ParamSpace(GradientPath):
         per_row = batched_rows(rep, self.p.shared, rows if rows.dtype == rep.dtype else rows.to(rep.dtype))
         return [r + h for r, h in zip(per_row, head_grads)]
 
-    def _split(self, per_row: Rows, extra: Tensor | None) -> Tensor:
+    def _split(self, per_row: Rows) -> Tensor:
         """Rows of shared-then-head gradients: the heads' into their ``.grad``, the shared ones as ``[T, P]``."""
         n, heads = len(self.p.shared), task_heads(self.p)
         for i, row in enumerate(per_row):
             _accumulate(heads[i], row[n:])
-        if extra is not None:
-            torch.autograd.backward(extra, inputs=self.p.method_params)
         return flat([r[:n] for r in per_row], self.p.shared)
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:

@@ -120,7 +120,7 @@ class Trainer:
         self.loss_method, self.grad_method = pipeline.loss, pipeline.grad
         self.method_params = [p for m in pipeline.parts() for p in m.optimizer_params()]
         self.jacobian = Jacobian(shared=True)  # a choice made in this process is kept for it
-        self.parts = Parts(self.model, self.bench, self.tasks, self.shared, self.task_params, self.method_params,
+        self.parts = Parts(self.model, self.bench, self.tasks, self.shared, self.task_params,
                            self.grad_method, self.jacobian, grads_as_views=not cfg.grad_clip)
         self.path: LossOnly | GradientPath = select(self.parts, cfg.space, self.bench.multi_input)
         self.optimizer = build_optimizer(cfg, self.model, pipeline.parts())
@@ -138,13 +138,28 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self._amp else nullcontext()
 
     # --- one step -------------------------------------------------------
-    def _method_objective(self, w: Tensor, losses: Tensor) -> Tensor | None:
-        """Objective that trains the loss weighting's own parameters (UW, IMTL-L), or None."""
+    def _method_objective(self, w: Tensor, losses: Tensor) -> None:
+        """Gradients of the loss weighting's own objective ``sum_t w_t L_t.detach() + reg`` w.r.t. its own
+        parameters (UW's log-variances, IMTL-L's scales) into their ``.grad``: the method's closed form
+        (:meth:`~trainables.weighting.LossWeighting.objective_grads`, the same floats autograd forms,
+        without building the objective's graph) or, a method without one, by back-propagating the
+        objective through ``w``'s graph. The model's gradients come from the path, with ``w`` detached."""
         if not self.method_params:
-            return None
-        obj = (w * losses.detach()).sum()
-        reg = self.loss_method.regularizer()
-        return obj + reg if reg is not None else obj
+            return
+        grads = self.loss_method.objective_grads(losses.detach(), w.detach())
+        if grads is None:
+            obj = (w * losses.detach()).sum()
+            reg = self.loss_method.regularizer()
+            torch.autograd.backward(obj + reg if reg is not None else obj, inputs=self.method_params)
+            return
+        if len(grads) != len(self.method_params):
+            raise RuntimeError(f"method {self.loss_method.name!r} gave {len(grads)} objective gradients for "
+                               f"{len(self.method_params)} parameters")
+        for param, g in zip(self.method_params, grads):
+            if g.shape != param.shape:
+                raise RuntimeError(f"method {self.loss_method.name!r} gave an objective gradient of shape "
+                                   f"{tuple(g.shape)} for a parameter of shape {tuple(param.shape)}")
+            param.grad = g if param.grad is None else param.grad + g
 
     def _check(self, losses: Tensor, epoch: int, step: int) -> None:
         first = self.first_losses
@@ -187,17 +202,12 @@ class Trainer:
         w = self.loss_method.weights(losses.detach())
         ones = self.loss_method.always_ones  # EW: no multiplications by 1 (bit-identical without them)
         eff: Tensor | None = w.detach()
-        if isinstance(self.path, LossOnly) and self.method_params:
-            # the model's weighted losses and the method's objective as one term: sum_t w_t L_t has the
-            # gradient w_t w.r.t. L_t and L_t w.r.t. w_t, what w.detach() * L and w * L.detach() give
-            # separately (the same products, bit for bit), with fewer operations and backward nodes
-            self.path.backward(fwd, w * losses, self.loss_method.regularizer())
-        elif isinstance(self.path, LossOnly):
-            self.path.backward(fwd, losses if ones else w.detach() * losses, None)
+        self._method_objective(w, losses)
+        if isinstance(self.path, LossOnly):
+            self.path.backward(losses, None if ones else w.detach())
         else:
             weighted = losses if ones else w.detach() * losses
-            extra = self._method_objective(w, losses)
-            jac = self.path.jacobian(fwd, None if ones else w, weighted, extra)
+            jac = self.path.jacobian(fwd, None if ones else w, weighted)
             self.path.apply(fwd, self._direction(jac, weighted, epoch, step))
             gw = self.grad_method.last_weights if self.grad_method is not None else None
             if gw is None:

@@ -24,7 +24,8 @@ so neither the trainer nor the config probes methods with ``getattr``:
   :meth:`Method.optimizer_params`), :meth:`Method.set_base_lr`, :meth:`Method.end_epoch`;
 * loss weightings: :attr:`LossWeighting.needs_meta` / :attr:`LossWeighting.meta_fraction` /
   :meth:`LossWeighting.meta_step` (bi-level methods), :attr:`LossWeighting.needs_after_step` /
-  :meth:`LossWeighting.after_step` (FAMO), :meth:`LossWeighting.regularizer`;
+  :meth:`LossWeighting.after_step` (FAMO), :meth:`LossWeighting.regularizer` /
+  :meth:`LossWeighting.objective_grads` (the own parameters' objective: UW, IMTL-L);
 * gradient methods: :attr:`GradientMethod.transforms_rep` / :meth:`GradientMethod.transform_rep`
   (RotoGrad), :meth:`GradientMethod.observe_rep` (GradDrop's activation sign).
 """
@@ -174,6 +175,12 @@ class LossWeighting(Method):
 
     def regularizer(self) -> Tensor | None:
         """Extra objective term for the method's own parameters (UW's ``sum s/2``), or None."""
+        return None
+
+    def objective_grads(self, losses: Tensor, w: Tensor) -> list[Tensor] | None:
+        """Hook: the gradients of the method's own objective ``sum_t w_t L_t + regularizer()`` w.r.t.
+        :meth:`optimizer_params`, in closed form, given the detached ``losses`` and ``w = weights(losses)``
+        (detached); None (the default): the trainer back-propagates the objective through ``w``'s graph."""
         return None
 
     def after_step(self, new_losses: Tensor) -> None:

@@ -28,3 +28,7 @@ class IMTLL(LearnedLogWeighting):
 
     def regularizer(self) -> Tensor:
         return -self.log_scale.sum()
+
+    def objective_grads(self, losses: Tensor, w: Tensor) -> list[Tensor]:
+        """``d/ds_t [exp(s_t) L_t - s_t] = w_t L_t - 1``: the floats autograd forms, tests/test_paths.py."""
+        return [w * losses - 1]

@@ -30,3 +30,8 @@ class UW(LearnedLogWeighting):
 
     def regularizer(self) -> Tensor:
         return 0.5 * self.log_var.sum()
+
+    def objective_grads(self, losses: Tensor, w: Tensor) -> list[Tensor]:
+        """``d/ds_t [L_t / (2 exp(s_t)) + s_t / 2] = 1/2 - w_t L_t``: the floats autograd forms
+        (``-(L_t / 2) exp(-s_t) + 1/2``; halving is exact), tests/test_paths.py."""
+        return [0.5 - w * losses]
