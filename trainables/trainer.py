@@ -118,7 +118,9 @@ class Trainer:
         self.task_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in shared_ids]
         self.pipeline = pipeline
         self.loss_method, self.grad_method = pipeline.loss, pipeline.grad
-        self.method_params = [p for m in pipeline.parts() for p in m.optimizer_params()]
+        #: the loss weighting's own parameters, trained by its objective (UW's log-variances); a gradient
+        #: method's own parameters, if any, are in the optimiser too but get their gradients from the method
+        self.method_params = self.loss_method.optimizer_params()
         self.jacobian = Jacobian(shared=True)  # a choice made in this process is kept for it
         self.parts = Parts(self.model, self.bench, self.tasks, self.shared, self.task_params,
                            self.grad_method, self.jacobian, grads_as_views=not cfg.grad_clip)
