@@ -6,10 +6,11 @@ determinism (and the global RNG left alone), checkpoint/restore continuing ident
 (loss weightings: mean weight per task at unit losses = ``unit_weight``, EW's 1, so that
 E[w] = EW's; gradient methods: identical task gradients give a positive multiple of the
 common gradient, Lin et al. 2022 Sec. 3), a loss weighting's closed-form gradients of its own
-objective (``objective_grads``) equal to autograd's through its weights, and a zero or duplicated task gradient (or loss)
-giving finite outputs or a loud error naming the method. Training checks (a few seconds):
-one epoch of a bundled benchmark in every declared space, the same seed giving the same
-rows, and a run restored from its epoch-1 checkpoint giving the same epoch 2.
+objective (``objective_grads``) equal to autograd's through its weights, and a zero or
+duplicated task gradient (or loss) giving finite outputs or a loud error naming the method.
+Training checks (a few seconds): one epoch of a bundled benchmark in every declared space, the
+same seed giving the same rows, and a run restored from its epoch-1 checkpoint giving the same
+epoch 2.
 
 Each check returns a :class:`Check`; an exception inside a check is its failure, reported
 with the exception (never hidden).
@@ -186,7 +187,8 @@ def check_objective_grads(name: str) -> str:
     assert len(closed) == len(params), f"objective_grads gave {len(closed)} gradients for {len(params)} parameters"
     for i, (a, b, p) in enumerate(zip(closed, want, params)):
         b = torch.zeros_like(p) if b is None else b
-        assert a.shape == p.shape, f"parameter {i}: closed-form gradient of shape {tuple(a.shape)}, expected {tuple(p.shape)}"
+        assert a.shape == p.shape, (f"parameter {i}: closed-form gradient of shape {tuple(a.shape)}, "
+                                    f"expected {tuple(p.shape)}")
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (
             f"parameter {i}: closed-form gradient {a.tolist()} differs from autograd's {b.tolist()}")
     return f"closed form equals autograd's on {len(params)} parameter(s) at random values"
