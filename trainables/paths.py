@@ -34,6 +34,8 @@ of summation (tests/test_paths.py). The paths separate getting the Jacobian from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -135,7 +137,7 @@ def _rep_rows_and_head_grads(p: Parts, weighted: list[Tensor], rep: Tensor) -> T
     for i in range(len(p.tasks)):
         gs = torch.autograd.grad(weighted[i], [rep] + heads[i], retain_graph=i < last, allow_unused=True)
         rows.append(gs[0] if gs[0] is not None else torch.zeros_like(rep))
-        _accumulate(heads[i], list(gs[1:]))
+        accumulate(heads[i], gs[1:])
     return torch.stack(rows)
 
 
@@ -158,7 +160,7 @@ def _weighted(task_losses: list[Tensor], w: Tensor | None) -> list[Tensor]:
     return losses if w is None else [w[i].detach() * l for i, l in enumerate(losses)]
 
 
-def _accumulate(params: list[nn.Parameter], grads: list[Tensor | None]) -> None:
+def accumulate(params: Sequence[nn.Parameter], grads: Sequence[Tensor | None]) -> None:
     """Add ``grads`` into the parameters' ``.grad`` (None: the parameter got no gradient)."""
     for param, g in zip(params, grads):
         if g is not None:
@@ -277,7 +279,7 @@ class ParamSpace(GradientPath):
         # task parameters' gradients at once (no second, weighted backward pass for the heads)
         per_row = self.p.jacobian.rows(losses, shared + self.p.task_params, keep_graph=False)
         n = len(shared)
-        _accumulate(self.p.task_params, [summed(per_row, n + j) for j in range(len(self.p.task_params))])
+        accumulate(self.p.task_params, [summed(per_row, n + j) for j in range(len(self.p.task_params))])
         return flat([r[:n] for r in per_row], shared)
 
     def _per_task_passes(self, losses: list[Tensor]) -> Tensor:
@@ -310,7 +312,7 @@ class ParamSpace(GradientPath):
         """Rows of shared-then-head gradients: the heads' into their ``.grad``, the shared ones as ``[T, P]``."""
         n, heads = len(self.p.shared), task_heads(self.p)
         for i, row in enumerate(per_row):
-            _accumulate(heads[i], row[n:])
+            accumulate(heads[i], row[n:])
         return flat([r[:n] for r in per_row], self.p.shared)
 
     def apply(self, fwd: Forward, direction: Tensor) -> None:

@@ -35,7 +35,7 @@ from .evaluation import evaluate, metric_rows
 from .jacobian import Jacobian
 from .meta import MetaSplit, meta_step
 from .optimizers import build_optimizer, build_scheduler
-from .paths import Forward, GradientPath, LossOnly, Parts, plain_forward, predict, select
+from .paths import Forward, GradientPath, LossOnly, Parts, accumulate, plain_forward, predict, select
 from .versions import versions
 
 class Diverged(RuntimeError):
@@ -161,7 +161,7 @@ class Trainer:
             if g.shape != param.shape:
                 raise RuntimeError(f"method {self.loss_method.name!r} gave an objective gradient of shape "
                                    f"{tuple(g.shape)} for a parameter of shape {tuple(param.shape)}")
-            param.grad = g if param.grad is None else param.grad + g
+        accumulate(self.method_params, grads)
 
     def _check(self, losses: Tensor, epoch: int, step: int) -> None:
         first = self.first_losses
