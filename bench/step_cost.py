@@ -96,10 +96,6 @@ class Timed:
         return out
 
 
-#: the reference's optimiser: "torch" (torch's default construction, what other libraries run) or "litmus" (the trainer's)
-REF_OPTIMIZER = "torch"
-
-
 class PerTaskBackward:
     """The reference step of a gradient method, written the way other libraries take it (LibMTL's
     ``_compute_grad`` with ``mode='backward'``): one ``loss_t.backward(retain_graph=True)`` per task
@@ -107,17 +103,17 @@ class PerTaskBackward:
     in rep space one backward per task from a detached copy of the representation, then
     ``rep.backward(direction)``. The heads keep the gradients of their own losses. ``method=None``:
     no method, the bare forward + T backward passes (the direction is the plain sum). Its optimiser is
-    the trainer's (``REF_OPTIMIZER = "litmus"``) or, by default, the same one as torch builds it by default
+    the trainer's (``ref_optimizer="litmus"``) or, by default, the same one as torch builds it by default
     (``"torch"``: ``torch.optim.Adam(params, lr)``, as LibMTL does; on CPU torch then loops over the
     parameters, where litmus takes the multi-tensor path: the same updates bit for bit)."""
 
-    def __init__(self, tr: Trainer, method: Any | None) -> None:
+    def __init__(self, tr: Trainer, method: Any | None, ref_optimizer: str = "torch") -> None:
         self.model = copy.deepcopy(tr.model)
         self.method = copy.deepcopy(method)
         self.bench, self.tasks, self.space = tr.bench, tr.tasks, tr.cfg.space or "param"
         self.shared = [p for p in self.model.shared_parameters() if p.requires_grad]
         self.opt = build_optimizer(tr.cfg, self.model, [])
-        if REF_OPTIMIZER == "torch":
+        if ref_optimizer == "torch":
             for g in self.opt.param_groups:
                 g["foreach"] = None  # torch's default choice
 
@@ -211,7 +207,7 @@ def ratio_interval(a: list[float], b: list[float], level: float = LEVEL) -> Inte
 
 def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, warmup: int = 5,
             force_paths: list[str] | None = None, clock: Any = time.perf_counter, target: float = 0.004,
-            max_rounds: int = 40, budget: float = 540.0) -> list[dict[str, Any]]:
+            max_rounds: int = 40, budget: float = 540.0, ref_optimizer: str = "torch") -> list[dict[str, Any]]:
     """Rows per method; at least ``repeats`` rounds of ``steps`` steps, then more rounds until every
     paired ratio's interval has a half-width (log scale) of at most ``target`` or ``max_rounds`` rounds;
     measuring (after warm-up) stops anyway, mid-round, after ``budget`` seconds."""
@@ -234,11 +230,11 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
         trainers[key] = tr
         if tr.grad_method is not None:
             if not tr.grad_method.transforms_rep and force is None:  # RotoGrad's rotations have no plain reference
-                refs[key] = PerTaskBackward(tr, tr.grad_method)
+                refs[key] = PerTaskBackward(tr, tr.grad_method, ref_optimizer)
             timers[key] = Timed(tr.grad_method, clock)
     if ("ew", None, None) not in trainers:
         raise SystemExit("step_cost: the method list must include ew (the reference of the ratios)")
-    bare = PerTaskBackward(trainers[("ew", None, None)], None)
+    bare = PerTaskBackward(trainers[("ew", None, None)], None, ref_optimizer)
     data = list(batches(splits.train, trainers[("ew", None, None)].cfg.batch_size, torch.Generator().manual_seed(0),
                         torch.device("cpu")))
     # each method's companions (its reference, its bare passes, its forced paths, its EW twin) step right
@@ -256,7 +252,7 @@ def measure(dataset: str, methods: list[str] | None, steps: int, repeats: int, w
             if (k[0], k[1], f) in trainers:
                 g[(k[0], k[1], f)] = trainers[(k[0], k[1], f)]
         if k[1] == "param":  # its own bare passes next to it: "x fwd+T bwd" paired as well
-            g[("bare", k)] = PerTaskBackward(tr, None)
+            g[("bare", k)] = PerTaskBackward(tr, None, ref_optimizer)
         if k[1] is None and k[0] != "ew":  # loss weightings: an EW trainer next to each, "x EW" paired
             g[("ew", k)] = Trainer(dataclasses.replace(trainers[("ew", None, None)].cfg), splits=splits)
         groups.append(g)
@@ -408,8 +404,6 @@ def main() -> None:
                          "design: bi-level lookahead, T models, FAMO's second forward; --skip alone keeps all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    global REF_OPTIMIZER
-    REF_OPTIMIZER = args.ref_optimizer
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     methods = [m for m in (args.methods or weighting.names()) if m not in args.skip]
     print(f"torch {torch.__version__}, {args.threads} thread(s), rounds of {args.steps} steps, at least {args.repeats}, "
@@ -418,7 +412,8 @@ def main() -> None:
     for ds in args.datasets:
         t0 = time.perf_counter()
         rows = measure(ds, methods, args.steps, args.repeats, force_paths=args.force_paths, clock=clock,
-                       target=args.target, max_rounds=args.max_rounds, budget=args.budget)
+                       target=args.target, max_rounds=args.max_rounds, budget=args.budget,
+                       ref_optimizer=args.ref_optimizer)
         print(f"\n## {ds} ({rows[-1]['steps']} paired steps in {rows[-1]['rounds']} rounds, "
               f"{time.perf_counter() - t0:.0f} s)\n\n"
               "Ratios: median of the paired per-step ratios [95% sign-test interval]; v: <= upper end at or "
