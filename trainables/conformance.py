@@ -169,9 +169,9 @@ def check_scale(name: str) -> str:
 def check_objective_grads(name: str) -> str:
     """A loss weighting's closed-form gradients of its own objective equal autograd's through its weights."""
     m = _build(name)
-    if not isinstance(m, LossWeighting) or not m.optimizer_params():
+    params = m.optimizer_params() if isinstance(m, LossWeighting) else []
+    if not params:
         return "no own parameters"
-    params = m.optimizer_params()
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         for p in params:
